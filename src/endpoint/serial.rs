@@ -1,0 +1,286 @@
+//! Serial ports: settings, opening, the read and write halves, and `--list`.
+//!
+//! Two traps in serialport shape this file. Its reads fail with `TimedOut` when no
+//! data arrives within the port's timeout, so the read half uses a long timeout and
+//! treats `TimedOut` as "no data yet": an idle bridge wakes about once a minute. And
+//! a port whose other side hangs up (a pty master closing) reports `BrokenPipe`, not
+//! EOF; the read half turns that into EOF, the bridge's one signal for "closed". The
+//! write half gets a short timeout instead, so a port that stops accepting data is
+//! noticed and logged; the bridge keeps trying. Nothing here calls `flush`, which
+//! waits for the bytes to leave the wire.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serialport::{DataBits, FlowControl, Parity, SerialPort, SerialPortType, StopBits};
+
+/// How long a read waits before it reports "no data" and waits again. Long, so an
+/// idle bridge stays asleep; the bridge never needs a reader to wake up.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a write may stall before the writer logs that the port is not accepting
+/// data. It then keeps trying; a slow port holds back its own direction only.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A serial port path and its line settings, from `PATH[,key=value]...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The device path, as given.
+    pub path: String,
+    /// Baud rate; `None` until the `--baud` default is applied.
+    pub baud: Option<u32>,
+    /// Bits per character.
+    pub data: DataBits,
+    /// Parity.
+    pub parity: Parity,
+    /// Stop bits.
+    pub stop: StopBits,
+    /// Flow control.
+    pub flow: FlowControl,
+}
+
+impl Settings {
+    /// A port at `path` with 8N1, no flow control and no baud rate yet.
+    pub fn new(path: &str) -> Settings {
+        Settings {
+            path: path.to_string(),
+            baud: None,
+            data: DataBits::Eight,
+            parity: Parity::None,
+            stop: StopBits::One,
+            flow: FlowControl::None,
+        }
+    }
+}
+
+/// The settings a port spec may carry, for messages.
+const KEYS: &str = "baud, data, parity, stop, flow";
+
+impl FromStr for Settings {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Settings, String> {
+        let mut parts = text.split(',');
+        let path = parts.next().unwrap_or_default();
+        if path.is_empty() {
+            return Err(format!("{text}: missing port path before the settings"));
+        }
+        let mut settings = Settings::new(path);
+        let mut seen = Vec::new();
+        for token in parts {
+            let bad = |why: &str| format!("{path}: bad setting '{token}': {why}");
+            let Some((key, value)) = token.split_once('=') else {
+                return Err(bad(&format!("expected key=value, one of {KEYS}")));
+            };
+            if seen.contains(&key) {
+                return Err(bad("given twice"));
+            }
+            seen.push(key);
+            match key {
+                "baud" => match value.parse::<u32>() {
+                    Ok(baud) if baud > 0 => settings.baud = Some(baud),
+                    _ => return Err(bad("baud must be a whole number, e.g. baud=115200")),
+                },
+                "data" => {
+                    settings.data = match value {
+                        "5" => DataBits::Five,
+                        "6" => DataBits::Six,
+                        "7" => DataBits::Seven,
+                        "8" => DataBits::Eight,
+                        _ => return Err(bad("data bits must be 5, 6, 7 or 8")),
+                    }
+                }
+                "parity" => {
+                    settings.parity = match value {
+                        "none" => Parity::None,
+                        "odd" => Parity::Odd,
+                        "even" => Parity::Even,
+                        _ => return Err(bad("parity must be none, odd or even")),
+                    }
+                }
+                "stop" => {
+                    settings.stop = match value {
+                        "1" => StopBits::One,
+                        "2" => StopBits::Two,
+                        _ => return Err(bad("stop bits must be 1 or 2")),
+                    }
+                }
+                "flow" => {
+                    settings.flow = match value {
+                        "none" => FlowControl::None,
+                        "software" => FlowControl::Software,
+                        "hardware" => FlowControl::Hardware,
+                        _ => return Err(bad("flow must be none, software or hardware")),
+                    }
+                }
+                _ => return Err(bad(&format!("unknown setting; known ones are {KEYS}"))),
+            }
+        }
+        Ok(settings)
+    }
+}
+
+impl fmt::Display for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path)
+    }
+}
+
+/// Opens the port with `settings`; returns its read and write halves.
+pub fn open(settings: &Settings) -> io::Result<(Box<dyn Read + Send>, Box<dyn Write + Send>)> {
+    let baud = settings.baud.unwrap_or(crate::cli::DEFAULT_BAUD);
+    let port = serialport::new(&settings.path, baud)
+        .data_bits(settings.data)
+        .parity(settings.parity)
+        .stop_bits(settings.stop)
+        .flow_control(settings.flow)
+        .timeout(READ_TIMEOUT)
+        .open()
+        .map_err(io_error)?;
+    let mut writer = port.try_clone().map_err(io_error)?;
+    writer.set_timeout(WRITE_TIMEOUT).map_err(io_error)?;
+    Ok((Box::new(Reader(port)), Box::new(writer)))
+}
+
+/// Converts serialport's error, keeping what the hints need: `NoDevice` is what it
+/// reports for a port another program holds (EBUSY, a held lock, Windows' access
+/// denied), so it becomes `ResourceBusy`.
+fn io_error(error: serialport::Error) -> io::Error {
+    match error.kind {
+        serialport::ErrorKind::NoDevice => {
+            io::Error::new(io::ErrorKind::ResourceBusy, error.description)
+        }
+        serialport::ErrorKind::Unknown if error.description.contains("Inappropriate ioctl") => {
+            io::Error::other("not a serial port or terminal")
+        }
+        _ => io::Error::from(error),
+    }
+}
+
+/// The read half: waits as long as it takes, and reports a hang-up as EOF.
+struct Reader(Box<dyn SerialPort>);
+
+impl Read for Reader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(0),
+                other => return other,
+            }
+        }
+    }
+}
+
+/// One line per serial port present, with what USB tells about it.
+pub fn list() -> io::Result<Vec<String>> {
+    let mut ports = serialport::available_ports().map_err(io_error)?;
+    ports.sort_by(|a, b| a.port_name.cmp(&b.port_name));
+    Ok(ports
+        .into_iter()
+        .map(|port| {
+            let kind = match port.port_type {
+                SerialPortType::UsbPort(usb) => {
+                    let mut text = format!("usb {:04x}:{:04x}", usb.vid, usb.pid);
+                    for (label, value) in [
+                        ("serial", usb.serial_number),
+                        ("manufacturer", usb.manufacturer),
+                        ("product", usb.product),
+                    ] {
+                        if let Some(value) = value {
+                            text += &format!(" {label}=\"{value}\"");
+                        }
+                    }
+                    text
+                }
+                SerialPortType::PciPort => "pci".to_string(),
+                SerialPortType::BluetoothPort => "bluetooth".to_string(),
+                SerialPortType::Unknown => "other".to_string(),
+            };
+            format!("{}\t{kind}", port.port_name)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_path_is_8n1_without_baud() {
+        let s: Settings = "/dev/ttyACM0".parse().unwrap();
+        assert_eq!(s, Settings::new("/dev/ttyACM0"));
+        assert_eq!(s.baud, None);
+    }
+
+    #[test]
+    fn every_setting_parses() {
+        let s: Settings = "/dev/ttyUSB0,baud=115200,data=7,parity=even,stop=2,flow=hardware"
+            .parse()
+            .unwrap();
+        assert_eq!(s.path, "/dev/ttyUSB0");
+        assert_eq!(s.baud, Some(115200));
+        assert_eq!(s.data, DataBits::Seven);
+        assert_eq!(s.parity, Parity::Even);
+        assert_eq!(s.stop, StopBits::Two);
+        assert_eq!(s.flow, FlowControl::Hardware);
+        let s: Settings = "COM3,data=5,parity=odd,stop=1,flow=software"
+            .parse()
+            .unwrap();
+        assert_eq!(s.path, "COM3");
+        assert_eq!(s.data, DataBits::Five);
+        assert_eq!(s.parity, Parity::Odd);
+        assert_eq!(s.flow, FlowControl::Software);
+        let s: Settings = "x,data=6,parity=none,flow=none".parse().unwrap();
+        assert_eq!(s.data, DataBits::Six);
+        assert_eq!(s.parity, Parity::None);
+        assert_eq!(s.flow, FlowControl::None);
+    }
+
+    #[test]
+    fn bad_settings_quote_the_token() {
+        for (text, token, why) in [
+            ("/dev/x,baud=fast", "'baud=fast'", "whole number"),
+            ("/dev/x,baud=0", "'baud=0'", "whole number"),
+            ("/dev/x,data=9", "'data=9'", "5, 6, 7 or 8"),
+            ("/dev/x,parity=mark", "'parity=mark'", "none, odd or even"),
+            ("/dev/x,stop=3", "'stop=3'", "1 or 2"),
+            (
+                "/dev/x,flow=rts",
+                "'flow=rts'",
+                "none, software or hardware",
+            ),
+            ("/dev/x,speed=9600", "'speed=9600'", "unknown setting"),
+            ("/dev/x,115200", "'115200'", "key=value"),
+            ("/dev/x,baud=1,baud=2", "'baud=2'", "given twice"),
+            ("/dev/x,", "''", "key=value"),
+        ] {
+            let error = text.parse::<Settings>().unwrap_err();
+            assert!(error.starts_with("/dev/x: bad setting "), "{error}");
+            assert!(error.contains(token), "{error}");
+            assert!(error.contains(why), "{error}");
+        }
+        assert!(
+            ",baud=9600"
+                .parse::<Settings>()
+                .unwrap_err()
+                .contains("missing port path")
+        );
+    }
+
+    #[test]
+    fn busy_becomes_resource_busy() {
+        let e = io_error(serialport::Error::new(
+            serialport::ErrorKind::NoDevice,
+            "busy",
+        ));
+        assert_eq!(e.kind(), io::ErrorKind::ResourceBusy);
+        let e = io_error(serialport::Error::new(
+            serialport::ErrorKind::Io(io::ErrorKind::NotFound),
+            "No such file or directory",
+        ));
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+}

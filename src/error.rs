@@ -1,0 +1,165 @@
+//! The one error type, its messages and its exit codes.
+//!
+//! Every variant names what failed (a port, an option) and how; `Display` is the one
+//! line main prints after `serial-bridge: `, with a hint where we know one. The exit
+//! code belongs to the error, so main stays a switchboard.
+
+use std::fmt;
+use std::io;
+use std::process::ExitCode;
+
+/// Everything that can stop serial-bridge.
+#[derive(Debug)]
+pub enum Error {
+    /// The command line is wrong; the message says what to type instead.
+    Usage(String),
+    /// An endpoint could not be opened at start.
+    Open {
+        /// The endpoint as the user named it.
+        endpoint: String,
+        /// Why; its kind picks the hint.
+        source: io::Error,
+    },
+    /// Reading from a running endpoint failed.
+    Read {
+        /// The endpoint as the user named it.
+        endpoint: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// Writing to a running endpoint failed.
+    Write {
+        /// The endpoint as the user named it.
+        endpoint: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// A running endpoint closed or hung up.
+    Closed {
+        /// The endpoint as the user named it.
+        endpoint: String,
+    },
+    /// Something other than an endpoint failed: listing ports, the log file, signals.
+    Setup {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+}
+
+/// Exit codes; the README lists them.
+pub mod exit {
+    /// Stopped by a signal (Ctrl-C, SIGTERM, SIGHUP), or a command like `--list` done.
+    pub const OK: u8 = 0;
+    /// An endpoint failed or closed while the bridge ran.
+    pub const FAILED: u8 = 1;
+    /// Bad arguments.
+    pub const USAGE: u8 = 2;
+    /// An endpoint could not be opened at start.
+    pub const OPEN: u8 = 3;
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::Open { .. } => exit::OPEN,
+            Error::Read { .. } | Error::Write { .. } | Error::Closed { .. } => exit::FAILED,
+            Error::Setup { .. } => exit::FAILED,
+        })
+    }
+}
+
+/// A short reason for an I/O error, lowercase, with a hint where one helps.
+fn describe(source: &io::Error) -> String {
+    match source.kind() {
+        io::ErrorKind::NotFound => {
+            "no such port (run `serial-bridge --list` to see the ports present)".into()
+        }
+        io::ErrorKind::PermissionDenied => "permission denied (add your user to the group \
+             that owns the port, usually dialout, or uucp on Arch and macOS, then log in again)"
+            .into(),
+        io::ErrorKind::ResourceBusy => "port is busy (another program has it open: a serial \
+             monitor, ModemManager or another bridge)"
+            .into(),
+        _ => lowercase_first(&source.to_string()),
+    }
+}
+
+/// System messages start with a capital ("Input/output error"); ours are lowercase.
+fn lowercase_first(message: &str) -> String {
+    let mut chars = message.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if first.is_ascii_uppercase() && !second.is_uppercase() => {
+            first.to_ascii_lowercase().to_string() + &message[1..]
+        }
+        _ => message.to_string(),
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(message) => write!(f, "{message}"),
+            Error::Open { endpoint, source } => {
+                write!(f, "{endpoint}: cannot open: {}", describe(source))
+            }
+            Error::Read { endpoint, source } => {
+                let why = describe(source);
+                write!(f, "{endpoint}: read failed: {why}")?;
+                if why.contains("input/output error") {
+                    write!(f, " (was the device unplugged?)")?;
+                }
+                Ok(())
+            }
+            Error::Write { endpoint, source } => {
+                write!(f, "{endpoint}: write failed: {}", describe(source))
+            }
+            Error::Closed { endpoint } => write!(f, "{endpoint}: port closed (hang-up)"),
+            Error::Setup { what, source } => write!(f, "{what}: {}", describe(source)),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Usage(_) | Error::Closed { .. } => None,
+            Error::Open { source, .. }
+            | Error::Read { source, .. }
+            | Error::Write { source, .. }
+            | Error::Setup { source, .. } => Some(source),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_errors_carry_hints() {
+        let e = Error::Open {
+            endpoint: "/dev/ttyACM9".into(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        };
+        assert!(
+            e.to_string()
+                .starts_with("/dev/ttyACM9: cannot open: no such port")
+        );
+        assert!(e.to_string().contains("--list"));
+        let e = Error::Open {
+            endpoint: "COM3".into(),
+            source: io::Error::from(io::ErrorKind::ResourceBusy),
+        };
+        assert!(e.to_string().contains("busy"));
+    }
+
+    #[test]
+    fn system_messages_are_lowercased() {
+        assert_eq!(lowercase_first("Input/output error"), "input/output error");
+        assert_eq!(lowercase_first("EIO"), "EIO");
+    }
+}

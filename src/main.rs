@@ -1,0 +1,54 @@
+//! The serial-bridge binary: a switchboard from the command line to `bridge::run`.
+
+use std::process::ExitCode;
+
+use serial_bridge::cli::{self, Command};
+use serial_bridge::endpoint::serial;
+use serial_bridge::{bridge, error::Error};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("serial-bridge: {error}");
+            error.exit_code()
+        }
+    }
+}
+
+fn run() -> Result<(), Error> {
+    let args: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect();
+    let args = args.map_err(|arg| Error::Usage(format!("{arg:?}: not valid UTF-8")))?;
+    match cli::parse(&args)? {
+        Command::Help(text) => print!("{text}"),
+        Command::Version => println!("serial-bridge {}", env!("CARGO_PKG_VERSION")),
+        Command::List => {
+            let setup = |source| Error::Setup {
+                what: "cannot list ports".into(),
+                source,
+            };
+            let ports = serial::list().map_err(setup)?;
+            ports.iter().for_each(|port| println!("{port}"));
+            if ports.is_empty() {
+                eprintln!("serial-bridge: no serial ports found");
+            }
+        }
+        Command::Bridge(config) => {
+            config.log.install()?;
+            let (stop_tx, stop) = crossbeam_channel::bounded(1);
+            // Ctrl-C, SIGTERM and SIGHUP (the `termination` feature) only ask to stop.
+            ctrlc::set_handler(move || {
+                let _ = stop_tx.try_send(());
+            })
+            .map_err(|e| Error::Setup {
+                what: "cannot handle signals".into(),
+                source: std::io::Error::other(e),
+            })?;
+            bridge::run(&config, stop)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! `bridge::bridge` in-process over Unix socket pairs: fast, exact checks of the
+//! dispatcher (ordering, shutdown, closes, backpressure) without a pty or a binary.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, bounded};
+use serial_bridge::bridge::{self, Options, Traffic};
+use serial_bridge::endpoint::Endpoint;
+use serial_bridge::error::Error;
+use serial_bridge::framing::Framing;
+
+use crate::util::{PATIENCE, lines, read_exactly};
+
+/// A socket pair: the bridge gets one end as an endpoint, the test plays the device.
+fn endpoint(name: &str) -> (Endpoint, UnixStream) {
+    let (ours, theirs) = UnixStream::pair().expect("socket pair");
+    ours.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let endpoint = Endpoint {
+        name: name.to_string(),
+        reader: Box::new(theirs.try_clone().unwrap()),
+        writer: Box::new(theirs),
+    };
+    (endpoint, ours)
+}
+
+type Running = (
+    UnixStream,
+    UnixStream,
+    Sender<()>,
+    JoinHandle<Result<[Traffic; 2], Error>>,
+);
+
+fn start(options: Options) -> Running {
+    let ((ea, a), (eb, b)) = (endpoint("A"), endpoint("B"));
+    let (stop_tx, stop) = bounded(1);
+    let handle = thread::spawn(move || bridge::bridge(ea, eb, &options, stop));
+    (a, b, stop_tx, handle)
+}
+
+#[test]
+fn lines_cross_both_ways_and_are_counted() {
+    let (mut a, mut b, stop, handle) = start(Options::default());
+    a.write_all(b"hello\nworld\n").unwrap();
+    b.write_all(b"\x00\xff\r\n").unwrap();
+    assert_eq!(read_exactly(&mut b, 12, PATIENCE), b"hello\nworld\n");
+    assert_eq!(read_exactly(&mut a, 4, PATIENCE), b"\x00\xff\r\n");
+    stop.send(()).unwrap();
+    let traffic = handle.join().unwrap().unwrap();
+    assert_eq!(
+        traffic[0],
+        Traffic {
+            pieces: 2,
+            bytes: 12
+        }
+    );
+    assert_eq!(
+        traffic[1],
+        Traffic {
+            pieces: 1,
+            bytes: 4
+        }
+    );
+}
+
+#[test]
+fn stop_forwards_partial_lines_after_their_whole_ones() {
+    let (mut a, mut b, stop, handle) = start(Options::default());
+    a.write_all(b"one\ntw").unwrap();
+    b.write_all(b"x\ny").unwrap();
+    assert_eq!(read_exactly(&mut b, 4, PATIENCE), b"one\n");
+    assert_eq!(read_exactly(&mut a, 2, PATIENCE), b"x\n");
+    stop.send(()).unwrap();
+    assert_eq!(read_exactly(&mut b, 2, PATIENCE), b"tw");
+    assert_eq!(read_exactly(&mut a, 1, PATIENCE), b"y");
+    let traffic = handle.join().unwrap().unwrap();
+    assert_eq!(
+        traffic[0],
+        Traffic {
+            pieces: 2,
+            bytes: 6
+        }
+    );
+}
+
+#[test]
+fn a_dropped_stop_sender_stops_too() {
+    let (_a, _b, stop, handle) = start(Options::default());
+    drop(stop);
+    assert!(handle.join().unwrap().is_ok());
+}
+
+#[test]
+fn a_close_fails_naming_the_endpoint_after_forwarding_what_it_sent() {
+    let (a, mut b, _stop, handle) = start(Options::default());
+    (&a).write_all(b"last words\nunfinished").unwrap();
+    drop(a);
+    assert_eq!(
+        read_exactly(&mut b, 21, PATIENCE),
+        b"last words\nunfinished"
+    );
+    match handle.join().unwrap() {
+        Err(Error::Closed { endpoint }) => assert_eq!(endpoint, "A"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn flush_after_forwards_a_partial_line_after_silence() {
+    let options = Options {
+        flush_after: Some(Duration::from_millis(50)),
+        ..Options::default()
+    };
+    let (mut a, mut b, _stop, _handle) = start(options);
+    a.write_all(b"> ").unwrap();
+    assert_eq!(read_exactly(&mut b, 2, PATIENCE), b"> ");
+    a.write_all(b"ok\nnext> ").unwrap();
+    assert_eq!(read_exactly(&mut b, 9, PATIENCE), b"ok\nnext> ");
+}
+
+#[test]
+fn a_flood_one_way_does_not_hold_up_the_other() {
+    let (a, mut b, stop, handle) = start(Options::default());
+    // Nobody reads B, so A -> B backs up into the bridge and then into A.
+    let mut flood = a.try_clone().unwrap();
+    flood
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let flooder = thread::spawn(move || {
+        let data = lines(b'F', 200_000);
+        let _ = flood.write_all(&data);
+    });
+    thread::sleep(Duration::from_millis(200));
+    let mut a = a;
+    for i in 0..50 {
+        let line = format!("reply {i}\n");
+        b.write_all(line.as_bytes()).unwrap();
+        let got = read_exactly(&mut a, line.len(), Duration::from_secs(2));
+        assert_eq!(got, line.as_bytes());
+    }
+    // Now drain B: every flooded byte arrives, in order.
+    let data = lines(b'F', 200_000);
+    let mut got = vec![0; data.len()];
+    b.set_read_timeout(Some(PATIENCE)).unwrap();
+    b.read_exact(&mut got).unwrap();
+    assert!(got == data, "flood arrived changed");
+    flooder.join().unwrap();
+    stop.send(()).unwrap();
+    handle.join().unwrap().unwrap();
+}
+
+#[test]
+fn raw_mode_forwards_each_read() {
+    let options = Options {
+        framing: Framing::Raw,
+        ..Options::default()
+    };
+    let (mut a, mut b, _stop, _handle) = start(options);
+    a.write_all(b"\x01\x02\n\x03").unwrap();
+    assert_eq!(read_exactly(&mut b, 4, PATIENCE), b"\x01\x02\n\x03");
+}

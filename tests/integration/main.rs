@@ -1,0 +1,8 @@
+//! Integration tests, built as one binary: `inproc` drives `bridge::bridge` over
+//! socket pairs; `pty` runs the real binary between pseudo-terminal pairs; `cli` checks
+//! the command line's messages and exit codes.
+
+mod cli;
+mod inproc;
+mod pty;
+mod util;

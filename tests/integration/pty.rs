@@ -1,0 +1,202 @@
+//! The real binary between two pty pairs: data, framing, signals and hang-ups.
+
+use std::thread;
+use std::time::Duration;
+
+use crate::util::{Bridge, PATIENCE, Pty, lines, read_exactly, read_for, write_all};
+
+/// Starts a bridge between two fresh ptys with `extra` options.
+fn setup(extra: &[&str]) -> (Pty, Pty, Bridge) {
+    let (a, b) = (Pty::new(), Pty::new());
+    let mut args: Vec<&str> = extra.to_vec();
+    args.extend([a.path.as_str(), b.path.as_str()]);
+    let bridge = Bridge::start(&args);
+    (a, b, bridge)
+}
+
+/// Sends `data` into A and expects exactly `expect` out of B.
+fn a_to_b(a: &mut Pty, b: &mut Pty, data: &[u8], expect: &[u8]) {
+    write_all(&mut a.master, data);
+    let got = read_exactly(&mut b.master, expect.len(), PATIENCE);
+    assert_eq!(got, expect);
+}
+
+#[test]
+fn both_directions_at_once_100k_lines_each_way() {
+    let (a, b, bridge) = setup(&[]);
+    let (to_b, to_a) = (lines(b'A', 100_000), lines(b'B', 100_000));
+    let writers = [
+        (a.master_clone(), to_b.clone()),
+        (b.master_clone(), to_a.clone()),
+    ]
+    .map(|(mut port, data)| thread::spawn(move || write_all(&mut port, &data)));
+    let (mut ra, mut rb) = (a.master_clone(), b.master_clone());
+    let n = to_a.len();
+    let reader = thread::spawn(move || read_exactly(&mut ra, n, PATIENCE));
+    let got_b = read_exactly(&mut rb, to_b.len(), PATIENCE);
+    let got_a = reader.join().unwrap();
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(got_b == to_b, "A -> B differs");
+    assert!(got_a == to_a, "B -> A differs");
+    bridge.signal("INT");
+    let (status, stderr) = bridge.wait(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let summary = format!(
+        "{} -> {}: 100000 lines, {} bytes",
+        a.path,
+        b.path,
+        to_b.len()
+    );
+    assert!(stderr.contains(&summary), "{stderr}");
+}
+
+#[test]
+fn awkward_lines_arrive_byte_exact() {
+    let (mut a, mut b, _bridge) = setup(&["--max-line", "300"]);
+    let every: Vec<u8> = (0..=255u8).filter(|&x| x != b'\n').chain([b'\n']).collect();
+    a_to_b(&mut a, &mut b, &every, &every);
+    a_to_b(&mut a, &mut b, b"\n\n\n", b"\n\n\n");
+    a_to_b(&mut a, &mut b, b"crlf\r\n", b"crlf\r\n");
+    // A line one byte per write, checked only once whole.
+    for &byte in b"slowly\n".iter() {
+        write_all(&mut a.master, &[byte]);
+        a.wait_drained();
+    }
+    assert_eq!(read_exactly(&mut b.master, 7, PATIENCE), b"slowly\n");
+    // Nothing but complete lines crosses.
+    write_all(&mut b.master, b"no newline yet");
+    assert!(read_for(&mut a.master, Duration::from_millis(300)).is_empty());
+    write_all(&mut b.master, b"!\n");
+    assert_eq!(
+        read_exactly(&mut a.master, 16, PATIENCE),
+        b"no newline yet!\n"
+    );
+}
+
+#[test]
+fn multi_byte_delimiter_split_across_writes() {
+    let (mut a, mut b, _bridge) = setup(&["--delimiter", "\\r\\n"]);
+    write_all(&mut a.master, b"one\r");
+    a.wait_drained();
+    write_all(&mut a.master, b"\n");
+    assert_eq!(read_exactly(&mut b.master, 5, PATIENCE), b"one\r\n");
+    // A lone \n is an ordinary byte.
+    a_to_b(&mut a, &mut b, b"a\nb\r\n", b"a\nb\r\n");
+}
+
+#[test]
+fn max_line_and_one_more() {
+    let (mut a, mut b, _bridge) = setup(&["--max-line", "16"]);
+    let exact = [&[b'x'; 16][..], b"\n"].concat();
+    a_to_b(&mut a, &mut b, &exact, &exact);
+    let longer = [&[b'y'; 17][..], b"\n"].concat();
+    a_to_b(&mut a, &mut b, &longer, &longer);
+}
+
+#[test]
+fn a_megabyte_without_delimiter_arrives_in_max_line_pieces() {
+    let (mut a, mut b, bridge) = setup(&["-v", "--max-line", "4096"]);
+    let data: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8 | 0x80).collect();
+    let mut writer = a.master_clone();
+    let sent = data.clone();
+    let w = thread::spawn(move || write_all(&mut writer, &sent));
+    // All but the last piece cross at once; the last waits to see what follows it.
+    let got = read_exactly(&mut b.master, data.len() - 4096, PATIENCE);
+    w.join().unwrap();
+    write_all(&mut a.master, b"\n");
+    let tail = read_exactly(&mut b.master, 4097, PATIENCE);
+    assert_eq!([got, tail].concat(), [&data[..], b"\n"].concat());
+    bridge.signal("TERM");
+    let (status, stderr) = bridge.wait(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(stderr.matches(" 4096 bytes \"").count(), 255, "{stderr}");
+    assert_eq!(stderr.matches("longer than --max-line").count(), 1);
+    assert!(stderr.contains("(255 over-long lines forwarded in pieces)"));
+    drop(a);
+}
+
+#[test]
+fn raw_carries_any_bytes_unchanged() {
+    let (mut a, mut b, _bridge) = setup(&["--raw"]);
+    let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    a_to_b(&mut a, &mut b, &data, &data);
+    write_all(&mut b.master, b"no newline \n\n\x00");
+    assert_eq!(
+        read_exactly(&mut a.master, 14, PATIENCE),
+        b"no newline \n\n\x00"
+    );
+}
+
+#[test]
+fn flush_after_forwards_a_prompt() {
+    let (mut a, mut b, _bridge) = setup(&["--flush-after", "100"]);
+    a_to_b(&mut a, &mut b, b"Enter value: ", b"Enter value: ");
+    a_to_b(&mut a, &mut b, b"42\n", b"42\n");
+}
+
+#[test]
+fn sigint_forwards_the_partial_line_and_prints_a_summary() {
+    let (mut a, mut b, bridge) = setup(&[]);
+    // One write, so the bridge reads the partial line with the whole one.
+    write_all(&mut a.master, b"whole\npartial");
+    assert_eq!(read_exactly(&mut b.master, 6, PATIENCE), b"whole\n");
+    a.wait_drained();
+    bridge.signal("INT");
+    assert_eq!(
+        read_exactly(&mut b.master, 7, Duration::from_secs(3)),
+        b"partial"
+    );
+    let (status, stderr) = bridge.wait(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("{} -> {}: 2 lines, 13 bytes", a.path, b.path)));
+    assert!(stderr.contains(&format!("{} -> {}: 0 lines, 0 bytes", b.path, a.path)));
+}
+
+#[test]
+fn sighup_and_sigterm_stop_cleanly() {
+    for signal in ["HUP", "TERM"] {
+        let (_a, _b, bridge) = setup(&[]);
+        bridge.signal(signal);
+        let (status, stderr) = bridge.wait(Duration::from_secs(3));
+        assert_eq!(status.code(), Some(0), "{signal}: {stderr}");
+    }
+}
+
+#[test]
+fn hang_up_exits_1_naming_the_port() {
+    let (a, b, bridge) = setup(&[]);
+    let path = b.path.clone();
+    drop(b);
+    let (status, stderr) = bridge.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("serial-bridge: {path}: port closed")),
+        "{stderr}"
+    );
+    drop(a);
+}
+
+#[test]
+fn a_slow_side_does_not_stall_the_other_direction() {
+    let (a, mut b, _bridge) = setup(&[]);
+    // Flood A -> B while nobody reads B: B's pty fills and its writer stalls.
+    let mut flood = a.master_clone();
+    let data = lines(b'F', 50_000);
+    let w = thread::spawn(move || {
+        let _ = std::panic::catch_unwind(move || write_all(&mut flood, &data));
+    });
+    thread::sleep(Duration::from_millis(300));
+    let mut ra = a.master_clone();
+    for i in 0..20 {
+        let line = format!("reply {i}\n");
+        write_all(&mut b.master, line.as_bytes());
+        // B -> A keeps flowing, promptly, while A -> B is blocked.
+        assert_eq!(
+            read_exactly(&mut ra, line.len(), Duration::from_secs(2)),
+            line.as_bytes()
+        );
+    }
+    drop(w);
+}
