@@ -77,13 +77,18 @@ impl Pty {
     }
 }
 
+/// A timeout: ptys report `TimedOut`, sockets `WouldBlock`.
+fn waiting(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)
+}
+
 /// Writes all of `data`, waiting while the other side is full.
 pub fn write_all(port: &mut dyn Write, mut data: &[u8]) {
     let deadline = Instant::now() + PATIENCE;
     while !data.is_empty() {
         match port.write(data) {
             Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) if waiting(&e) => {}
             Err(e) => panic!("write: {e}"),
         }
         assert!(Instant::now() < deadline, "write stalled");
@@ -99,7 +104,7 @@ pub fn read_exactly(port: &mut dyn Read, n: usize, patience: Duration) -> Vec<u8
         match port.read(&mut out[got..]) {
             Ok(0) => panic!("EOF after {got} of {n} bytes"),
             Ok(k) => got += k,
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) if waiting(&e) => {}
             Err(e) => panic!("read after {got} of {n} bytes: {e}"),
         }
         if got < n && Instant::now() >= deadline {
@@ -118,7 +123,7 @@ pub fn read_for(port: &mut dyn Read, wait: Duration) -> Vec<u8> {
     while Instant::now() < deadline {
         match port.read(&mut buf) {
             Ok(k) => out.extend_from_slice(&buf[..k]),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) if waiting(&e) => {}
             Err(e) => panic!("read: {e}"),
         }
     }
