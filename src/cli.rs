@@ -4,6 +4,7 @@
 //! Every check on the arguments lives here, and every message tells the user what to
 //! type instead. Field doc comments on [`Args`] are the `--help` text.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -121,7 +122,12 @@ pub struct LogConfig {
 }
 
 /// Parses the command line (without the program name).
-pub fn parse(args: &[String]) -> Result<Command, Error> {
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error> {
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|arg| arg.into_string())
+        .collect::<Result<_, _>>()
+        .map_err(|arg| Error::Usage(format!("{arg:?}: not valid UTF-8")))?;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match Args::from_args(&["serial-bridge"], &args) {
         Ok(args) => args.into_command(),
@@ -324,7 +330,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Command, Error> {
-        super::parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        super::parse(args.iter().map(OsString::from))
     }
 
     fn config(args: &[&str]) -> Config {

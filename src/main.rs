@@ -17,20 +17,11 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Error> {
-    let args: Result<Vec<String>, _> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.into_string())
-        .collect();
-    let args = args.map_err(|arg| Error::Usage(format!("{arg:?}: not valid UTF-8")))?;
-    match cli::parse(&args)? {
+    match cli::parse(std::env::args_os().skip(1))? {
         Command::Help(text) => print!("{text}"),
         Command::Version => println!("serial-bridge {}", env!("CARGO_PKG_VERSION")),
         Command::List => {
-            let setup = |source| Error::Setup {
-                what: "cannot list ports".into(),
-                source,
-            };
-            let ports = serial::list().map_err(setup)?;
+            let ports = serial::list()?;
             ports.iter().for_each(|port| println!("{port}"));
             if ports.is_empty() {
                 eprintln!("serial-bridge: no serial ports found");

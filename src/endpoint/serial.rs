@@ -175,8 +175,11 @@ impl Read for Reader {
 }
 
 /// One line per serial port present, with what USB tells about it.
-pub fn list() -> io::Result<Vec<String>> {
-    let mut ports = serialport::available_ports().map_err(io_error)?;
+pub fn list() -> Result<Vec<String>, crate::error::Error> {
+    let mut ports = serialport::available_ports().map_err(|e| crate::error::Error::Setup {
+        what: "cannot list ports".into(),
+        source: io_error(e),
+    })?;
     ports.sort_by(|a, b| a.port_name.cmp(&b.port_name));
     Ok(ports
         .into_iter()

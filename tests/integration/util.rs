@@ -79,7 +79,10 @@ impl Pty {
 
 /// A timeout: ptys report `TimedOut`, sockets `WouldBlock`.
 fn waiting(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
 }
 
 /// Writes all of `data`, waiting while the other side is full.
