@@ -2,6 +2,7 @@
 //! socket pairs; `pty` runs the real binary between pseudo-terminal pairs; `cli` checks
 //! the command line's messages and exit codes.
 
+mod bench;
 mod cli;
 mod inproc;
 mod pty;

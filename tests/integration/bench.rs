@@ -1,0 +1,66 @@
+//! A tiny run of scripts/bench, so the harness and its references cannot rot.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Whether an optional reference can run here. Under CI (`CI` set) every reference
+/// must be present: .ci/run installs them.
+fn available(what: &str, check: &mut Command) -> bool {
+    let ok = check.output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{what} is missing under CI"
+        );
+        eprintln!("skipping the {what} reference: not installed");
+    }
+    ok
+}
+
+#[test]
+fn bench_smoke_runs_every_reference_without_loss() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = env!("CARGO_BIN_EXE_serial-bridge");
+    let out = std::env::temp_dir().join(format!("bench-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let mut bridges = vec![
+        format!("mine={exe} -q {{a}} {{b}}"),
+        format!("mine-raw={exe} -q --raw {{a}} {{b}}"),
+        "loop=@loop".to_string(),
+    ];
+    if available("socat", Command::new("socat").arg("-V")) {
+        bridges.push("socat=socat -b65536 {a},raw,echo=0 {b},raw,echo=0".into());
+    }
+    if available(
+        "python",
+        Command::new("python3").args(["-c", "import serial_asyncio"]),
+    ) {
+        let script = root.join("scripts/py_bridge.py");
+        bridges.push(format!("python=python3 {} {{a}} {{b}}", script.display()));
+    }
+    let mut bench = Command::new("python3");
+    bench.arg(root.join("scripts/bench")).arg("--smoke");
+    for bridge in &bridges {
+        bench.arg("--bridge").arg(bridge);
+    }
+    let (json, svg) = (out.join("bench.json"), out.join("bench.svg"));
+    bench.arg("--json").arg(&json).arg("--svg").arg(&svg);
+    let output = bench.output().expect("run scripts/bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report = std::fs::read_to_string(&json).unwrap();
+    assert_eq!(
+        report.matches("\"status\": \"OK\"").count(),
+        2 * bridges.len(),
+        "{report}"
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    for name in ["mine", "mine-raw", "loop"] {
+        assert!(
+            stdout.lines().any(|l| l.trim_start().starts_with(name)),
+            "{stdout}"
+        );
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
