@@ -20,14 +20,25 @@
 //!   and a *receive* arm for one that does not; because the set of arms changes with
 //!   that state it uses crossbeam's `Select`, the builder that `select!` expands to.
 //!
+//! **Fast path.** A thread wake-up costs tens of microseconds on a busy machine, and
+//! the queued route above has two of them per batch. So when nothing is queued for
+//! the destination (the lane's `outstanding` byte count is zero: nothing in the
+//! channel, held by the dispatcher or with the writer), the reader writes the batch
+//! itself through the endpoint's never-waiting write half, as much as fits. What does
+//! not fit takes the queued route and is counted, so later batches queue behind it and
+//! order is kept. A slow port thus still holds back only its own direction, and the
+//! dispatcher still owns stopping; it simply has nothing to do while lines flow.
+//!
 //! **Partial lines.** Each reader's framer sits behind a mutex the dispatcher can take.
 //! At shutdown, on a source closing, and after `--flush-after` of silence, the
 //! dispatcher takes the unfinished line straight from the framer, so a reader blocked
 //! in `read` never holds data hostage and never needs waking: an idle bridge does not
 //! wake up at all. Order is kept by counting: a reader counts each message under that
 //! mutex before sending it, and the dispatcher receives up to that count before it
-//! writes the taken partial line. Bytes whose `read` returns after the stop signal count
-//! as arriving after it and are not forwarded.
+//! writes the taken partial line. The reader's fast-path writes happen under the same
+//! mutex, and a taken partial line counts as outstanding before the mutex is released.
+//! Bytes whose `read` returns after the stop signal count as arriving after it and are
+//! not forwarded.
 //!
 //! **Shutdown.** On a stop, a failure or a close, the dispatcher forwards everything
 //! already read (held batches, batches in flight, partial lines), lets the writers
@@ -107,8 +118,8 @@ pub fn bridge(
         fail: &fail_tx,
         done: &done_tx,
     };
-    let a_to_b = links.start(&a.name, a.reader, &b.name, b.writer)?;
-    let b_to_a = links.start(&b.name, b.reader, &a.name, a.writer)?;
+    let a_to_b = links.start(&a.name, a.reader, &b.name, (b.writer, b.writer_now))?;
+    let b_to_a = links.start(&b.name, b.reader, &a.name, (a.writer, a.writer_now))?;
     drop(done_tx);
     let mut dispatcher = Dispatcher {
         dirs: [a_to_b.0, b_to_a.0],
@@ -133,48 +144,52 @@ struct Links<'a> {
 }
 
 impl Links<'_> {
-    /// Starts the reader of `from` and the writer of `to`; returns the direction with
-    /// its reader channel and writer queue.
+    /// Starts the reader of `from` and the writer of `to` (given its two write
+    /// halves); returns the direction with its reader channel and writer queue.
     fn start(
         &self,
         from: &str,
         reader: Box<dyn Read + Send>,
         to: &str,
-        writer: Box<dyn Write + Send>,
+        (writer, writer_now): (Box<dyn Write + Send>, Option<Box<dyn Write + Send>>),
     ) -> Result<(Direction, Receiver<Message>, Sender<Batch>), Error> {
+        let label = format!("{from} -> {to}");
         let spawn_error = |what: &str, source| Error::Setup {
             what: format!("cannot start the {what} thread for {from} -> {to}"),
             source,
         };
         let source = Arc::new(Mutex::new(Source::new(Framer::new(&self.options.framing))));
+        let lane = Arc::new(Lane::default());
         let (tx, rx) = bounded(CHANNEL_CAPACITY);
         let reading = Reading {
             name: from.to_string(),
+            label: label.clone(),
+            hex: self.options.hex,
             source: Arc::clone(&source),
+            lane: Arc::clone(&lane),
+            direct: writer_now,
             tx,
             announce_partials: self.options.flush_after.is_some(),
         };
         spawn_reader(reader, reading).map_err(|e| spawn_error("reader", e))?;
-        let counters = Arc::new(Counters::default());
         let (out_tx, out_rx) = bounded(WRITER_QUEUE);
         let writing = Writing {
             name: to.to_string(),
             rx: out_rx,
-            counters: Arc::clone(&counters),
+            lane: Arc::clone(&lane),
             fail: self.fail.clone(),
             done: self.done.clone(),
         };
         spawn_writer(writer, writing).map_err(|e| spawn_error("writer", e))?;
         let direction = Direction {
-            label: format!("{from} -> {to}"),
+            label,
             from: from.to_string(),
             source,
             received: 0,
             open: true,
             held: None,
             flush_at: None,
-            queued: 0,
-            counters,
+            lane,
         };
         Ok((direction, rx, out_tx))
     }
@@ -242,19 +257,26 @@ struct Chunk {
 /// What a reader thread owns besides its read half.
 struct Reading {
     name: String,
+    /// `A -> B`, for logs.
+    label: String,
+    hex: bool,
     source: Arc<Mutex<Source>>,
+    lane: Arc<Lane>,
+    /// The other endpoint's write half that never waits, for the fast path.
+    direct: Option<Box<dyn Write + Send>>,
     tx: Sender<Message>,
     announce_partials: bool,
 }
 
-fn spawn_reader(mut reader: Box<dyn Read + Send>, r: Reading) -> io::Result<()> {
+fn spawn_reader(mut reader: Box<dyn Read + Send>, mut r: Reading) -> io::Result<()> {
     let thread = thread::Builder::new().name(format!("read {}", r.name));
     thread.spawn(move || {
         let mut buf = vec![0; READ_BUFFER];
         let mut warned = false;
+        let shared = Arc::clone(&r.source);
         loop {
             let result = read_some(&mut *reader, &mut buf);
-            let mut source = lock(&r.source);
+            let mut source = lock(&shared);
             if source.closed {
                 return;
             }
@@ -270,6 +292,10 @@ fn spawn_reader(mut reader: Box<dyn Read + Send>, r: Reading) -> io::Result<()> 
                             "{}: a line is longer than --max-line; forwarding it in pieces",
                             r.name
                         );
+                    }
+                    if !batch.is_empty() {
+                        log_pieces(&r.label, &batch, r.hex);
+                        r.forward_now(&mut batch);
                     }
                     let partial = source.framer.pending() > 0;
                     let announce = r.announce_partials && partial && !source.announced;
@@ -292,6 +318,41 @@ fn spawn_reader(mut reader: Box<dyn Read + Send>, r: Reading) -> io::Result<()> 
     Ok(())
 }
 
+impl Reading {
+    /// The fast path. When nothing is queued for the other endpoint (nothing in the
+    /// channel, held by the dispatcher or in its writer), nothing can be written ahead
+    /// of this batch, so the reader writes it straight away, as much as fits without
+    /// waiting. Whatever does not fit takes the queued path, counted in the lane's
+    /// `outstanding` bytes so that later batches follow it. The caller holds the
+    /// source lock, which orders this against the dispatcher taking a partial line.
+    fn forward_now(&mut self, batch: &mut Batch) {
+        if let Some(direct) = &mut self.direct
+            && self.lane.outstanding.load(Ordering::Acquire) == 0
+        {
+            let written = write_now(&mut **direct, batch.bytes());
+            let pieces = batch.advance(written);
+            self.lane.record(pieces, written);
+        }
+        let queued = batch.bytes().len() as u64;
+        self.lane.outstanding.fetch_add(queued, Ordering::Release);
+    }
+}
+
+/// Writes what fits now; returns how much that was. Errors end the attempt quietly:
+/// the queued path meets them again and reports them.
+fn write_now(writer: &mut dyn Write, mut data: &[u8]) -> usize {
+    let total = data.len();
+    while !data.is_empty() {
+        match writer.write(data) {
+            Ok(0) => break,
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    total - data.len()
+}
+
 /// One `read`, retried when a signal interrupts it.
 fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     loop {
@@ -302,18 +363,31 @@ fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Bytes and pieces a writer has written, read by the dispatcher for the summary.
+/// One direction's accounts, shared by its reader, the dispatcher and its writer.
 #[derive(Debug, Default)]
-struct Counters {
+struct Lane {
+    /// Pieces written to the destination.
     pieces: AtomicU64,
+    /// Bytes written to the destination.
     bytes: AtomicU64,
+    /// Bytes read and queued for the destination but not yet written: in the
+    /// channel, held by the dispatcher or with the writer. Zero means the reader may
+    /// write straight to the destination without overtaking anything.
+    outstanding: AtomicU64,
+}
+
+impl Lane {
+    fn record(&self, pieces: usize, bytes: usize) {
+        self.pieces.fetch_add(pieces as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
 }
 
 /// What a writer thread owns besides its write half.
 struct Writing {
     name: String,
     rx: Receiver<Batch>,
-    counters: Arc<Counters>,
+    lane: Arc<Lane>,
     fail: Sender<Error>,
     /// Dropped when the thread ends; the dispatcher waits for that.
     done: Sender<()>,
@@ -334,12 +408,11 @@ fn spawn_writer(mut writer: Box<dyn Write + Send>, w: Writing) -> io::Result<()>
                 });
                 return;
             }
-            w.counters
-                .pieces
-                .fetch_add(batch.pieces() as u64, Ordering::Relaxed);
-            w.counters
-                .bytes
-                .fetch_add(batch.bytes().len() as u64, Ordering::Relaxed);
+            let bytes = batch.bytes().len();
+            w.lane.record(batch.pieces(), bytes);
+            w.lane
+                .outstanding
+                .fetch_sub(bytes as u64, Ordering::Release);
         }
     })?;
     Ok(())
@@ -393,9 +466,7 @@ struct Direction {
     held: Option<Batch>,
     /// When to check the partial line for `--flush-after`.
     flush_at: Option<Instant>,
-    /// Bytes handed to the writer.
-    queued: u64,
-    counters: Arc<Counters>,
+    lane: Arc<Lane>,
 }
 
 /// What woke the dispatcher.
@@ -504,22 +575,12 @@ impl Dispatcher {
         }
     }
 
-    /// Logs a batch and holds it for its writer.
+    /// Holds a batch for its writer.
     fn hold(&mut self, i: usize, batch: Batch) {
         if batch.is_empty() {
             return;
         }
         let dir = &mut self.dirs[i];
-        if log_enabled!(log::Level::Debug) {
-            for piece in batch.iter() {
-                if self.options.hex {
-                    debug!("{} {} bytes\n{}", dir.label, piece.len(), hex_dump(piece));
-                } else {
-                    debug!("{} {} bytes \"{}\"", dir.label, piece.len(), preview(piece));
-                }
-            }
-        }
-        dir.queued += batch.bytes().len() as u64;
         match &mut dir.held {
             Some(held) => held.append(batch),
             None => dir.held = Some(batch),
@@ -566,8 +627,12 @@ impl Dispatcher {
             source.closed |= closing;
             source.announced = false;
             source.framer.take_partial(&mut partial);
+            // Counted under the lock, so the reader's fast path now waits its turn.
+            let queued = partial.bytes().len() as u64;
+            dir.lane.outstanding.fetch_add(queued, Ordering::Release);
             source.sent
         };
+        log_pieces(&dir.label, &partial, self.options.hex);
         let mut rest = Batch::default();
         while dir.received < counted {
             let message = match deadline {
@@ -612,10 +677,10 @@ impl Dispatcher {
             if cuts > 0 {
                 line += &format!(" ({cuts} over-long lines forwarded in pieces)");
             }
-            if dir.queued > traffic.bytes {
+            let unwritten = dir.lane.outstanding.load(Ordering::Acquire);
+            if unwritten > 0 {
                 line += &format!(
-                    " ({} bytes read but not written: the port did not accept them in time)",
-                    dir.queued - traffic.bytes
+                    " ({unwritten} bytes read but not written: the port did not accept them in time)"
                 );
             }
             info!("{line}");
@@ -624,9 +689,23 @@ impl Dispatcher {
 
     fn traffic(&self) -> [Traffic; 2] {
         self.dirs.each_ref().map(|dir| Traffic {
-            pieces: dir.counters.pieces.load(Ordering::Relaxed),
-            bytes: dir.counters.bytes.load(Ordering::Relaxed),
+            pieces: dir.lane.pieces.load(Ordering::Relaxed),
+            bytes: dir.lane.bytes.load(Ordering::Relaxed),
         })
+    }
+}
+
+/// Logs each piece of a batch at debug level, as it is formed.
+fn log_pieces(label: &str, batch: &Batch, hex: bool) {
+    if !log_enabled!(log::Level::Debug) {
+        return;
+    }
+    for piece in batch.iter() {
+        if hex {
+            debug!("{label} {} bytes\n{}", piece.len(), hex_dump(piece));
+        } else {
+            debug!("{label} {} bytes \"{}\"", piece.len(), preview(piece));
+        }
     }
 }
 

@@ -91,6 +91,17 @@ impl Batch {
         self.ends.extend(other.ends.iter().map(|end| base + end));
     }
 
+    /// Drops the first `n` bytes (already written elsewhere); returns how many pieces
+    /// they completed. A piece cut by `n` keeps its rest.
+    pub fn advance(&mut self, n: usize) -> usize {
+        let n = n.min(self.data.len());
+        let done = self.ends.partition_point(|&end| end <= n);
+        self.data.drain(..n);
+        self.ends.drain(..done);
+        self.ends.iter_mut().for_each(|end| *end -= n);
+        done
+    }
+
     /// All bytes of all pieces, back to back.
     pub fn bytes(&self) -> &[u8] {
         &self.data
@@ -419,6 +430,17 @@ mod tests {
         let (p, rest) = run(&mut f, &[b"a\nb", b"", b"\x00\xff"]);
         assert_eq!(p, [v(b"a\nb"), v(b"\x00\xff")]);
         assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn batch_advance_counts_finished_pieces() {
+        let mut b = Batch::default();
+        b.push(b"ab\n");
+        b.push(b"cd\n");
+        assert_eq!(b.advance(4), 1);
+        assert_eq!(b.iter().collect::<Vec<_>>(), [&b"d\n"[..]]);
+        assert_eq!(b.advance(2), 1);
+        assert!(b.is_empty() && b.bytes().is_empty());
     }
 
     #[test]

@@ -32,17 +32,13 @@ impl Spec {
 
     /// Opens the endpoint, ready to bridge.
     pub fn open(&self) -> Result<Endpoint, Error> {
-        let (reader, writer) = match self {
-            Spec::Serial(settings) => serial::open(settings),
+        let name = self.to_string();
+        match self {
+            Spec::Serial(settings) => serial::open(name, settings),
         }
         .map_err(|source| Error::Open {
             endpoint: self.to_string(),
             source,
-        })?;
-        Ok(Endpoint {
-            name: self.to_string(),
-            reader,
-            writer,
         })
     }
 }
@@ -73,6 +69,11 @@ pub struct Endpoint {
     pub reader: Box<dyn Read + Send>,
     /// Where bytes for it go.
     pub writer: Box<dyn Write + Send>,
+    /// A second write half that never waits: a write takes what fits now and fails
+    /// with `WouldBlock` (or `TimedOut`) if nothing does. With it, the bridge writes a
+    /// line straight from the reader when nothing is queued for this endpoint, saving
+    /// two thread wake-ups per line. `None` where the OS offers no such write.
+    pub writer_now: Option<Box<dyn Write + Send>>,
 }
 
 impl fmt::Debug for Endpoint {

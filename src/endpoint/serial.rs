@@ -14,6 +14,7 @@ use std::io::{self, Read, Write};
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::Endpoint;
 use serialport::{DataBits, FlowControl, Parity, SerialPort, SerialPortType, StopBits};
 
 /// How long a read waits before it reports "no data" and waits again. Long, so an
@@ -128,20 +129,66 @@ impl fmt::Display for Settings {
     }
 }
 
-/// Opens the port with `settings`; returns its read and write halves.
-pub fn open(settings: &Settings) -> io::Result<(Box<dyn Read + Send>, Box<dyn Write + Send>)> {
+/// Opens the port with `settings` as the endpoint `name`.
+pub fn open(name: String, settings: &Settings) -> io::Result<Endpoint> {
     let baud = settings.baud.unwrap_or(crate::cli::DEFAULT_BAUD);
-    let port = serialport::new(&settings.path, baud)
+    let builder = serialport::new(&settings.path, baud)
         .data_bits(settings.data)
         .parity(settings.parity)
         .stop_bits(settings.stop)
         .flow_control(settings.flow)
-        .timeout(READ_TIMEOUT)
-        .open()
-        .map_err(io_error)?;
-    let mut writer = port.try_clone().map_err(io_error)?;
+        .timeout(READ_TIMEOUT);
+    let (reader, writer_now) = open_port(builder).map_err(io_error)?;
+    let mut writer = reader.port.try_clone().map_err(io_error)?;
     writer.set_timeout(WRITE_TIMEOUT).map_err(io_error)?;
-    Ok((Box::new(Reader(port)), Box::new(writer)))
+    Ok(Endpoint {
+        name,
+        reader: Box::new(reader),
+        writer: Box::new(writer),
+        writer_now,
+    })
+}
+
+/// Opens the port. On Unix it is also made non-blocking (`O_NONBLOCK`), which buys
+/// two things: a read half that takes data already waiting with one `read` and polls
+/// only when there is none, and a write half that never waits ([`WriteNow`]). The
+/// flag is shared by every handle on the port; serialport polls before each of its
+/// own reads and writes, so those still wait as they should.
+#[cfg(unix)]
+fn open_port(
+    builder: serialport::SerialPortBuilder,
+) -> serialport::Result<(Reader, Option<Box<dyn Write + Send>>)> {
+    use std::os::fd::AsRawFd;
+    let port = builder.open_native()?;
+    let fd = port.as_raw_fd();
+    // SAFETY: fcntl on a descriptor owned by `port`, which outlives these calls.
+    let set = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+    };
+    if !set {
+        return Err(io::Error::last_os_error().into());
+    }
+    let now = WriteNow(port.try_clone_native()?);
+    Ok((
+        Reader {
+            port: Box::new(port),
+            fd,
+        },
+        Some(Box::new(now)),
+    ))
+}
+
+#[cfg(not(unix))]
+fn open_port(
+    builder: serialport::SerialPortBuilder,
+) -> serialport::Result<(Reader, Option<Box<dyn Write + Send>>)> {
+    Ok((
+        Reader {
+            port: builder.open()?,
+        },
+        None,
+    ))
 }
 
 /// Converts serialport's error, keeping what the hints need: `NoDevice` is what it
@@ -160,18 +207,59 @@ fn io_error(error: serialport::Error) -> io::Error {
 }
 
 /// The read half: waits as long as it takes, and reports a hang-up as EOF.
-struct Reader(Box<dyn SerialPort>);
+struct Reader {
+    port: Box<dyn SerialPort>,
+    /// The port's descriptor, non-blocking, for reading what is already there.
+    #[cfg(unix)]
+    fd: std::os::fd::RawFd,
+}
 
 impl Read for Reader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            match self.0.read(buf) {
+            // Under load data is usually waiting: take it without a poll first. Only
+            // data counts here; EOF, errors and "nothing yet" go through serialport,
+            // which polls and tells a hang-up from a failure.
+            #[cfg(unix)]
+            if let Ok(n @ 1..) = raw_io(unsafe {
+                // SAFETY: reads into `buf`, valid for its length, from `fd`, owned by
+                // `self.port`.
+                libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len())
+            }) {
+                return Ok(n);
+            }
+            match self.port.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(0),
                 other => return other,
             }
         }
     }
+}
+
+/// A write half that never waits: one non-blocking `write`, taking what fits, or
+/// `WouldBlock` when nothing does.
+#[cfg(unix)]
+struct WriteNow(serialport::TTYPort);
+
+#[cfg(unix)]
+impl Write for WriteNow {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: writes from `buf`, valid for its length, to a descriptor `self` owns.
+        raw_io(unsafe { libc::write(self.0.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A libc read or write result as `io::Result`.
+#[cfg(unix)]
+fn raw_io(n: libc::ssize_t) -> io::Result<usize> {
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// One line per serial port present, with what USB tells about it.

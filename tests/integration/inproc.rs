@@ -14,15 +14,40 @@ use serial_bridge::framing::Framing;
 
 use crate::util::{PATIENCE, lines, read_exactly};
 
+/// A write half that never waits, as serial ports offer on Unix: `send` with
+/// `MSG_DONTWAIT` takes what fits and leaves the socket itself blocking.
+struct DontWait(UnixStream);
+
+impl Write for DontWait {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.as_raw_fd();
+        // SAFETY: sends from a live buffer on a socket this struct owns.
+        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A socket pair: the bridge gets one end as an endpoint, the test plays the device.
-fn endpoint(name: &str) -> (Endpoint, UnixStream) {
+/// With `fast`, the endpoint offers a write half that never waits, so the bridge's
+/// fast path runs; without, every line takes the queued path.
+fn endpoint(name: &str, fast: bool) -> (Endpoint, UnixStream) {
     let (ours, theirs) = UnixStream::pair().expect("socket pair");
     ours.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
+    let writer_now: Option<Box<dyn Write + Send>> = match fast {
+        true => Some(Box::new(DontWait(theirs.try_clone().unwrap()))),
+        false => None,
+    };
     let endpoint = Endpoint {
         name: name.to_string(),
         reader: Box::new(theirs.try_clone().unwrap()),
         writer: Box::new(theirs),
+        writer_now,
     };
     (endpoint, ours)
 }
@@ -35,7 +60,11 @@ type Running = (
 );
 
 fn start(options: Options) -> Running {
-    let ((ea, a), (eb, b)) = (endpoint("A"), endpoint("B"));
+    start_with(options, true)
+}
+
+fn start_with(options: Options, fast: bool) -> Running {
+    let ((ea, a), (eb, b)) = (endpoint("A", fast), endpoint("B", fast));
     let (stop_tx, stop) = bounded(1);
     let handle = thread::spawn(move || bridge::bridge(ea, eb, &options, stop));
     (a, b, stop_tx, handle)
@@ -123,7 +152,16 @@ fn flush_after_forwards_a_partial_line_after_silence() {
 
 #[test]
 fn a_flood_one_way_does_not_hold_up_the_other() {
-    let (a, mut b, stop, handle) = start(Options::default());
+    flood_one_way(true);
+}
+
+#[test]
+fn a_flood_one_way_does_not_hold_up_the_other_on_the_queued_path() {
+    flood_one_way(false);
+}
+
+fn flood_one_way(fast: bool) {
+    let (a, mut b, stop, handle) = start_with(Options::default(), fast);
     // Nobody reads B, so A -> B backs up into the bridge and then into A.
     let mut flood = a.try_clone().unwrap();
     flood
