@@ -52,11 +52,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Select, SendError, Sender, bounded};
+use crossbeam_channel::{
+    Receiver, RecvTimeoutError, Select, SendError, SendTimeoutError, Sender, TryRecvError, bounded,
+};
 use log::{debug, info, log_enabled, warn};
 
 use crate::cli::Config;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, OpenOptions};
 use crate::error::Error;
 use crate::framing::{Batch, Framer, Framing};
 
@@ -76,7 +78,7 @@ const READ_BUFFER: usize = 16 * 1024;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 
 /// How the bridge treats the data: the part of [`Config`] the running bridge needs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Lines or raw.
     pub framing: Framing,
@@ -84,6 +86,30 @@ pub struct Options {
     pub flush_after: Option<Duration>,
     /// Log forwarded data as a hex dump rather than an escaped string.
     pub hex: bool,
+    /// Clients a listening endpoint serves at once.
+    pub max_clients: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            framing: Framing::default(),
+            flush_after: None,
+            hex: false,
+            max_clients: 1,
+        }
+    }
+}
+
+impl Options {
+    /// What opening an endpoint needs of these options.
+    pub fn open_options(&self) -> OpenOptions {
+        OpenOptions {
+            framing: self.framing.clone(),
+            flush_after: self.flush_after,
+            max_clients: self.max_clients,
+        }
+    }
 }
 
 /// What went one way through the bridge.
@@ -98,8 +124,9 @@ pub struct Traffic {
 /// Opens both endpoints of `config` and bridges them until `stop` receives (or its
 /// sender is dropped) or an endpoint fails or closes.
 pub fn run(config: &Config, stop: Receiver<()>) -> Result<[Traffic; 2], Error> {
-    let a = config.a.open()?;
-    let b = config.b.open()?;
+    let open = config.bridge.open_options();
+    let a = config.a.open(&open)?;
+    let b = config.b.open(&open)?;
     bridge(a, b, &config.bridge, stop)
 }
 
@@ -118,8 +145,10 @@ pub fn bridge(
         fail: &fail_tx,
         done: &done_tx,
     };
-    let a_to_b = links.start(&a.name, a.reader, &b.name, (b.writer, b.writer_now))?;
-    let b_to_a = links.start(&b.name, b.reader, &a.name, (a.writer, a.writer_now))?;
+    let (a_in, a_out, _a_guard) = split(a);
+    let (b_in, b_out, _b_guard) = split(b);
+    let a_to_b = links.start(a_in, b_out)?;
+    let b_to_a = links.start(b_in, a_out)?;
     drop(done_tx);
     let mut dispatcher = Dispatcher {
         dirs: [a_to_b.0, b_to_a.0],
@@ -132,8 +161,42 @@ pub fn bridge(
         options: options.clone(),
     };
     let outcome = dispatcher.forward();
-    dispatcher.finish();
-    outcome.map(|()| dispatcher.traffic())
+    dispatcher.finish(matches!(outcome, Ok(End::Input)));
+    outcome.map(|_| dispatcher.traffic())
+}
+
+/// An endpoint's reading side.
+struct Input {
+    name: String,
+    reader: Box<dyn Read + Send>,
+    framed: bool,
+    eof_is_end: bool,
+    leftovers: Option<Box<dyn FnMut() -> Batch + Send>>,
+}
+
+/// An endpoint's writing side.
+struct Output {
+    name: String,
+    writer: Box<dyn Write + Send>,
+    writer_now: Option<Box<dyn Write + Send>>,
+}
+
+/// Splits an endpoint into the parts two directions use, and the guard the bridge
+/// keeps until it ends.
+fn split(endpoint: Endpoint) -> (Input, Output, Option<Box<dyn Send>>) {
+    let input = Input {
+        name: endpoint.name.clone(),
+        reader: endpoint.reader,
+        framed: endpoint.framed,
+        eof_is_end: endpoint.eof_is_end,
+        leftovers: endpoint.leftovers,
+    };
+    let output = Output {
+        name: endpoint.name,
+        writer: endpoint.writer,
+        writer_now: endpoint.writer_now,
+    };
+    (input, output, endpoint.guard)
 }
 
 /// What both directions share when they start.
@@ -144,21 +207,25 @@ struct Links<'a> {
 }
 
 impl Links<'_> {
-    /// Starts the reader of `from` and the writer of `to` (given its two write
-    /// halves); returns the direction with its reader channel and writer queue.
+    /// Starts the reader of `input` and the writer of `output`; returns the direction
+    /// with its reader channel and writer queue.
     fn start(
         &self,
-        from: &str,
-        reader: Box<dyn Read + Send>,
-        to: &str,
-        (writer, writer_now): (Box<dyn Write + Send>, Option<Box<dyn Write + Send>>),
+        input: Input,
+        output: Output,
     ) -> Result<(Direction, Receiver<Message>, Sender<Batch>), Error> {
+        let (from, to) = (input.name.as_str(), output.name.as_str());
         let label = format!("{from} -> {to}");
         let spawn_error = |what: &str, source| Error::Setup {
             what: format!("cannot start the {what} thread for {from} -> {to}"),
             source,
         };
-        let source = Arc::new(Mutex::new(Source::new(Framer::new(&self.options.framing))));
+        // An endpoint that hands over whole pieces is not framed again.
+        let framing = match input.framed {
+            true => Framing::Raw,
+            false => self.options.framing.clone(),
+        };
+        let source = Arc::new(Mutex::new(Source::new(Framer::new(&framing))));
         let lane = Arc::new(Lane::default());
         let (tx, rx) = bounded(CHANNEL_CAPACITY);
         let reading = Reading {
@@ -167,11 +234,11 @@ impl Links<'_> {
             hex: self.options.hex,
             source: Arc::clone(&source),
             lane: Arc::clone(&lane),
-            direct: writer_now,
+            direct: output.writer_now,
             tx,
             announce_partials: self.options.flush_after.is_some(),
         };
-        spawn_reader(reader, reading).map_err(|e| spawn_error("reader", e))?;
+        spawn_reader(input.reader, reading).map_err(|e| spawn_error("reader", e))?;
         let (out_tx, out_rx) = bounded(WRITER_QUEUE);
         let writing = Writing {
             name: to.to_string(),
@@ -180,7 +247,7 @@ impl Links<'_> {
             fail: self.fail.clone(),
             done: self.done.clone(),
         };
-        spawn_writer(writer, writing).map_err(|e| spawn_error("writer", e))?;
+        spawn_writer(output.writer, writing).map_err(|e| spawn_error("writer", e))?;
         let direction = Direction {
             label,
             from: from.to_string(),
@@ -190,6 +257,8 @@ impl Links<'_> {
             held: None,
             flush_at: None,
             lane,
+            eof_is_end: input.eof_is_end,
+            leftovers: input.leftovers,
         };
         Ok((direction, rx, out_tx))
     }
@@ -467,6 +536,18 @@ struct Direction {
     /// When to check the partial line for `--flush-after`.
     flush_at: Option<Instant>,
     lane: Arc<Lane>,
+    /// EOF from the source ends the bridge normally.
+    eof_is_end: bool,
+    /// The source's pieces not yet handed to its reader, taken at shutdown.
+    leftovers: Option<Box<dyn FnMut() -> Batch + Send>>,
+}
+
+/// Why forwarding ended without a failure.
+enum End {
+    /// A stop signal.
+    Stop,
+    /// A source whose EOF is a normal end (stdin) reached it.
+    Input,
 }
 
 /// What woke the dispatcher.
@@ -493,13 +574,13 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Moves lines until a stop (`Ok`) or a failure (`Err`).
-    fn forward(&mut self) -> Result<(), Error> {
+    /// Moves lines until a stop or the end of input (`Ok`), or a failure (`Err`).
+    fn forward(&mut self) -> Result<End, Error> {
         loop {
             match self.wait() {
                 Event::Stop => {
                     info!("stopping");
-                    return Ok(());
+                    return Ok(End::Stop);
                 }
                 Event::Failed(error) => return Err(error),
                 Event::Received(i, Some(Ok(chunk))) => {
@@ -518,6 +599,10 @@ impl Dispatcher {
                 Event::Received(i, None) => {
                     self.dirs[i].open = false;
                     let endpoint = self.dirs[i].from.clone();
+                    if self.dirs[i].eof_is_end {
+                        info!("{endpoint}: end of input");
+                        return Ok(End::Input);
+                    }
                     return Err(Error::Closed { endpoint });
                 }
                 Event::Sent(Ok(())) => {}
@@ -651,19 +736,43 @@ impl Dispatcher {
     }
 
     /// Forwards everything already read, lets the writers drain, logs the summary.
-    fn finish(&mut self) {
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
+    ///
+    /// With `patient` (the input ended), everything is written however long the ports
+    /// take, unless a stop signal comes meanwhile; then the usual grace applies.
+    fn finish(&mut self, patient: bool) {
+        let mut patience = Patience {
+            patient,
+            deadline: Instant::now() + SHUTDOWN_GRACE,
+        };
         for i in 0..2 {
-            let rest = self.collect(i, true, Some(deadline));
+            let mut rest = self.collect(i, true, Some(patience.deadline));
+            if let Some(leftovers) = &mut self.dirs[i].leftovers {
+                let more = leftovers();
+                log_pieces(&self.dirs[i].label, &more, self.options.hex);
+                let queued = more.bytes().len() as u64;
+                self.dirs[i]
+                    .lane
+                    .outstanding
+                    .fetch_add(queued, Ordering::Release);
+                rest.append(more);
+            }
             self.hold(i, rest);
-            if let (Some(batch), Some(out)) = (self.dirs[i].held.take(), &self.outs[i]) {
-                let _ = out.send_deadline(batch, deadline);
+            if let (Some(mut batch), Some(out)) = (self.dirs[i].held.take(), &self.outs[i]) {
+                while let Err(SendTimeoutError::Timeout(back)) = out.send_timeout(batch, TICK) {
+                    batch = back;
+                    if patience.over(&self.stop) {
+                        break;
+                    }
+                }
             }
         }
         // Dropping the queues lets each writer finish what it has and end.
         self.outs = [None, None];
-        if let Err(RecvTimeoutError::Timeout) = self.done_rx.recv_deadline(deadline) {
-            debug!("a writer did not finish in time");
+        while let Err(RecvTimeoutError::Timeout) = self.done_rx.recv_timeout(TICK) {
+            if patience.over(&self.stop) {
+                debug!("a writer did not finish in time");
+                break;
+            }
         }
         for (dir, traffic) in self.dirs.iter().zip(self.traffic()) {
             let mut line = match self.options.framing {
@@ -692,6 +801,30 @@ impl Dispatcher {
             pieces: dir.lane.pieces.load(Ordering::Relaxed),
             bytes: dir.lane.bytes.load(Ordering::Relaxed),
         })
+    }
+}
+
+/// How often shutdown checks its deadline and the stop channel while it waits.
+const TICK: Duration = Duration::from_millis(20);
+
+/// How long shutdown may still wait.
+struct Patience {
+    /// No deadline until a stop signal arrives.
+    patient: bool,
+    deadline: Instant,
+}
+
+impl Patience {
+    /// Whether to give up waiting now.
+    fn over(&mut self, stop: &Receiver<()>) -> bool {
+        if self.patient {
+            if matches!(stop.try_recv(), Err(TryRecvError::Empty)) {
+                return false;
+            }
+            self.patient = false;
+            self.deadline = Instant::now() + SHUTDOWN_GRACE;
+        }
+        Instant::now() >= self.deadline
     }
 }
 

@@ -57,6 +57,10 @@ pub struct Args {
     #[argh(option, arg_name = "MS")]
     pub flush_after: Option<u64>,
 
+    /// clients a tcp-listen:// endpoint serves at once (default 1)
+    #[argh(option, arg_name = "N")]
+    pub max_clients: Option<usize>,
+
     /// log every forwarded line (debug level)
     #[argh(switch, short = 'v')]
     pub verbose: bool,
@@ -243,6 +247,11 @@ impl Args {
         } else {
             LevelFilter::Info
         });
+        let max_clients = match self.max_clients {
+            Some(0) => return Err(usage("--max-clients must be at least 1".into())),
+            Some(n) => n,
+            None => 1,
+        };
         Ok(Command::Bridge(Config {
             a,
             b,
@@ -250,6 +259,7 @@ impl Args {
                 framing,
                 flush_after,
                 hex: self.hex,
+                max_clients,
             },
             log: LogConfig {
                 level,
@@ -340,6 +350,13 @@ mod tests {
         }
     }
 
+    fn baud(spec: &Spec) -> Option<u32> {
+        match spec {
+            Spec::Serial(settings) => settings.baud,
+            other => panic!("not serial: {other:?}"),
+        }
+    }
+
     fn usage_error(args: &[&str]) -> String {
         match parse(args) {
             Err(Error::Usage(message)) => message,
@@ -352,8 +369,7 @@ mod tests {
         let c = config(&["/dev/ttyACM0", "/dev/ttyACM1"]);
         assert_eq!(c.a.to_string(), "/dev/ttyACM0");
         assert_eq!(c.b.to_string(), "/dev/ttyACM1");
-        let crate::endpoint::Spec::Serial(a) = &c.a;
-        assert_eq!(a.baud, Some(9600));
+        assert_eq!(baud(&c.a), Some(9600));
         assert_eq!(c.bridge.framing, Framing::default());
         assert_eq!(c.bridge.flush_after, None);
         assert_eq!(c.log.level, LevelFilter::Info);
@@ -362,9 +378,8 @@ mod tests {
     #[test]
     fn baud_default_only_fills_ports_without_one() {
         let c = config(&["--baud", "57600", "/dev/a,baud=115200", "/dev/b"]);
-        let (crate::endpoint::Spec::Serial(a), crate::endpoint::Spec::Serial(b)) = (&c.a, &c.b);
-        assert_eq!(a.baud, Some(115200));
-        assert_eq!(b.baud, Some(57600));
+        assert_eq!(baud(&c.a), Some(115200));
+        assert_eq!(baud(&c.b), Some(57600));
     }
 
     #[test]

@@ -84,6 +84,12 @@ fn describe(source: &io::Error) -> String {
         io::ErrorKind::ResourceBusy => "port is busy (another program has it open: a serial \
              monitor, ModemManager or another bridge)"
             .into(),
+        io::ErrorKind::ConnectionRefused => {
+            "connection refused (is the server running, and listening on that port?)".into()
+        }
+        io::ErrorKind::AddrInUse => {
+            "address in use (another program listens on that port; pick another)".into()
+        }
         _ => lowercase_first(&source.to_string()),
     }
 }

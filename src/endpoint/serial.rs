@@ -138,28 +138,34 @@ pub fn open(name: String, settings: &Settings) -> io::Result<Endpoint> {
         .stop_bits(settings.stop)
         .flow_control(settings.flow)
         .timeout(READ_TIMEOUT);
-    let (reader, writer_now) = open_port(builder).map_err(io_error)?;
-    let mut writer = reader.port.try_clone().map_err(io_error)?;
-    writer.set_timeout(WRITE_TIMEOUT).map_err(io_error)?;
-    Ok(Endpoint {
-        name,
-        reader: Box::new(reader),
-        writer: Box::new(writer),
-        writer_now,
-    })
+    #[cfg(unix)]
+    {
+        tty_endpoint(name, builder.open_native().map_err(io_error)?)
+    }
+    #[cfg(not(unix))]
+    {
+        let port = builder.open().map_err(io_error)?;
+        let mut writer = port.try_clone().map_err(io_error)?;
+        writer.set_timeout(WRITE_TIMEOUT).map_err(io_error)?;
+        Ok(Endpoint::new(
+            name,
+            Box::new(Reader { port }),
+            Box::new(writer),
+        ))
+    }
 }
 
-/// Opens the port. On Unix it is also made non-blocking (`O_NONBLOCK`), which buys
-/// two things: a read half that takes data already waiting with one `read` and polls
-/// only when there is none, and a write half that never waits ([`WriteNow`]). The
-/// flag is shared by every handle on the port; serialport polls before each of its
-/// own reads and writes, so those still wait as they should.
+/// An endpoint on an open terminal (a serial port, or a pty's master side).
+///
+/// The port is made non-blocking (`O_NONBLOCK`), which buys two things: a read half
+/// that takes data already waiting with one `read` and polls only when there is none,
+/// and a write half that never waits ([`WriteNow`]). The flag is shared by every handle
+/// on the port; serialport polls before each of its own reads and writes, so those
+/// still wait as they should.
 #[cfg(unix)]
-fn open_port(
-    builder: serialport::SerialPortBuilder,
-) -> serialport::Result<(Reader, Option<Box<dyn Write + Send>>)> {
+pub(crate) fn tty_endpoint(name: String, mut port: serialport::TTYPort) -> io::Result<Endpoint> {
     use std::os::fd::AsRawFd;
-    let port = builder.open_native()?;
+    port.set_timeout(READ_TIMEOUT).map_err(io_error)?;
     let fd = port.as_raw_fd();
     // SAFETY: fcntl on a descriptor owned by `port`, which outlives these calls.
     let set = unsafe {
@@ -167,28 +173,18 @@ fn open_port(
         flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
     };
     if !set {
-        return Err(io::Error::last_os_error().into());
+        return Err(io::Error::last_os_error());
     }
-    let now = WriteNow(port.try_clone_native()?);
-    Ok((
-        Reader {
-            port: Box::new(port),
-            fd,
-        },
-        Some(Box::new(now)),
-    ))
-}
-
-#[cfg(not(unix))]
-fn open_port(
-    builder: serialport::SerialPortBuilder,
-) -> serialport::Result<(Reader, Option<Box<dyn Write + Send>>)> {
-    Ok((
-        Reader {
-            port: builder.open()?,
-        },
-        None,
-    ))
+    let now = WriteNow(port.try_clone_native().map_err(io_error)?);
+    let mut writer = port.try_clone_native().map_err(io_error)?;
+    writer.set_timeout(WRITE_TIMEOUT).map_err(io_error)?;
+    let reader = Reader {
+        port: Box::new(port),
+        fd,
+    };
+    let mut endpoint = Endpoint::new(name, Box::new(reader), Box::new(writer));
+    endpoint.writer_now = Some(Box::new(now));
+    Ok(endpoint)
 }
 
 /// Converts serialport's error, keeping what the hints need: `NoDevice` is what it

@@ -43,12 +43,12 @@ fn endpoint(name: &str, fast: bool) -> (Endpoint, UnixStream) {
         true => Some(Box::new(DontWait(theirs.try_clone().unwrap()))),
         false => None,
     };
-    let endpoint = Endpoint {
-        name: name.to_string(),
-        reader: Box::new(theirs.try_clone().unwrap()),
-        writer: Box::new(theirs),
-        writer_now,
-    };
+    let mut endpoint = Endpoint::new(
+        name.to_string(),
+        Box::new(theirs.try_clone().unwrap()),
+        Box::new(theirs),
+    );
+    endpoint.writer_now = writer_now;
     (endpoint, ours)
 }
 
