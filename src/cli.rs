@@ -132,6 +132,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
         .map(|arg| arg.into_string())
         .collect::<Result<_, _>>()
         .map_err(|arg| Error::Usage(format!("{arg:?}: not valid UTF-8")))?;
+    let args = shield_stdio(args);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match Args::from_args(&["serial-bridge"], &args) {
         Ok(args) => args.into_command(),
@@ -141,6 +142,34 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
             exit.output.trim_end().replace('\n', "; ")
         ))),
     }
+}
+
+/// Stands in for a bare `-` (stdin and stdout) while argh parses, which would
+/// otherwise take it for an unknown option. No real argument holds a NUL.
+const STDIO_TOKEN: &str = "\0-";
+
+/// Replaces each bare `-` given as a port with [`STDIO_TOKEN`]; `-` as the value of
+/// an option, or after `--`, is left alone.
+fn shield_stdio(mut args: Vec<String>) -> Vec<String> {
+    const TAKES_VALUE: [&str; 7] = [
+        "--baud",
+        "--delimiter",
+        "--max-line",
+        "--flush-after",
+        "--max-clients",
+        "--log-level",
+        "--log-file",
+    ];
+    for i in 0..args.len() {
+        if args[i] == "--" {
+            break;
+        }
+        let is_value = i > 0 && TAKES_VALUE.contains(&args[i - 1].as_str());
+        if args[i] == "-" && !is_value {
+            args[i] = STDIO_TOKEN.to_string();
+        }
+    }
+    args
 }
 
 impl LogConfig {
@@ -183,7 +212,12 @@ impl Args {
         if self.list {
             return Ok(Command::List);
         }
-        let [a, b] = &self.ports[..] else {
+        let ports: Vec<&str> = self
+            .ports
+            .iter()
+            .map(|p| if p == STDIO_TOKEN { "-" } else { p.as_str() })
+            .collect();
+        let [a, b] = ports[..] else {
             return Err(usage(
                 "two ports are needed, e.g. `serial-bridge /dev/ttyACM0 /dev/ttyACM1` \
                  (see --help, or --list for the ports present)"
@@ -414,6 +448,15 @@ mod tests {
         assert_eq!(config(&["--hex", "/a", "/b"]).log.level, LevelFilter::Debug);
         let c = config(&["-q", "--log-level", "trace", "/a", "/b"]);
         assert_eq!(c.log.level, LevelFilter::Trace);
+    }
+
+    #[test]
+    fn a_bare_dash_is_stdio() {
+        let c = config(&["-", "/dev/ttyACM0"]);
+        assert_eq!(c.a, Spec::Stdio);
+        let c = config(&["--", "/dev/ttyACM0", "-"]);
+        assert_eq!(c.b, Spec::Stdio);
+        assert!(usage_error(&["-", "-"]).contains("given as both"));
     }
 
     #[test]
