@@ -19,15 +19,16 @@ use crate::framing::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE, Framing};
 /// The baud rate for ports that set none: what Arduino sketches start with.
 pub const DEFAULT_BAUD: u32 = 9600;
 
-/// Bridge two serial ports: every complete line read on one is written to the other,
-/// byte for byte.
+/// Bridge two endpoints (serial ports, TCP, stdin/stdout, a pty): every complete
+/// line read on one is written to the other, byte for byte.
 #[derive(FromArgs, Debug)]
 #[argh(
     example = "Bridge two Arduinos at 9600 baud:\n  $ {command_name} /dev/ttyACM0 /dev/ttyACM1",
     example = "Different speeds, CRLF-terminated lines:\n  $ {command_name} --delimiter '\\r\\n' /dev/ttyUSB0,baud=115200 /dev/ttyACM0",
     example = "A binary protocol such as Firmata, byte for byte:\n  $ {command_name} --raw --baud 57600 COM3 COM4",
-    note = "A port is PATH[,key=value]...: baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware (default 8N1, no flow control).",
-    error_code(0, "stopped by Ctrl-C, SIGTERM or SIGHUP"),
+    example = "Expose an Arduino to the network (this machine only without 0.0.0.0):\n  $ {command_name} /dev/ttyACM0 tcp-listen://0.0.0.0:5000",
+    note = "A port is a serial port PATH[,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, - for stdin/stdout, or pty[:LINK].",
+    error_code(0, "stopped by Ctrl-C, SIGTERM or SIGHUP, or stdin ended"),
     error_code(1, "a port failed or closed while running"),
     error_code(2, "bad arguments"),
     error_code(3, "a port could not be opened")

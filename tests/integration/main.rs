@@ -4,6 +4,7 @@
 
 mod bench;
 mod cli;
+mod endpoints;
 mod inproc;
 mod pty;
 mod util;

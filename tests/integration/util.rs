@@ -231,6 +231,12 @@ impl Drop for Bridge {
     }
 }
 
+/// Starts any command while no pty is being created, so it inherits none.
+pub fn spawn(command: &mut Command) -> Child {
+    let _gate = gate();
+    command.spawn().expect("start a peer")
+}
+
 /// Runs the binary to completion with `args`; returns exit code, stdout and stderr.
 /// A first argument `--as-nobody` runs it as user and group 65534 (needs root).
 pub fn run(args: &[&str]) -> (i32, String, String) {
