@@ -3,19 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-/// Whether an optional reference can run here. Under CI (`CI` set) every reference
-/// must be present: .ci/run installs them.
-fn available(what: &str, check: &mut Command) -> bool {
-    let ok = check.output().map(|o| o.status.success()).unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{what} is missing under CI"
-        );
-        eprintln!("skipping the {what} reference: not installed");
-    }
-    ok
-}
+use crate::util::have;
 
 #[test]
 fn bench_smoke_runs_every_reference_without_loss() {
@@ -28,13 +16,10 @@ fn bench_smoke_runs_every_reference_without_loss() {
         format!("mine-raw={exe} -q --raw {{a}} {{b}}"),
         "loop=@loop".to_string(),
     ];
-    if available("socat", Command::new("socat").arg("-V")) {
+    if have("socat", &["-V"]) {
         bridges.push("socat=socat -b65536 {a},raw,echo=0 {b},raw,echo=0".into());
     }
-    if available(
-        "python",
-        Command::new("python3").args(["-c", "import serial_asyncio"]),
-    ) {
+    if have("python3", &["-c", "import serial_asyncio"]) {
         let script = root.join("scripts/py_bridge.py");
         bridges.push(format!("python=python3 {} {{a}} {{b}}", script.display()));
     }

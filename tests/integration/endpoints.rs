@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{Bridge, PATIENCE, Pty, lines, read_exactly, run, spawn, write_all};
+use crate::util::{Bridge, PATIENCE, Pty, have, lines, read_exactly, run, spawn, write_all};
 
 /// Starts a bridge between a pty and `tcp-listen://127.0.0.1:0`; returns the port.
 fn listen(extra: &[&str]) -> (Pty, Bridge, u16) {
@@ -273,21 +273,4 @@ fn network_errors_are_one_line_with_their_exit_code() {
     let (code, _, err) = run(&[&pty.path, &format!("tcp://127.0.0.1:{port}")]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("connection refused"), "{err}");
-}
-
-/// Whether an optional peer is installed; under CI it must be.
-fn have(program: &str, args: &[&str]) -> bool {
-    let ok = Command::new(program)
-        .args(args)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{program} missing under CI"
-        );
-        eprintln!("skipped: {program} {args:?} not available");
-    }
-    ok
 }

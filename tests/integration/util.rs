@@ -291,3 +291,21 @@ pub fn lines(tag: u8, count: usize) -> Vec<u8> {
     }
     out
 }
+
+/// Whether an optional peer (socat, a Python module) is installed. Under CI (`CI`
+/// set) it must be: .ci/run installs every one. Elsewhere a missing one skips the test.
+pub fn have(program: &str, args: &[&str]) -> bool {
+    let ok = Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} {args:?} missing under CI"
+        );
+        eprintln!("skipped: {program} {args:?} not available");
+    }
+    ok
+}
