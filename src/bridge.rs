@@ -40,12 +40,21 @@
 //! Bytes whose `read` returns after the stop signal count as arriving after it and are
 //! not forwarded.
 //!
+//! **Reconnecting** (`--reconnect`). When an endpoint fails or closes, the dispatcher
+//! forwards what it sent last, marks it down and starts a thread that opens its spec
+//! again with a growing delay. Lines for it go to a bounded backlog (`--queue`, oldest
+//! dropped first) instead of its writer, so the other endpoint keeps being read. When
+//! it opens, new reader and writer threads start and the backlog goes out first. A
+//! writer's failure carries the generation of the opening it served, so a failure that
+//! arrives after a reconnect is recognised as old news.
+//!
 //! **Shutdown.** On a stop, a failure or a close, the dispatcher forwards everything
 //! already read (held batches, batches in flight, partial lines), lets the writers
 //! drain for at most [`SHUTDOWN_GRACE`], logs one summary line per direction and
 //! returns. Reader threads blocked in `read` are not joined; the process exits around
 //! them.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -58,7 +67,7 @@ use crossbeam_channel::{
 use log::{debug, info, log_enabled, warn};
 
 use crate::cli::Config;
-use crate::endpoint::{Endpoint, OpenOptions};
+use crate::endpoint::{Endpoint, OpenOptions, Spec};
 use crate::error::Error;
 use crate::framing::{Batch, Framer, Framing};
 
@@ -88,7 +97,18 @@ pub struct Options {
     pub hex: bool,
     /// Clients a listening endpoint serves at once.
     pub max_clients: usize,
+    /// Open a lost endpoint again instead of ending the bridge.
+    pub reconnect: bool,
+    /// Lines kept for an endpoint that is down; the oldest go first.
+    pub queue: usize,
+    /// Log a traffic line per direction this often.
+    pub stats: Option<Duration>,
 }
+
+/// Lines kept for a down endpoint by default: several seconds of a chatty device at
+/// 9600 baud (about 30 short lines a second), and at most 1 MiB at the default
+/// `--max-line`, so memory stays small however long a board is unplugged.
+pub const DEFAULT_QUEUE: usize = 256;
 
 impl Default for Options {
     fn default() -> Options {
@@ -97,6 +117,9 @@ impl Default for Options {
             flush_after: None,
             hex: false,
             max_clients: 1,
+            reconnect: false,
+            queue: DEFAULT_QUEUE,
+            stats: None,
         }
     }
 }
@@ -122,44 +145,136 @@ pub struct Traffic {
 }
 
 /// Opens both endpoints of `config` and bridges them until `stop` receives (or its
-/// sender is dropped) or an endpoint fails or closes.
+/// sender is dropped) or an endpoint fails or closes. With `--reconnect`, an endpoint
+/// that cannot be opened or goes away is opened again until it is back.
 pub fn run(config: &Config, stop: Receiver<()>) -> Result<[Traffic; 2], Error> {
     let open = config.bridge.open_options();
-    let a = config.a.open(&open)?;
-    let b = config.b.open(&open)?;
-    bridge(a, b, &config.bridge, stop)
+    let specs = [config.a.clone(), config.b.clone()];
+    let mut endpoints = Vec::new();
+    let mut absent = [false; 2];
+    for (i, spec) in specs.iter().enumerate() {
+        match spec.open(&open) {
+            Ok(endpoint) => endpoints.push(endpoint),
+            Err(error) if config.bridge.reconnect => {
+                warn!("{error}; waiting for it (--reconnect)");
+                absent[i] = true;
+                let name = spec.to_string();
+                endpoints.push(Endpoint::new(
+                    name,
+                    Box::new(io::empty()),
+                    Box::new(io::sink()),
+                ));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    let b = endpoints.pop().expect("two endpoints");
+    let a = endpoints.pop().expect("two endpoints");
+    let reopen = config.bridge.reconnect.then_some((specs, absent));
+    start(a, b, &config.bridge, stop, reopen)
 }
 
 /// Bridges two open endpoints; see [`run`]. Returns what went A to B and B to A.
+/// An endpoint that fails or closes ends the bridge: reconnecting needs the specs,
+/// which only [`run`] has.
 pub fn bridge(
     a: Endpoint,
     b: Endpoint,
     options: &Options,
     stop: Receiver<()>,
 ) -> Result<[Traffic; 2], Error> {
+    start(a, b, options, stop, None)
+}
+
+fn start(
+    a: Endpoint,
+    b: Endpoint,
+    options: &Options,
+    stop: Receiver<()>,
+    reopen: Option<([Spec; 2], [bool; 2])>,
+) -> Result<[Traffic; 2], Error> {
     info!("bridging {} <-> {} ({})", a.name, b.name, describe(options));
-    let (fail_tx, fail_rx) = bounded(2);
+    let (fail_tx, fail_rx) = bounded(4);
     let (done_tx, done_rx) = bounded::<()>(0);
     let links = Links {
-        options,
-        fail: &fail_tx,
-        done: &done_tx,
+        options: options.clone(),
+        fail: fail_tx,
+        done: Some(done_tx),
     };
-    let (a_in, a_out, _a_guard) = split(a);
-    let (b_in, b_out, _b_guard) = split(b);
-    let a_to_b = links.start(a_in, b_out)?;
-    let b_to_a = links.start(b_in, a_out)?;
-    drop(done_tx);
+    let (a_in, a_out, a_guard) = split(a);
+    let (b_in, b_out, b_guard) = split(b);
+    let names = [a_in.name.clone(), b_in.name.clone()];
+    let mut dirs = Vec::new();
+    let mut rxs = Vec::new();
+    let mut outs = Vec::new();
+    // Direction 0 is A to B, direction 1 is B to A; endpoint 1's writer serves
+    // direction 0.
+    for (input, output, to) in [(a_in, b_out, 1), (b_in, a_out, 0)] {
+        let label = format!("{} -> {}", input.name, output.name);
+        let lane = Arc::new(Lane::default());
+        *lane.direct() = output.writer_now;
+        let eof_is_end = input.eof_is_end;
+        let (from, leftovers) = (input.name.clone(), input.leftovers);
+        let (source, rx) =
+            links.start_reader(input.name, input.reader, input.framed, &label, &lane)?;
+        outs.push(Some(links.start_writer(
+            to,
+            0,
+            output.name,
+            output.writer,
+            &lane,
+        )?));
+        rxs.push(rx);
+        dirs.push(Direction {
+            label,
+            from,
+            source,
+            received: 0,
+            open: true,
+            held: None,
+            flush_at: None,
+            lane,
+            eof_is_end,
+            leftovers,
+            backlog: None,
+            dropped: 0,
+        });
+    }
+    let (reopen_tx, reopen_rx) = bounded(2);
+    let (specs, absent) = match reopen {
+        Some((specs, absent)) => (Some(specs), absent),
+        None => (None, [false; 2]),
+    };
     let mut dispatcher = Dispatcher {
-        dirs: [a_to_b.0, b_to_a.0],
-        rxs: [a_to_b.1, b_to_a.1],
-        outs: [Some(a_to_b.2), Some(b_to_a.2)],
+        dirs: dirs
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("two directions")),
+        rxs: rxs
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("two directions")),
+        outs: outs
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("two directions")),
         stop,
         fail_rx,
-        _fail_tx: fail_tx,
         done_rx,
+        links,
         options: options.clone(),
+        specs,
+        names,
+        reopen_tx,
+        reopen_rx,
+        down: [None, None],
+        generations: [0, 0],
+        reconnects: 0,
+        guards: [a_guard, b_guard],
+        stats_at: options.stats.map(|every| Instant::now() + every),
     };
+    for (e, absent) in absent.into_iter().enumerate() {
+        if absent {
+            dispatcher.go_down(e);
+        }
+    }
     let outcome = dispatcher.forward();
     dispatcher.finish(matches!(outcome, Ok(End::Input)));
     outcome.map(|_| dispatcher.traffic())
@@ -181,9 +296,11 @@ struct Output {
     writer_now: Option<Box<dyn Write + Send>>,
 }
 
-/// Splits an endpoint into the parts two directions use, and the guard the bridge
-/// keeps until it ends.
-fn split(endpoint: Endpoint) -> (Input, Output, Option<Box<dyn Send>>) {
+/// The guard a bridge keeps until it ends (or the endpoint is replaced).
+type Guard = Option<Box<dyn Send>>;
+
+/// Splits an endpoint into the parts two directions use, and its guard.
+fn split(endpoint: Endpoint) -> (Input, Output, Guard) {
     let input = Input {
         name: endpoint.name.clone(),
         reader: endpoint.reader,
@@ -199,69 +316,114 @@ fn split(endpoint: Endpoint) -> (Input, Output, Option<Box<dyn Send>>) {
     (input, output, endpoint.guard)
 }
 
-/// What both directions share when they start.
-struct Links<'a> {
-    options: &'a Options,
-    fail: &'a Sender<Error>,
-    done: &'a Sender<()>,
+/// What starting a reader or writer thread needs; kept to start them again when an
+/// endpoint comes back.
+struct Links {
+    options: Options,
+    fail: Sender<Failure>,
+    /// Cloned into every writer; dropped at shutdown so its receiver can tell when
+    /// the last writer has ended.
+    done: Option<Sender<()>>,
 }
 
-impl Links<'_> {
-    /// Starts the reader of `input` and the writer of `output`; returns the direction
-    /// with its reader channel and writer queue.
-    fn start(
+impl Links {
+    /// Starts a reader for the source of the direction `label`; returns its shared
+    /// state and its channel.
+    fn start_reader(
         &self,
-        input: Input,
-        output: Output,
-    ) -> Result<(Direction, Receiver<Message>, Sender<Batch>), Error> {
-        let (from, to) = (input.name.as_str(), output.name.as_str());
-        let label = format!("{from} -> {to}");
-        let spawn_error = |what: &str, source| Error::Setup {
-            what: format!("cannot start the {what} thread for {from} -> {to}"),
-            source,
-        };
+        name: String,
+        reader: Box<dyn Read + Send>,
+        framed: bool,
+        label: &str,
+        lane: &Arc<Lane>,
+    ) -> Result<(Arc<Mutex<Source>>, Receiver<Message>), Error> {
         // An endpoint that hands over whole pieces is not framed again.
-        let framing = match input.framed {
+        let framing = match framed {
             true => Framing::Raw,
             false => self.options.framing.clone(),
         };
         let source = Arc::new(Mutex::new(Source::new(Framer::new(&framing))));
-        let lane = Arc::new(Lane::default());
         let (tx, rx) = bounded(CHANNEL_CAPACITY);
         let reading = Reading {
-            name: from.to_string(),
-            label: label.clone(),
+            name: name.clone(),
+            label: label.to_string(),
             hex: self.options.hex,
             source: Arc::clone(&source),
-            lane: Arc::clone(&lane),
-            direct: output.writer_now,
+            lane: Arc::clone(lane),
             tx,
             announce_partials: self.options.flush_after.is_some(),
         };
-        spawn_reader(input.reader, reading).map_err(|e| spawn_error("reader", e))?;
-        let (out_tx, out_rx) = bounded(WRITER_QUEUE);
-        let writing = Writing {
-            name: to.to_string(),
-            rx: out_rx,
-            lane: Arc::clone(&lane),
-            fail: self.fail.clone(),
-            done: self.done.clone(),
-        };
-        spawn_writer(output.writer, writing).map_err(|e| spawn_error("writer", e))?;
-        let direction = Direction {
-            label,
-            from: from.to_string(),
+        spawn_reader(reader, reading).map_err(|source| Error::Setup {
+            what: format!("cannot start the reader thread for {name}"),
             source,
-            received: 0,
-            open: true,
-            held: None,
-            flush_at: None,
-            lane,
-            eof_is_end: input.eof_is_end,
-            leftovers: input.leftovers,
-        };
-        Ok((direction, rx, out_tx))
+        })?;
+        Ok((source, rx))
     }
+
+    /// Starts a writer for `endpoint` (opened for the `generation`th time); returns
+    /// its queue.
+    fn start_writer(
+        &self,
+        endpoint: usize,
+        generation: u64,
+        name: String,
+        writer: Box<dyn Write + Send>,
+        lane: &Arc<Lane>,
+    ) -> Result<Sender<Batch>, Error> {
+        let (tx, rx) = bounded(WRITER_QUEUE);
+        let done = self.done.clone().expect("writers start before shutdown");
+        let writing = Writing {
+            name: name.clone(),
+            endpoint,
+            generation,
+            rx,
+            lane: Arc::clone(lane),
+            fail: self.fail.clone(),
+            done,
+        };
+        spawn_writer(writer, writing).map_err(|source| Error::Setup {
+            what: format!("cannot start the writer thread for {name}"),
+            source,
+        })?;
+        Ok(tx)
+    }
+}
+
+/// Opens `spec` again and again, waiting longer each time (up to 2 s), until it
+/// opens; then hands it to the dispatcher. The path is resolved afresh each time, so
+/// a `/dev/serial/by-id/...` link that moved to a new device node is followed.
+fn spawn_reopen(endpoint: usize, spec: Spec, open: OpenOptions, tx: Sender<(usize, Endpoint)>) {
+    let spawned = thread::Builder::new()
+        .name(format!("reopen {spec}"))
+        .spawn(move || {
+            let mut delay = RECONNECT_FIRST;
+            loop {
+                thread::sleep(delay);
+                match spec.open(&open) {
+                    Ok(opened) => {
+                        let _ = tx.send((endpoint, opened));
+                        return;
+                    }
+                    Err(error) => debug!("{error}; trying again in {delay:?}"),
+                }
+                delay = (delay * 2).min(RECONNECT_MAX);
+            }
+        });
+    if let Err(error) = spawned {
+        warn!("cannot start reconnecting: {error}");
+    }
+}
+
+/// The first wait before opening a lost endpoint again.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+
+/// The longest wait between tries: a replugged board is back within 2 s.
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
+/// Pieces bound for a down endpoint, oldest first, at most `--queue` of them.
+#[derive(Default)]
+struct Backlog {
+    pieces: VecDeque<Vec<u8>>,
 }
 
 fn describe(options: &Options) -> String {
@@ -331,13 +493,11 @@ struct Reading {
     hex: bool,
     source: Arc<Mutex<Source>>,
     lane: Arc<Lane>,
-    /// The other endpoint's write half that never waits, for the fast path.
-    direct: Option<Box<dyn Write + Send>>,
     tx: Sender<Message>,
     announce_partials: bool,
 }
 
-fn spawn_reader(mut reader: Box<dyn Read + Send>, mut r: Reading) -> io::Result<()> {
+fn spawn_reader(mut reader: Box<dyn Read + Send>, r: Reading) -> io::Result<()> {
     let thread = thread::Builder::new().name(format!("read {}", r.name));
     thread.spawn(move || {
         let mut buf = vec![0; READ_BUFFER];
@@ -394,9 +554,9 @@ impl Reading {
     /// waiting. Whatever does not fit takes the queued path, counted in the lane's
     /// `outstanding` bytes so that later batches follow it. The caller holds the
     /// source lock, which orders this against the dispatcher taking a partial line.
-    fn forward_now(&mut self, batch: &mut Batch) {
-        if let Some(direct) = &mut self.direct
-            && self.lane.outstanding.load(Ordering::Acquire) == 0
+    fn forward_now(&self, batch: &mut Batch) {
+        if self.lane.outstanding.load(Ordering::Acquire) == 0
+            && let Some(direct) = self.lane.direct().as_mut()
         {
             let written = write_now(&mut **direct, batch.bytes());
             let pieces = batch.advance(written);
@@ -433,8 +593,14 @@ fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// One direction's accounts, shared by its reader, the dispatcher and its writer.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Lane {
+    /// The destination's write half that never waits, for the fast path; `None`
+    /// where it has none, or while it is down.
+    direct: Mutex<Option<Box<dyn Write + Send>>>,
+    /// Pieces and bytes lost with a writer that failed (its endpoint went down).
+    lost_pieces: AtomicU64,
+    lost_bytes: AtomicU64,
     /// Pieces written to the destination.
     pieces: AtomicU64,
     /// Bytes written to the destination.
@@ -450,14 +616,38 @@ impl Lane {
         self.pieces.fetch_add(pieces as u64, Ordering::Relaxed);
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
+
+    fn direct(&self) -> MutexGuard<'_, Option<Box<dyn Write + Send>>> {
+        self.direct.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A batch that will never be written: no longer outstanding, counted as lost.
+    fn lose(&self, batch: &Batch) {
+        let bytes = batch.bytes().len() as u64;
+        self.outstanding.fetch_sub(bytes, Ordering::Release);
+        self.lost_pieces
+            .fetch_add(batch.pieces() as u64, Ordering::Relaxed);
+        self.lost_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// A writer's failure, tagged so the dispatcher can tell it from an older writer's.
+struct Failure {
+    /// The endpoint the writer wrote to.
+    endpoint: usize,
+    /// Which opening of that endpoint.
+    generation: u64,
+    error: Error,
 }
 
 /// What a writer thread owns besides its write half.
 struct Writing {
     name: String,
+    endpoint: usize,
+    generation: u64,
     rx: Receiver<Batch>,
     lane: Arc<Lane>,
-    fail: Sender<Error>,
+    fail: Sender<Failure>,
     /// Dropped when the thread ends; the dispatcher waits for that.
     done: Sender<()>,
 }
@@ -467,14 +657,24 @@ fn spawn_writer(mut writer: Box<dyn Write + Send>, w: Writing) -> io::Result<()>
     thread.spawn(move || {
         let _done = w.done;
         let mut warned = false;
-        for batch in w.rx {
+        let mut batches = w.rx.iter();
+        for batch in batches.by_ref() {
             if let Err(source) = write_patiently(&mut *writer, batch.bytes(), &w.name, &mut warned)
             {
                 let endpoint = w.name;
-                let _ = w.fail.send(match source.kind() {
+                let error = match source.kind() {
                     io::ErrorKind::BrokenPipe => Error::Closed { endpoint },
                     _ => Error::Write { endpoint, source },
-                });
+                };
+                let failure = Failure {
+                    endpoint: w.endpoint,
+                    generation: w.generation,
+                    error,
+                };
+                let _ = w.fail.send(failure);
+                // This batch and the rest of the queue will never be written.
+                w.lane.lose(&batch);
+                batches.for_each(|rest| w.lane.lose(&rest));
                 return;
             }
             let bytes = batch.bytes().len();
@@ -540,6 +740,10 @@ struct Direction {
     eof_is_end: bool,
     /// The source's pieces not yet handed to its reader, taken at shutdown.
     leftovers: Option<Box<dyn FnMut() -> Batch + Send>>,
+    /// While the destination is down: the pieces waiting for it.
+    backlog: Option<Backlog>,
+    /// Pieces dropped because the destination was down and the backlog full.
+    dropped: u64,
 }
 
 /// Why forwarding ended without a failure.
@@ -553,9 +757,11 @@ enum End {
 /// What woke the dispatcher.
 enum Event {
     Stop,
-    Failed(Error),
+    Failed(Failure),
     Received(usize, Option<Message>),
-    Sent(Result<(), SendError<Batch>>),
+    Sent(usize, Result<(), SendError<Batch>>),
+    /// A lost endpoint opened again (`--reconnect`).
+    Reopened(usize, Endpoint),
     Timer,
 }
 
@@ -563,14 +769,30 @@ struct Dispatcher {
     dirs: [Direction; 2],
     /// Each direction's reader channel.
     rxs: [Receiver<Message>; 2],
-    /// Each direction's writer queue; `None` once shutdown lets the writer finish.
+    /// Each direction's writer queue; `None` while its destination is down, and once
+    /// shutdown lets the writer finish.
     outs: [Option<Sender<Batch>>; 2],
     stop: Receiver<()>,
-    fail_rx: Receiver<Error>,
-    /// Keeps `fail_rx` connected after both writers end.
-    _fail_tx: Sender<Error>,
+    fail_rx: Receiver<Failure>,
     done_rx: Receiver<()>,
+    /// Starts threads; its failure sender keeps `fail_rx` connected.
+    links: Links,
     options: Options,
+    /// With `--reconnect`: the endpoints' specs, to open them again.
+    specs: Option<[Spec; 2]>,
+    /// The endpoints' names.
+    names: [String; 2],
+    reopen_tx: Sender<(usize, Endpoint)>,
+    reopen_rx: Receiver<(usize, Endpoint)>,
+    /// For each endpoint that is down, since when.
+    down: [Option<Instant>; 2],
+    /// How many times each endpoint has been opened again; tags writer failures.
+    generations: [u64; 2],
+    reconnects: u64,
+    /// Each endpoint's guard, kept until the bridge ends or the endpoint is replaced.
+    guards: [Guard; 2],
+    /// When to log the next `--stats` line.
+    stats_at: Option<Instant>,
 }
 
 impl Dispatcher {
@@ -582,7 +804,13 @@ impl Dispatcher {
                     info!("stopping");
                     return Ok(End::Stop);
                 }
-                Event::Failed(error) => return Err(error),
+                Event::Failed(failure) => {
+                    // A writer from before a reconnect is old news.
+                    if failure.generation == self.generations[failure.endpoint] {
+                        self.lose(failure.endpoint, failure.error)?;
+                    }
+                }
+                Event::Reopened(e, endpoint) => self.restore(e, endpoint)?,
                 Event::Received(i, Some(Ok(chunk))) => {
                     self.dirs[i].received += 1;
                     if chunk.partial && self.dirs[i].flush_at.is_none() {
@@ -594,7 +822,7 @@ impl Dispatcher {
                 Event::Received(i, Some(Err(source))) => {
                     self.dirs[i].received += 1;
                     let endpoint = self.dirs[i].from.clone();
-                    return Err(Error::Read { endpoint, source });
+                    self.lose(i, Error::Read { endpoint, source })?;
                 }
                 Event::Received(i, None) => {
                     self.dirs[i].open = false;
@@ -603,14 +831,19 @@ impl Dispatcher {
                         info!("{endpoint}: end of input");
                         return Ok(End::Input);
                     }
-                    return Err(Error::Closed { endpoint });
+                    self.lose(i, Error::Closed { endpoint })?;
                 }
-                Event::Sent(Ok(())) => {}
-                Event::Sent(Err(_)) => {
-                    // The writer ended; its failure is already on the channel.
-                    return Err(self.fail_rx.recv().expect("fail channel stays connected"));
+                Event::Sent(_, Ok(())) => {}
+                Event::Sent(i, Err(SendError(batch))) => {
+                    // The writer ended; its failure is on the way. Keep the batch, and
+                    // stop offering it to a queue nobody drains.
+                    self.dirs[i].held = Some(batch);
+                    self.outs[i] = None;
                 }
-                Event::Timer => self.flush_partials(),
+                Event::Timer => {
+                    self.flush_partials();
+                    self.log_stats();
+                }
             }
         }
     }
@@ -621,6 +854,7 @@ impl Dispatcher {
         let mut sel = Select::new();
         let stop = sel.recv(&self.stop);
         let fail = sel.recv(&self.fail_rx);
+        let reopen = self.specs.as_ref().map(|_| sel.recv(&self.reopen_rx));
         let mut arms = [None, None];
         for (i, dir) in self.dirs.iter().enumerate() {
             arms[i] = match (&dir.held, &self.outs[i]) {
@@ -632,6 +866,7 @@ impl Dispatcher {
         let deadline = (0..2)
             .filter(|&i| self.dirs[i].held.is_none())
             .filter_map(|i| self.dirs[i].flush_at)
+            .chain(self.stats_at)
             .min();
         let oper = match deadline {
             Some(deadline) => match sel.select_deadline(deadline) {
@@ -647,29 +882,169 @@ impl Dispatcher {
             return Event::Stop;
         }
         if index == fail {
-            let error = oper.recv(&self.fail_rx);
-            return Event::Failed(error.expect("fail channel stays connected"));
+            let failure = oper.recv(&self.fail_rx);
+            return Event::Failed(failure.expect("links keep the fail channel connected"));
+        }
+        if Some(index) == reopen {
+            let (e, endpoint) = oper
+                .recv(&self.reopen_rx)
+                .expect("the dispatcher keeps the reopen channel connected");
+            return Event::Reopened(e, endpoint);
         }
         let i = arms
             .iter()
             .position(|&arm| arm == Some(index))
             .expect("the selected operation is one of the arms");
         match (self.dirs[i].held.take(), &self.outs[i]) {
-            (Some(batch), Some(out)) => Event::Sent(oper.send(out, batch)),
+            (Some(batch), Some(out)) => Event::Sent(i, oper.send(out, batch)),
             _ => Event::Received(i, oper.recv(&self.rxs[i]).ok()),
         }
     }
 
-    /// Holds a batch for its writer.
+    /// Holds a batch for its writer, or, while the destination is down, adds its
+    /// pieces to the backlog, dropping the oldest beyond `--queue`.
     fn hold(&mut self, i: usize, batch: Batch) {
         if batch.is_empty() {
             return;
         }
         let dir = &mut self.dirs[i];
+        if let Some(backlog) = &mut dir.backlog {
+            let before = dir.dropped;
+            for piece in batch.iter() {
+                backlog.pieces.push_back(piece.to_vec());
+                while backlog.pieces.len() > self.options.queue {
+                    let oldest = backlog.pieces.pop_front().expect("over the limit");
+                    let bytes = oldest.len() as u64;
+                    dir.lane.outstanding.fetch_sub(bytes, Ordering::Release);
+                    dir.dropped += 1;
+                }
+            }
+            if before == 0 && dir.dropped > 0 {
+                warn!(
+                    "{}: queue full while {} is down; dropping the oldest lines (--queue {})",
+                    dir.label,
+                    self.names[1 - i],
+                    self.options.queue
+                );
+            }
+            return;
+        }
         match &mut dir.held {
             Some(held) => held.append(batch),
             None => dir.held = Some(batch),
         }
+    }
+
+    /// Endpoint `e` is gone. Without `--reconnect` that ends the bridge with `error`.
+    /// With it, what `e` sent last still goes on, lines for it wait in a backlog, and
+    /// a thread opens it again.
+    fn lose(&mut self, e: usize, error: Error) -> Result<(), Error> {
+        if self.specs.is_none() {
+            return Err(error);
+        }
+        if self.down[e].is_none() {
+            warn!("{error}; reconnecting");
+            self.go_down(e);
+        }
+        Ok(())
+    }
+
+    /// Marks endpoint `e` down and starts opening it again.
+    fn go_down(&mut self, e: usize) {
+        let Some(specs) = &self.specs else { return };
+        spawn_reopen(
+            e,
+            specs[e].clone(),
+            self.options.open_options(),
+            self.reopen_tx.clone(),
+        );
+        self.down[e] = Some(Instant::now());
+        // Ignore failures of the writer that served it until now.
+        self.generations[e] += 1;
+        // What it sent before it went still goes on.
+        let rest = self.collect(e, true, Some(Instant::now() + SHUTDOWN_GRACE));
+        self.dirs[e].open = false;
+        self.hold(e, rest);
+        // What is on its way to it waits in a backlog.
+        let into = 1 - e;
+        self.outs[into] = None;
+        *self.dirs[into].lane.direct() = None;
+        let held = self.dirs[into].held.take();
+        self.dirs[into].backlog = Some(Backlog::default());
+        if let Some(held) = held {
+            self.hold(into, held);
+        }
+    }
+
+    /// Endpoint `e` is open again: new threads, and its backlog goes out first.
+    fn restore(&mut self, e: usize, endpoint: Endpoint) -> Result<(), Error> {
+        let (input, output, guard) = split(endpoint);
+        self.guards[e] = guard;
+        let into = 1 - e;
+        let dir = &self.dirs[e];
+        let (source, rx) = self.links.start_reader(
+            input.name,
+            input.reader,
+            input.framed,
+            &dir.label,
+            &dir.lane,
+        )?;
+        let generation = self.generations[e];
+        let lane = &self.dirs[into].lane;
+        let out = self
+            .links
+            .start_writer(e, generation, output.name, output.writer, lane)?;
+        let dir = &mut self.dirs[e];
+        (dir.source, dir.received, dir.open) = (source, 0, true);
+        dir.eof_is_end = input.eof_is_end;
+        dir.leftovers = input.leftovers;
+        self.rxs[e] = rx;
+        self.outs[into] = Some(out);
+        let dir = &mut self.dirs[into];
+        if let Some(backlog) = dir.backlog.take() {
+            let mut batch = Batch::default();
+            backlog.pieces.iter().for_each(|piece| batch.push(piece));
+            dir.held = (!batch.is_empty()).then_some(batch);
+        }
+        // The backlog counts as outstanding, so the fast path waits until it is out.
+        *dir.lane.direct() = output.writer_now;
+        let since = self.down[e].take().map(|t| t.elapsed()).unwrap_or_default();
+        self.reconnects += 1;
+        info!("{}: back after {:.1} s", self.names[e], since.as_secs_f64());
+        Ok(())
+    }
+
+    /// `--stats`: one line per direction, and the time of the next.
+    fn log_stats(&mut self) {
+        let (Some(at), Some(every)) = (self.stats_at, self.options.stats) else {
+            return;
+        };
+        if Instant::now() < at {
+            return;
+        }
+        for dir in &self.dirs {
+            info!("{}", self.describe_traffic(dir));
+        }
+        self.stats_at = Some(at + every);
+    }
+
+    /// `A -> B: 12 lines, 345 bytes` and whatever else there is to say.
+    fn describe_traffic(&self, dir: &Direction) -> String {
+        let pieces = dir.lane.pieces.load(Ordering::Relaxed);
+        let bytes = dir.lane.bytes.load(Ordering::Relaxed);
+        let mut line = match self.options.framing {
+            Framing::Raw => format!("{}: {bytes} bytes", dir.label),
+            Framing::Lines { .. } => format!("{}: {pieces} lines, {bytes} bytes", dir.label),
+        };
+        let lost = dir.dropped + dir.lane.lost_pieces.load(Ordering::Relaxed);
+        if self.specs.is_some() {
+            line += &format!(", {lost} dropped, {} reconnects", self.reconnects);
+        }
+        let cuts = lock(&dir.source).framer.cuts();
+        if cuts > 0 {
+            line += &format!(" ({cuts} over-long lines forwarded in pieces)");
+        }
+        line
     }
 
     /// `--flush-after`: forwards each partial line whose source has been silent long
@@ -768,26 +1143,25 @@ impl Dispatcher {
         }
         // Dropping the queues lets each writer finish what it has and end.
         self.outs = [None, None];
+        self.links.done = None;
         while let Err(RecvTimeoutError::Timeout) = self.done_rx.recv_timeout(TICK) {
             if patience.over(&self.stop) {
                 debug!("a writer did not finish in time");
                 break;
             }
         }
-        for (dir, traffic) in self.dirs.iter().zip(self.traffic()) {
-            let mut line = match self.options.framing {
-                Framing::Raw => format!("{}: {} bytes", dir.label, traffic.bytes),
-                Framing::Lines { .. } => format!(
-                    "{}: {} lines, {} bytes",
-                    dir.label, traffic.pieces, traffic.bytes
-                ),
-            };
-            let cuts = lock(&dir.source).framer.cuts();
-            if cuts > 0 {
-                line += &format!(" ({cuts} over-long lines forwarded in pieces)");
+        for (i, dir) in self.dirs.iter().enumerate() {
+            let mut line = self.describe_traffic(dir);
+            if let Some(backlog) = &dir.backlog {
+                let waiting = backlog.pieces.len();
+                if waiting > 0 {
+                    let to = &self.names[1 - i];
+                    line +=
+                        &format!(" ({waiting} lines were still waiting for {to}, which is down)");
+                }
             }
             let unwritten = dir.lane.outstanding.load(Ordering::Acquire);
-            if unwritten > 0 {
+            if unwritten > 0 && dir.backlog.is_none() {
                 line += &format!(
                     " ({unwritten} bytes read but not written: the port did not accept them in time)"
                 );

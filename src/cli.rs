@@ -62,6 +62,19 @@ pub struct Args {
     #[argh(option, arg_name = "N")]
     pub max_clients: Option<usize>,
 
+    /// when a port goes away (or is missing at start), keep running and open it
+    /// again until it is back
+    #[argh(switch)]
+    pub reconnect: bool,
+
+    /// lines kept for a port that is down; the oldest go first (default 256)
+    #[argh(option, arg_name = "N")]
+    pub queue: Option<usize>,
+
+    /// log lines, bytes, drops and reconnects per direction every SECS seconds
+    #[argh(option, arg_name = "SECS")]
+    pub stats: Option<u64>,
+
     /// log every forwarded line (debug level)
     #[argh(switch, short = 'v')]
     pub verbose: bool,
@@ -152,7 +165,9 @@ const STDIO_TOKEN: &str = "\0-";
 /// Replaces each bare `-` given as a port with [`STDIO_TOKEN`]; `-` as the value of
 /// an option, or after `--`, is left alone.
 fn shield_stdio(mut args: Vec<String>) -> Vec<String> {
-    const TAKES_VALUE: [&str; 7] = [
+    const TAKES_VALUE: [&str; 9] = [
+        "--queue",
+        "--stats",
         "--baud",
         "--delimiter",
         "--max-line",
@@ -282,6 +297,16 @@ impl Args {
         } else {
             LevelFilter::Info
         });
+        let stats = match self.stats {
+            Some(0) => return Err(usage("--stats must be at least 1 second".into())),
+            secs => secs.map(Duration::from_secs),
+        };
+        if self.queue.is_some() && !self.reconnect {
+            return Err(usage(
+                "--queue only matters with --reconnect, which keeps lines for a port that is down"
+                    .into(),
+            ));
+        }
         let max_clients = match self.max_clients {
             Some(0) => return Err(usage("--max-clients must be at least 1".into())),
             Some(n) => n,
@@ -295,6 +320,9 @@ impl Args {
                 flush_after,
                 hex: self.hex,
                 max_clients,
+                reconnect: self.reconnect,
+                queue: self.queue.unwrap_or(crate::bridge::DEFAULT_QUEUE),
+                stats,
             },
             log: LogConfig {
                 level,
@@ -443,6 +471,17 @@ mod tests {
     }
 
     #[test]
+    fn reconnect_options() {
+        let c = config(&["--reconnect", "--queue", "0", "--stats", "5", "/a", "/b"]);
+        assert!(c.bridge.reconnect);
+        assert_eq!(c.bridge.queue, 0);
+        assert_eq!(c.bridge.stats, Some(Duration::from_secs(5)));
+        let c = config(&["/a", "/b"]);
+        assert!(!c.bridge.reconnect);
+        assert_eq!(c.bridge.queue, crate::bridge::DEFAULT_QUEUE);
+    }
+
+    #[test]
     fn log_levels() {
         assert_eq!(config(&["-v", "/a", "/b"]).log.level, LevelFilter::Debug);
         assert_eq!(config(&["-q", "/a", "/b"]).log.level, LevelFilter::Error);
@@ -478,6 +517,9 @@ mod tests {
         assert!(usage_error(&["--delimiter", "", "/a", "/b"]).contains("at least one byte"));
         assert!(usage_error(&["--delimiter", "\\q", "/a", "/b"]).contains("unknown escape"));
         assert!(usage_error(&["--baud", "fast", "/a", "/b"]).contains("--baud"));
+        assert!(usage_error(&["--queue", "5", "/a", "/b"]).contains("--reconnect"));
+        assert!(usage_error(&["--stats", "0", "/a", "/b"]).contains("at least 1"));
+        assert!(usage_error(&["--max-clients", "0", "/a", "/b"]).contains("at least 1"));
     }
 
     #[test]

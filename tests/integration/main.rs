@@ -7,4 +7,5 @@ mod cli;
 mod endpoints;
 mod inproc;
 mod pty;
+mod reconnect;
 mod util;
