@@ -274,3 +274,22 @@ fn network_errors_are_one_line_with_their_exit_code() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("connection refused"), "{err}");
 }
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_without_stalling_the_other() {
+    let (mut pty, bridge, port) = listen(&["--max-clients", "2"]);
+    let (mut reading, stuck) = (client(port), client(port));
+    wait_clients(&bridge, 2);
+    // Far more than the stuck client's socket buffers and queue can hold.
+    let flood = lines(b'F', 300_000);
+    let mut master = pty.master_clone();
+    let sent = flood.clone();
+    let writer = thread::spawn(move || write_all(&mut master, &sent));
+    assert!(read_exactly(&mut reading, flood.len(), PATIENCE) == flood);
+    writer.join().unwrap();
+    bridge.wait_for_log("is not reading; dropped it");
+    // The bridge still works for the client that reads.
+    write_all(&mut pty.master, b"still here\n");
+    assert_eq!(read_exactly(&mut reading, 11, PATIENCE), b"still here\n");
+    drop(stuck);
+}
