@@ -201,6 +201,7 @@ fn start(
         fail: fail_tx,
         done: Some(done_tx),
     };
+    let settles = [a.settle, b.settle];
     let (a_in, a_out, a_guard) = split(a);
     let (b_in, b_out, b_guard) = split(b);
     let names = [a_in.name.clone(), b_in.name.clone()];
@@ -238,6 +239,7 @@ fn start(
             leftovers,
             backlog: None,
             dropped: 0,
+            settling: None,
         });
     }
     let (reopen_tx, reopen_rx) = bounded(2);
@@ -270,9 +272,12 @@ fn start(
         guards: [a_guard, b_guard],
         stats_at: options.stats.map(|every| Instant::now() + every),
     };
-    for (e, absent) in absent.into_iter().enumerate() {
-        if absent {
+    for e in 0..2 {
+        if absent[e] {
             dispatcher.go_down(e);
+        } else if let Some(settle) = settles[e] {
+            let direct = dispatcher.dirs[1 - e].lane.direct().take();
+            dispatcher.settle(e, settle, direct);
         }
     }
     let outcome = dispatcher.forward();
@@ -424,6 +429,8 @@ const RECONNECT_MAX: Duration = Duration::from_secs(2);
 #[derive(Default)]
 struct Backlog {
     pieces: VecDeque<Vec<u8>>,
+    /// Dropped during this outage; the log says so once when it starts, once at the end.
+    dropped: u64,
 }
 
 fn describe(options: &Options) -> String {
@@ -744,6 +751,9 @@ struct Direction {
     backlog: Option<Backlog>,
     /// Pieces dropped because the destination was down and the backlog full.
     dropped: u64,
+    /// While the destination settles after opening (`settle=MS`): until when, and
+    /// its never-waiting write half, put in place when settling ends.
+    settling: Option<(Instant, Option<Box<dyn Write + Send>>)>,
 }
 
 /// Why forwarding ended without a failure.
@@ -842,6 +852,7 @@ impl Dispatcher {
                 }
                 Event::Timer => {
                     self.flush_partials();
+                    self.end_settling();
                     self.log_stats();
                 }
             }
@@ -867,6 +878,11 @@ impl Dispatcher {
             .filter(|&i| self.dirs[i].held.is_none())
             .filter_map(|i| self.dirs[i].flush_at)
             .chain(self.stats_at)
+            .chain(
+                self.dirs
+                    .iter()
+                    .filter_map(|d| d.settling.as_ref().map(|s| s.0)),
+            )
             .min();
         let oper = match deadline {
             Some(deadline) => match sel.select_deadline(deadline) {
@@ -909,17 +925,18 @@ impl Dispatcher {
         }
         let dir = &mut self.dirs[i];
         if let Some(backlog) = &mut dir.backlog {
-            let before = dir.dropped;
+            let before = backlog.dropped;
             for piece in batch.iter() {
                 backlog.pieces.push_back(piece.to_vec());
                 while backlog.pieces.len() > self.options.queue {
                     let oldest = backlog.pieces.pop_front().expect("over the limit");
                     let bytes = oldest.len() as u64;
                     dir.lane.outstanding.fetch_sub(bytes, Ordering::Release);
+                    backlog.dropped += 1;
                     dir.dropped += 1;
                 }
             }
-            if before == 0 && dir.dropped > 0 {
+            if before == 0 && backlog.dropped > 0 {
                 warn!(
                     "{}: queue full while {} is down; dropping the oldest lines (--queue {})",
                     dir.label,
@@ -970,14 +987,18 @@ impl Dispatcher {
         self.outs[into] = None;
         *self.dirs[into].lane.direct() = None;
         let held = self.dirs[into].held.take();
-        self.dirs[into].backlog = Some(Backlog::default());
+        // Lines held while it settled stay in the backlog.
+        self.dirs[into].settling = None;
+        self.dirs[into].backlog.get_or_insert_with(Backlog::default);
         if let Some(held) = held {
             self.hold(into, held);
         }
     }
 
-    /// Endpoint `e` is open again: new threads, and its backlog goes out first.
+    /// Endpoint `e` is open again: new threads, and its backlog goes out first (after
+    /// it settles, if it asks to).
     fn restore(&mut self, e: usize, endpoint: Endpoint) -> Result<(), Error> {
+        let settle = endpoint.settle;
         let (input, output, guard) = split(endpoint);
         self.guards[e] = guard;
         let into = 1 - e;
@@ -1000,18 +1021,57 @@ impl Dispatcher {
         dir.leftovers = input.leftovers;
         self.rxs[e] = rx;
         self.outs[into] = Some(out);
-        let dir = &mut self.dirs[into];
+        let since = self.down[e].take().map(|t| t.elapsed()).unwrap_or_default();
+        self.reconnects += 1;
+        info!("{}: back after {:.1} s", self.names[e], since.as_secs_f64());
+        match settle {
+            Some(settle) => self.settle(e, settle, output.writer_now),
+            None => self.release(e, output.writer_now),
+        }
+        Ok(())
+    }
+
+    /// Holds lines for endpoint `e` for `time` after it opened; `direct` is its
+    /// never-waiting write half, put in place when that time is up.
+    fn settle(&mut self, e: usize, time: Duration, direct: Option<Box<dyn Write + Send>>) {
+        debug!(
+            "{}: holding lines for it {time:?} while it settles",
+            self.names[e]
+        );
+        let dir = &mut self.dirs[1 - e];
+        dir.backlog.get_or_insert_with(Backlog::default);
+        dir.settling = Some((Instant::now() + time, direct));
+    }
+
+    /// Lets lines flow to endpoint `e` again: its backlog goes out first, then the
+    /// fast path (`direct`) may resume.
+    fn release(&mut self, e: usize, direct: Option<Box<dyn Write + Send>>) {
+        let dir = &mut self.dirs[1 - e];
         if let Some(backlog) = dir.backlog.take() {
+            if backlog.dropped > 0 {
+                let (n, to) = (backlog.dropped, &self.names[e]);
+                warn!("{}: {n} lines dropped while {to} was down", dir.label);
+            }
             let mut batch = Batch::default();
             backlog.pieces.iter().for_each(|piece| batch.push(piece));
             dir.held = (!batch.is_empty()).then_some(batch);
         }
         // The backlog counts as outstanding, so the fast path waits until it is out.
-        *dir.lane.direct() = output.writer_now;
-        let since = self.down[e].take().map(|t| t.elapsed()).unwrap_or_default();
-        self.reconnects += 1;
-        info!("{}: back after {:.1} s", self.names[e], since.as_secs_f64());
-        Ok(())
+        *dir.lane.direct() = direct;
+    }
+
+    /// Ends the settling of every endpoint whose time is up.
+    fn end_settling(&mut self) {
+        let now = Instant::now();
+        for e in 0..2 {
+            let into = 1 - e;
+            if let Some((until, _)) = &self.dirs[into].settling
+                && *until <= now
+            {
+                let (_, direct) = self.dirs[into].settling.take().expect("settling");
+                self.release(e, direct);
+            }
+        }
     }
 
     /// `--stats`: one line per direction, and the time of the next.

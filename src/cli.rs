@@ -67,6 +67,11 @@ pub struct Args {
     #[argh(switch)]
     pub reconnect: bool,
 
+    /// after opening a serial port, hold lines for it MS milliseconds (a board's
+    /// bootloader ignores input after the reset that opening causes); per port: settle=MS
+    #[argh(option, arg_name = "MS")]
+    pub settle: Option<u64>,
+
     /// lines kept for a port that is down; the oldest go first (default 256)
     #[argh(option, arg_name = "N")]
     pub queue: Option<usize>,
@@ -114,7 +119,7 @@ pub enum Command {
     /// List serial ports.
     List,
     /// Run the bridge.
-    Bridge(Config),
+    Bridge(Box<Config>),
 }
 
 /// A validated bridge configuration.
@@ -165,7 +170,8 @@ const STDIO_TOKEN: &str = "\0-";
 /// Replaces each bare `-` given as a port with [`STDIO_TOKEN`]; `-` as the value of
 /// an option, or after `--`, is left alone.
 fn shield_stdio(mut args: Vec<String>) -> Vec<String> {
-    const TAKES_VALUE: [&str; 9] = [
+    const TAKES_VALUE: [&str; 10] = [
+        "--settle",
         "--queue",
         "--stats",
         "--baud",
@@ -245,8 +251,15 @@ impl Args {
             Some(baud) => baud,
             None => DEFAULT_BAUD,
         };
-        let a = a.parse::<Spec>().map_err(usage)?.with_default_baud(baud);
-        let b = b.parse::<Spec>().map_err(usage)?.with_default_baud(baud);
+        let settle = self.settle.map(Duration::from_millis);
+        let a = a
+            .parse::<Spec>()
+            .map_err(usage)?
+            .with_defaults(baud, settle);
+        let b = b
+            .parse::<Spec>()
+            .map_err(usage)?
+            .with_defaults(baud, settle);
         if same_endpoint(&a, &b) {
             return Err(usage(format!(
                 "{a}: given as both ports; a bridge needs two different ports"
@@ -312,7 +325,7 @@ impl Args {
             Some(n) => n,
             None => 1,
         };
-        Ok(Command::Bridge(Config {
+        Ok(Command::Bridge(Box::new(Config {
             a,
             b,
             bridge: Options {
@@ -328,7 +341,7 @@ impl Args {
                 level,
                 file: self.log_file,
             },
-        }))
+        })))
     }
 }
 
@@ -408,7 +421,7 @@ mod tests {
 
     fn config(args: &[&str]) -> Config {
         match parse(args) {
-            Ok(Command::Bridge(config)) => config,
+            Ok(Command::Bridge(config)) => *config,
             other => panic!("{other:?}"),
         }
     }
@@ -473,6 +486,14 @@ mod tests {
     #[test]
     fn reconnect_options() {
         let c = config(&["--reconnect", "--queue", "0", "--stats", "5", "/a", "/b"]);
+        let settle = |spec: &Spec| match spec {
+            Spec::Serial(settings) => settings.settle,
+            _ => None,
+        };
+        assert_eq!(settle(&c.a), None);
+        let c2 = config(&["--settle", "1500", "/a,settle=10", "/b"]);
+        assert_eq!(settle(&c2.a), Some(Duration::from_millis(10)));
+        assert_eq!(settle(&c2.b), Some(Duration::from_millis(1500)));
         assert!(c.bridge.reconnect);
         assert_eq!(c.bridge.queue, 0);
         assert_eq!(c.bridge.stats, Some(Duration::from_secs(5)));

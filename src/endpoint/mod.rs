@@ -54,10 +54,14 @@ pub struct OpenOptions {
 }
 
 impl Spec {
-    /// Fills in settings the user left out from the command-line defaults.
-    pub fn with_default_baud(mut self, baud: u32) -> Spec {
+    /// Fills in settings the user left out from the command-line defaults
+    /// (`--baud`, `--settle`).
+    pub fn with_defaults(mut self, baud: u32, settle: Option<std::time::Duration>) -> Spec {
         if let Spec::Serial(settings) = &mut self {
             settings.baud.get_or_insert(baud);
+            if settings.settle.is_none() {
+                settings.settle = settle;
+            }
         }
         self
     }
@@ -152,6 +156,8 @@ pub struct Endpoint {
     pub leftovers: Option<Box<dyn FnMut() -> Batch + Send>>,
     /// Kept until the bridge ends, then dropped (a pty's symlink is removed then).
     pub guard: Option<Box<dyn Send>>,
+    /// After opening, hold lines for this endpoint this long (`settle=MS`).
+    pub settle: Option<std::time::Duration>,
 }
 
 impl Endpoint {
@@ -171,6 +177,7 @@ impl Endpoint {
             eof_is_end: false,
             leftovers: None,
             guard: None,
+            settle: None,
         }
     }
 }

@@ -40,6 +40,16 @@ pub struct Settings {
     pub stop: StopBits,
     /// Flow control.
     pub flow: FlowControl,
+    /// DTR level to set on open; `None` leaves what the OS does.
+    pub dtr: Option<bool>,
+    /// RTS level to set on open; `None` leaves what the OS does.
+    pub rts: Option<bool>,
+    /// Whether closing the port drops DTR (HUPCL, Unix); `None` leaves it as it is.
+    /// Off keeps an Arduino from resetting when the bridge closes or reopens it.
+    pub hupcl: Option<bool>,
+    /// How long to hold lines for this port after opening it (a board's bootloader
+    /// ignores input for a second or two after a reset); `None` until `--settle`.
+    pub settle: Option<Duration>,
 }
 
 impl Settings {
@@ -52,12 +62,25 @@ impl Settings {
             parity: Parity::None,
             stop: StopBits::One,
             flow: FlowControl::None,
+            dtr: None,
+            rts: None,
+            hupcl: None,
+            settle: None,
         }
     }
 }
 
+/// Parses `on` or `off`.
+fn on_off(value: &str) -> Option<bool> {
+    match value {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
+}
+
 /// The settings a port spec may carry, for messages.
-const KEYS: &str = "baud, data, parity, stop, flow";
+const KEYS: &str = "baud, data, parity, stop, flow, dtr, rts, hupcl, settle";
 
 impl FromStr for Settings {
     type Err = String;
@@ -116,6 +139,19 @@ impl FromStr for Settings {
                         _ => return Err(bad("flow must be none, software or hardware")),
                     }
                 }
+                "dtr" | "rts" | "hupcl" => {
+                    let level =
+                        on_off(value).ok_or_else(|| bad(&format!("{key} must be on or off")))?;
+                    *match key {
+                        "dtr" => &mut settings.dtr,
+                        "rts" => &mut settings.rts,
+                        _ => &mut settings.hupcl,
+                    } = Some(level);
+                }
+                "settle" => match value.parse::<u64>() {
+                    Ok(ms) => settings.settle = Some(Duration::from_millis(ms)),
+                    _ => return Err(bad("settle is in milliseconds, e.g. settle=2000")),
+                },
                 _ => return Err(bad(&format!("unknown setting; known ones are {KEYS}"))),
             }
         }
@@ -138,20 +174,30 @@ pub fn open(name: String, settings: &Settings) -> io::Result<Endpoint> {
         .stop_bits(settings.stop)
         .flow_control(settings.flow)
         .timeout(READ_TIMEOUT);
+    let builder = match settings.dtr {
+        Some(level) => builder.dtr_on_open(level),
+        None => builder,
+    };
     #[cfg(unix)]
     {
-        tty_endpoint(name, builder.open_native().map_err(io_error)?)
+        let mut port = builder.open_native().map_err(io_error)?;
+        set_lines(&mut port, settings);
+        if let Some(hupcl) = settings.hupcl {
+            set_hupcl(&port, hupcl)?;
+        }
+        let mut endpoint = tty_endpoint(name, port)?;
+        endpoint.settle = settings.settle;
+        Ok(endpoint)
     }
     #[cfg(not(unix))]
     {
-        let port = builder.open().map_err(io_error)?;
+        let mut port = builder.open().map_err(io_error)?;
+        set_lines(&mut *port, settings);
         let mut writer = port.try_clone().map_err(io_error)?;
         writer.set_timeout(WRITE_TIMEOUT).map_err(io_error)?;
-        Ok(Endpoint::new(
-            name,
-            Box::new(Reader { port }),
-            Box::new(writer),
-        ))
+        let mut endpoint = Endpoint::new(name, Box::new(Reader { port }), Box::new(writer));
+        endpoint.settle = settings.settle;
+        Ok(endpoint)
     }
 }
 
@@ -185,6 +231,39 @@ pub(crate) fn tty_endpoint(name: String, mut port: serialport::TTYPort) -> io::R
     let mut endpoint = Endpoint::new(name, Box::new(reader), Box::new(writer));
     endpoint.writer_now = Some(Box::new(now));
     Ok(endpoint)
+}
+
+/// Sets RTS as asked. Best effort, as serialport does for DTR: a pty has no modem
+/// lines, and a failure here is no reason to refuse the port.
+fn set_lines(port: &mut dyn SerialPort, settings: &Settings) {
+    if let Some(level) = settings.rts
+        && let Err(e) = port.write_request_to_send(level)
+    {
+        log::debug!("{}: cannot set RTS: {e}", settings.path);
+    }
+}
+
+/// Sets or clears HUPCL, which makes the last close drop DTR (and so reset an Arduino).
+#[cfg(unix)]
+fn set_hupcl(port: &serialport::TTYPort, on: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = port.as_raw_fd();
+    // SAFETY: termios is plain data; tcgetattr fills it from a descriptor `port` owns.
+    unsafe {
+        let mut termios: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut termios) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if on {
+            termios.c_cflag |= libc::HUPCL;
+        } else {
+            termios.c_cflag &= !libc::HUPCL;
+        }
+        if libc::tcsetattr(fd, libc::TCSANOW, &termios) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Converts serialport's error, keeping what the hints need: `NoDevice` is what it
@@ -327,6 +406,19 @@ mod tests {
     }
 
     #[test]
+    fn arduino_settings_parse() {
+        let s: Settings = "/dev/ttyACM0,dtr=off,rts=on,hupcl=off,settle=2000"
+            .parse()
+            .unwrap();
+        assert_eq!(s.dtr, Some(false));
+        assert_eq!(s.rts, Some(true));
+        assert_eq!(s.hupcl, Some(false));
+        assert_eq!(s.settle, Some(Duration::from_millis(2000)));
+        let s: Settings = "/dev/ttyACM0".parse().unwrap();
+        assert_eq!((s.dtr, s.rts, s.hupcl, s.settle), (None, None, None, None));
+    }
+
+    #[test]
     fn bad_settings_quote_the_token() {
         for (text, token, why) in [
             ("/dev/x,baud=fast", "'baud=fast'", "whole number"),
@@ -342,6 +434,9 @@ mod tests {
             ("/dev/x,speed=9600", "'speed=9600'", "unknown setting"),
             ("/dev/x,115200", "'115200'", "key=value"),
             ("/dev/x,baud=1,baud=2", "'baud=2'", "given twice"),
+            ("/dev/x,dtr=low", "'dtr=low'", "on or off"),
+            ("/dev/x,hupcl=0", "'hupcl=0'", "on or off"),
+            ("/dev/x,settle=2s", "'settle=2s'", "milliseconds"),
             ("/dev/x,", "''", "key=value"),
         ] {
             let error = text.parse::<Settings>().unwrap_err();

@@ -200,3 +200,40 @@ fn a_slow_side_does_not_stall_the_other_direction() {
     }
     drop(w);
 }
+
+#[test]
+fn settle_holds_lines_for_a_port_after_it_opens() {
+    let (mut a, mut b) = (Pty::new(), Pty::new());
+    let b_spec = format!("{},settle=1500", b.path);
+    let bridge = Bridge::start(&[&a.path, &b_spec]);
+    write_all(&mut a.master, b"early\n");
+    // Held while B settles (1.5 s from its opening), then sent.
+    assert!(read_for(&mut b.master, Duration::from_millis(300)).is_empty());
+    assert_eq!(read_exactly(&mut b.master, 6, PATIENCE), b"early\n");
+    // The other way is not held.
+    write_all(&mut b.master, b"reply\n");
+    assert_eq!(read_exactly(&mut a.master, 6, PATIENCE), b"reply\n");
+    drop(bridge);
+}
+
+#[test]
+fn hupcl_setting_is_applied() {
+    use std::os::fd::AsRawFd;
+    let hupcl = |pty: &Pty| {
+        // SAFETY: termios is plain data, filled by tcgetattr from our own descriptor.
+        let mut termios: libc::termios = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { libc::tcgetattr(pty.slave.as_raw_fd(), &mut termios) },
+            0
+        );
+        termios.c_cflag & libc::HUPCL != 0
+    };
+    let (a, b) = (Pty::new(), Pty::new());
+    let (a_spec, b_spec) = (
+        format!("{},hupcl=off", a.path),
+        format!("{},hupcl=on", b.path),
+    );
+    let _bridge = Bridge::start(&[&a_spec, &b_spec]);
+    assert!(!hupcl(&a));
+    assert!(hupcl(&b));
+}

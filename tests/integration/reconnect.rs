@@ -123,6 +123,7 @@ fn a_full_queue_drops_the_oldest_and_counts_them() {
     b.plug();
     bridge.wait_for_log("back after");
     assert_eq!(read_exactly(&mut b.pty().master, 4, PATIENCE), b"4\n5\n");
+    bridge.wait_for_log(&format!("3 lines dropped while {} was down", b.path()));
 }
 
 #[test]
