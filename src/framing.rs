@@ -424,6 +424,55 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// For any input, any delimiter, any max-line and any split into reads: the
+        /// pieces and what is left concatenate to the input, every piece is at most
+        /// max-line plus its delimiter, the framer holds at most max-line plus the
+        /// delimiter less one byte, and nothing panics.
+        #[test]
+        fn any_input_any_split(
+            input in proptest::collection::vec(
+                proptest::prop_oneof![
+                    3 => proptest::sample::select(vec![b'\n', b'\r', b'a', 0u8, 0xff]),
+                    1 => proptest::arbitrary::any::<u8>(),
+                ],
+                0..2000,
+            ),
+            cuts in proptest::collection::vec(0usize..2000, 0..40),
+            delimiter in proptest::prop_oneof![
+                proptest::strategy::Just(b"\n".to_vec()),
+                proptest::strategy::Just(b"\r\n".to_vec()),
+                proptest::strategy::Just(b"\n\n".to_vec()),
+                proptest::collection::vec(proptest::sample::select(vec![b'\n', b'\r', b'a']), 1..4),
+            ],
+            max_line in 1usize..80,
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= input.len()).collect();
+            cuts.sort_unstable();
+            let mut framer = lines(&delimiter, max_line);
+            let mut out = Batch::default();
+            let mut start = 0;
+            for cut in cuts.into_iter().chain([input.len()]) {
+                framer.feed(&input[start..cut], &mut out);
+                start = cut;
+                proptest::prop_assert!(framer.pending() < max_line + delimiter.len());
+            }
+            for piece in out.iter() {
+                let body = match piece.ends_with(&delimiter) {
+                    true => piece.len() - delimiter.len(),
+                    false => piece.len(),
+                };
+                proptest::prop_assert!(body <= max_line);
+                proptest::prop_assert!(!piece.is_empty());
+            }
+            let mut joined = out.bytes().to_vec();
+            let mut rest = Batch::default();
+            framer.take_partial(&mut rest);
+            joined.extend_from_slice(rest.bytes());
+            proptest::prop_assert_eq!(joined, input);
+        }
+    }
+
     #[test]
     fn raw_passes_each_read() {
         let mut f = Framer::new(&Framing::Raw);
