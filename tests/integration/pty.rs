@@ -237,3 +237,24 @@ fn hupcl_setting_is_applied() {
     assert!(!hupcl(&a));
     assert!(hupcl(&b));
 }
+
+#[test]
+fn ten_megabytes_without_a_delimiter_keep_memory_small() {
+    let (a, mut b, bridge) = setup(&[]);
+    let data = vec![b'x'; 10 << 20];
+    let mut writer = a.master_clone();
+    let sent = data.clone();
+    let w = thread::spawn(move || write_all(&mut writer, &sent));
+    // All but the last max-line piece crosses; that one waits for what follows.
+    let got = read_exactly(&mut b.master, data.len() - 4096, PATIENCE);
+    w.join().unwrap();
+    assert!(got.iter().all(|&x| x == b'x'));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", bridge.child.id())).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    assert!(peak_kb < 10 * 1024, "peak RSS {peak_kb} kB");
+    eprintln!("peak RSS after 10 MB without a delimiter: {peak_kb} kB");
+}

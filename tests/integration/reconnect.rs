@@ -183,3 +183,63 @@ fn a_restarted_tcp_server_is_reconnected() {
         b"to device\n"
     );
 }
+
+#[test]
+fn unplug_during_a_write_without_reconnect_exits_1() {
+    let (a, mut b) = (Plug::new("a"), Plug::new("b"));
+    let bridge = Bridge::start(&[a.path(), b.path()]);
+    // Nobody reads B, so the bridge is blocked writing to it when it goes.
+    let mut flood = a.pty.as_ref().unwrap().master_clone();
+    let data = crate::util::lines(b'F', 20_000);
+    let writer = std::thread::spawn(move || {
+        let _ = std::panic::catch_unwind(move || write_all(&mut flood, &data));
+    });
+    bridge.wait_for_log("not accepting data");
+    b.unplug();
+    let (status, stderr) = bridge.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("serial-bridge: {}: port closed", b.path())),
+        "{stderr}"
+    );
+    drop(writer);
+}
+
+#[test]
+fn unplug_during_a_write_with_reconnect_counts_the_loss_and_goes_on() {
+    let (mut a, mut b) = (Plug::new("a"), Plug::new("b"));
+    let bridge = Bridge::start(&[
+        "--reconnect",
+        "--queue",
+        "0",
+        "--stats",
+        "1",
+        a.path(),
+        b.path(),
+    ]);
+    let mut flood = a.pty().master_clone();
+    let data = crate::util::lines(b'F', 20_000);
+    let writer = std::thread::spawn(move || write_all(&mut flood, &data));
+    // Once B is full the writer is stuck mid-batch; then B goes.
+    bridge.wait_for_log("not accepting data");
+    b.unplug();
+    bridge.wait_for_log("reconnecting");
+    writer.join().unwrap();
+    b.plug();
+    bridge.wait_for_log("back after");
+    a.to(&mut b, b"after the loss\n", b"after the loss\n");
+    bridge.signal("INT");
+    let (status, stderr) = bridge.wait(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let summary = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains(&format!("{} -> {}", a.path(), b.path())))
+        .expect("summary");
+    let dropped: u64 = summary
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" dropped"))
+        .and_then(|n| n.parse().ok())
+        .expect("a dropped count");
+    assert!(dropped > 0, "{summary}");
+}
