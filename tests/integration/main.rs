@@ -8,4 +8,5 @@ mod endpoints;
 mod inproc;
 mod pty;
 mod reconnect;
+mod soak;
 mod util;
