@@ -605,9 +605,8 @@ struct Lane {
     /// The destination's write half that never waits, for the fast path; `None`
     /// where it has none, or while it is down.
     direct: Mutex<Option<Box<dyn Write + Send>>>,
-    /// Pieces and bytes lost with a writer that failed (its endpoint went down).
+    /// Pieces lost with a writer that failed (its endpoint went down).
     lost_pieces: AtomicU64,
-    lost_bytes: AtomicU64,
     /// Pieces written to the destination.
     pieces: AtomicU64,
     /// Bytes written to the destination.
@@ -634,7 +633,6 @@ impl Lane {
         self.outstanding.fetch_sub(bytes, Ordering::Release);
         self.lost_pieces
             .fetch_add(batch.pieces() as u64, Ordering::Relaxed);
-        self.lost_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 }
 
@@ -884,6 +882,10 @@ impl Dispatcher {
                     .filter_map(|d| d.settling.as_ref().map(|s| s.0)),
             )
             .min();
+        // A due timer goes first, so a busy bridge still flushes, settles and reports.
+        if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+            return Event::Timer;
+        }
         let oper = match deadline {
             Some(deadline) => match sel.select_deadline(deadline) {
                 Ok(oper) => oper,
@@ -938,7 +940,8 @@ impl Dispatcher {
             }
             if before == 0 && backlog.dropped > 0 {
                 warn!(
-                    "{}: queue full while {} is down; dropping the oldest lines (--queue {})",
+                    "{}: queue full while {} is down or settling; dropping the oldest lines \
+                     (--queue {})",
                     dir.label,
                     self.names[1 - i],
                     self.options.queue
@@ -1085,7 +1088,7 @@ impl Dispatcher {
         for dir in &self.dirs {
             info!("{}", self.describe_traffic(dir));
         }
-        self.stats_at = Some(at + every);
+        self.stats_at = Some(Instant::now() + every);
     }
 
     /// `A -> B: 12 lines, 345 bytes` and whatever else there is to say.
