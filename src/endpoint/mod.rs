@@ -182,6 +182,12 @@ impl Endpoint {
     }
 }
 
+/// A libc `read`, `write` or `send` result as `io::Result`: negative means errno.
+#[cfg(unix)]
+pub(crate) fn os_result(n: libc::ssize_t) -> std::io::Result<usize> {
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+}
+
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Endpoint")

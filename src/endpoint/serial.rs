@@ -304,7 +304,7 @@ impl Read for Reader {
             // data counts here; EOF, errors and "nothing yet" go through serialport,
             // which polls and tells a hang-up from a failure.
             #[cfg(unix)]
-            if let Ok(n @ 1..) = raw_io(unsafe {
+            if let Ok(n @ 1..) = super::os_result(unsafe {
                 // SAFETY: reads into `buf`, valid for its length, from `fd`, owned by
                 // `self.port`.
                 libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len())
@@ -331,18 +331,12 @@ impl io::Write for WriteNow {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
         // SAFETY: writes from `buf`, valid for its length, to a descriptor `self` owns.
-        raw_io(unsafe { libc::write(self.0.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
+        super::os_result(unsafe { libc::write(self.0.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-/// A libc read or write result as `io::Result`.
-#[cfg(unix)]
-fn raw_io(n: libc::ssize_t) -> io::Result<usize> {
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// One line per serial port present, with what USB tells about it.
