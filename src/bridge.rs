@@ -204,7 +204,6 @@ fn start(
     let settles = [a.settle, b.settle];
     let (a_in, a_out, a_guard) = split(a);
     let (b_in, b_out, b_guard) = split(b);
-    let names = [a_in.name.clone(), b_in.name.clone()];
     let mut dirs = Vec::new();
     let mut rxs = Vec::new();
     let mut outs = Vec::new();
@@ -263,7 +262,6 @@ fn start(
         links,
         options: options.clone(),
         specs,
-        names,
         reopen_tx,
         reopen_rx,
         down: [None, None],
@@ -623,6 +621,14 @@ impl Lane {
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
+    /// What has been written so far.
+    fn traffic(&self) -> Traffic {
+        Traffic {
+            pieces: self.pieces.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
     fn direct(&self) -> MutexGuard<'_, Option<Box<dyn Write + Send>>> {
         self.direct.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -788,8 +794,6 @@ struct Dispatcher {
     options: Options,
     /// With `--reconnect`: the endpoints' specs, to open them again.
     specs: Option<[Spec; 2]>,
-    /// The endpoints' names.
-    names: [String; 2],
     reopen_tx: Sender<(usize, Endpoint)>,
     reopen_rx: Receiver<(usize, Endpoint)>,
     /// For each endpoint that is down, since when.
@@ -939,11 +943,10 @@ impl Dispatcher {
                 }
             }
             if before == 0 && backlog.dropped > 0 {
+                let (label, to) = (&self.dirs[i].label, &self.dirs[1 - i].from);
                 warn!(
-                    "{}: queue full while {} is down or settling; dropping the oldest lines \
-                     (--queue {})",
-                    dir.label,
-                    self.names[1 - i],
+                    "{label}: queue full while {to} is down or settling; dropping the oldest \
+                     lines (--queue {})",
                     self.options.queue
                 );
             }
@@ -1026,7 +1029,11 @@ impl Dispatcher {
         self.outs[into] = Some(out);
         let since = self.down[e].take().map(|t| t.elapsed()).unwrap_or_default();
         self.reconnects += 1;
-        info!("{}: back after {:.1} s", self.names[e], since.as_secs_f64());
+        info!(
+            "{}: back after {:.1} s",
+            self.dirs[e].from,
+            since.as_secs_f64()
+        );
         match settle {
             Some(settle) => self.settle(e, settle, output.writer_now),
             None => self.release(e, output.writer_now),
@@ -1039,7 +1046,7 @@ impl Dispatcher {
     fn settle(&mut self, e: usize, time: Duration, direct: Option<Box<dyn Write + Send>>) {
         debug!(
             "{}: holding lines for it {time:?} while it settles",
-            self.names[e]
+            self.dirs[e].from
         );
         let dir = &mut self.dirs[1 - e];
         dir.backlog.get_or_insert_with(Backlog::default);
@@ -1049,10 +1056,11 @@ impl Dispatcher {
     /// Lets lines flow to endpoint `e` again: its backlog goes out first, then the
     /// fast path (`direct`) may resume.
     fn release(&mut self, e: usize, direct: Option<Box<dyn Write + Send>>) {
+        let to = self.dirs[e].from.clone();
         let dir = &mut self.dirs[1 - e];
         if let Some(backlog) = dir.backlog.take() {
             if backlog.dropped > 0 {
-                let (n, to) = (backlog.dropped, &self.names[e]);
+                let n = backlog.dropped;
                 warn!("{}: {n} lines dropped while {to} was down", dir.label);
             }
             let mut batch = Batch::default();
@@ -1093,8 +1101,7 @@ impl Dispatcher {
 
     /// `A -> B: 12 lines, 345 bytes` and whatever else there is to say.
     fn describe_traffic(&self, dir: &Direction) -> String {
-        let pieces = dir.lane.pieces.load(Ordering::Relaxed);
-        let bytes = dir.lane.bytes.load(Ordering::Relaxed);
+        let Traffic { pieces, bytes } = dir.lane.traffic();
         let mut line = match self.options.framing {
             Framing::Raw => format!("{}: {bytes} bytes", dir.label),
             Framing::Lines { .. } => format!("{}: {pieces} lines, {bytes} bytes", dir.label),
@@ -1141,7 +1148,8 @@ impl Dispatcher {
     }
 
     /// Takes direction `i`'s partial line, after every message its reader counted
-    /// before that. With `closing`, the reader sends nothing more.
+    /// before that. With `closing`, the reader sends nothing more, and whatever the
+    /// source endpoint still holds (its leftovers) comes last.
     fn collect(&mut self, i: usize, closing: bool, deadline: Option<Instant>) -> Batch {
         let dir = &mut self.dirs[i];
         let mut partial = Batch::default();
@@ -1150,6 +1158,9 @@ impl Dispatcher {
             source.closed |= closing;
             source.announced = false;
             source.framer.take_partial(&mut partial);
+            if let (true, Some(leftovers)) = (closing, &mut dir.leftovers) {
+                partial.append(leftovers());
+            }
             // Counted under the lock, so the reader's fast path now waits its turn.
             let queued = partial.bytes().len() as u64;
             dir.lane.outstanding.fetch_add(queued, Ordering::Release);
@@ -1183,17 +1194,7 @@ impl Dispatcher {
             deadline: Instant::now() + SHUTDOWN_GRACE,
         };
         for i in 0..2 {
-            let mut rest = self.collect(i, true, Some(patience.deadline));
-            if let Some(leftovers) = &mut self.dirs[i].leftovers {
-                let more = leftovers();
-                log_pieces(&self.dirs[i].label, &more, self.options.hex);
-                let queued = more.bytes().len() as u64;
-                self.dirs[i]
-                    .lane
-                    .outstanding
-                    .fetch_add(queued, Ordering::Release);
-                rest.append(more);
-            }
+            let rest = self.collect(i, true, Some(patience.deadline));
             self.hold(i, rest);
             if let (Some(mut batch), Some(out)) = (self.dirs[i].held.take(), &self.outs[i]) {
                 while let Err(SendTimeoutError::Timeout(back)) = out.send_timeout(batch, TICK) {
@@ -1218,7 +1219,7 @@ impl Dispatcher {
             if let Some(backlog) = &dir.backlog {
                 let waiting = backlog.pieces.len();
                 if waiting > 0 {
-                    let to = &self.names[1 - i];
+                    let to = &self.dirs[1 - i].from;
                     line +=
                         &format!(" ({waiting} lines were still waiting for {to}, which is down)");
                 }
@@ -1234,10 +1235,7 @@ impl Dispatcher {
     }
 
     fn traffic(&self) -> [Traffic; 2] {
-        self.dirs.each_ref().map(|dir| Traffic {
-            pieces: dir.lane.pieces.load(Ordering::Relaxed),
-            bytes: dir.lane.bytes.load(Ordering::Relaxed),
-        })
+        self.dirs.each_ref().map(|dir| dir.lane.traffic())
     }
 }
 
