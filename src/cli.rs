@@ -27,7 +27,7 @@ pub const DEFAULT_BAUD: u32 = 9600;
     example = "Different speeds, CRLF-terminated lines:\n  $ {command_name} --delimiter '\\r\\n' /dev/ttyUSB0,baud=115200 /dev/ttyACM0",
     example = "A binary protocol such as Firmata, byte for byte:\n  $ {command_name} --raw --baud 57600 COM3 COM4",
     example = "Expose an Arduino to the network (this machine only without 0.0.0.0):\n  $ {command_name} /dev/ttyACM0 tcp-listen://0.0.0.0:5000",
-    note = "A port is a serial port PATH[,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, - for stdin/stdout, or pty[:LINK].",
+    note = "A port is a serial port PATH[,key=value]... or usb:VID:PID[:SERIAL][,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, - for stdin/stdout, or pty[:LINK].",
     error_code(0, "stopped by Ctrl-C, SIGTERM or SIGHUP, or stdin ended"),
     error_code(1, "a port failed or closed while running"),
     error_code(2, "bad arguments"),
@@ -100,9 +100,14 @@ pub struct Args {
     #[argh(switch)]
     pub hex: bool,
 
-    /// list the serial ports present, with USB details, and exit
+    /// list the serial ports present, with the usb:... selector naming each USB
+    /// one, and exit
     #[argh(switch)]
     pub list: bool,
+
+    /// with --list: print JSON, for scripts
+    #[argh(switch)]
+    pub json: bool,
 
     /// print the version and exit
     #[argh(switch)]
@@ -118,6 +123,8 @@ pub enum Command {
     Version,
     /// List serial ports.
     List,
+    /// List serial ports as JSON.
+    ListJson,
     /// Run the bridge.
     Bridge(Box<Config>),
 }
@@ -231,8 +238,17 @@ impl Args {
         if self.version {
             return Ok(Command::Version);
         }
+        if self.json && !self.list {
+            return Err(usage(
+                "--json only works with --list: `serial-bridge --list --json`".into(),
+            ));
+        }
         if self.list {
-            return Ok(Command::List);
+            return Ok(if self.json {
+                Command::ListJson
+            } else {
+                Command::List
+            });
         }
         let ports: Vec<&str> = self
             .ports
@@ -523,6 +539,12 @@ mod tests {
     #[test]
     fn list_and_version_need_no_ports() {
         assert!(matches!(parse(&["--list"]), Ok(Command::List)));
+        assert!(matches!(
+            parse(&["--list", "--json"]),
+            Ok(Command::ListJson)
+        ));
+        assert!(usage_error(&["--json"]).contains("only works with --list"));
+        assert!(usage_error(&["--json", "/a", "/b"]).contains("only works with --list"));
         assert!(matches!(parse(&["--version"]), Ok(Command::Version)));
     }
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use serial_bridge::cli::{self, Command};
-use serial_bridge::endpoint::serial;
+use serial_bridge::endpoint::usb;
 use serial_bridge::{bridge, error::Error};
 
 fn main() -> ExitCode {
@@ -20,13 +20,8 @@ fn run() -> Result<(), Error> {
     match cli::parse(std::env::args_os().skip(1))? {
         Command::Help(text) => print!("{text}"),
         Command::Version => println!("serial-bridge {}", env!("CARGO_PKG_VERSION")),
-        Command::List => {
-            let ports = serial::list()?;
-            ports.iter().for_each(|port| println!("{port}"));
-            if ports.is_empty() {
-                eprintln!("serial-bridge: no serial ports found");
-            }
-        }
+        Command::List => usb::list::print(false)?,
+        Command::ListJson => usb::list::print(true)?,
         Command::Bridge(config) => {
             config.log.install()?;
             let (stop_tx, stop) = crossbeam_channel::bounded(1);

@@ -9,6 +9,7 @@
 //! | argument | kind |
 //! | --- | --- |
 //! | `/dev/ttyACM0,baud=115200`, `COM3` | serial port, [`serial`] |
+//! | `usb:2341:0043[:SERIAL],baud=115200` | the USB serial device so named, [`usb`] |
 //! | `tcp://HOST:PORT`, `socket://HOST:PORT` | TCP client, [`tcp`] |
 //! | `tcp-listen://[ADDR:]PORT` | TCP server for line clients, [`tcp`] |
 //! | `-` | stdin and stdout, [`stdio`] |
@@ -26,6 +27,7 @@ pub mod pty;
 pub mod serial;
 pub mod stdio;
 pub mod tcp;
+pub mod usb;
 
 /// One side of the bridge, as the user described it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! Serial ports: settings, opening, the read and write halves, and `--list`.
+//! Serial ports: settings, opening, and the read and write halves.
 //!
 //! Two traps in serialport shape this file. Its reads fail with `TimedOut` when no
 //! data arrives within the port's timeout, so the read half uses a long timeout and
@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::Endpoint;
-use serialport::{DataBits, FlowControl, Parity, SerialPort, SerialPortType, StopBits};
+use serialport::{DataBits, FlowControl, Parity, SerialPort, StopBits};
 
 /// How long a read waits before it reports "no data" and waits again. Long, so an
 /// idle bridge stays asleep; the bridge never needs a reader to wake up.
@@ -36,8 +36,10 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A serial port path and its line settings, from `PATH[,key=value]...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// The device path, as given.
+    /// The device path, as given; for a USB selector, the selector (canonical form).
     pub path: String,
+    /// A USB selector (`usb:VID:PID...`) in place of a path: resolved on every open.
+    pub usb: Option<super::usb::Selector>,
     /// Baud rate; `None` until the `--baud` default is applied.
     pub baud: Option<u32>,
     /// Bits per character.
@@ -65,6 +67,7 @@ impl Settings {
     pub fn new(path: &str) -> Settings {
         Settings {
             path: path.to_string(),
+            usb: None,
             baud: None,
             data: DataBits::Eight,
             parity: Parity::None,
@@ -100,6 +103,11 @@ impl FromStr for Settings {
             return Err(format!("{text}: missing port path before the settings"));
         }
         let mut settings = Settings::new(path);
+        if super::usb::is_selector(path) {
+            let selector: super::usb::Selector = path.parse()?;
+            settings.path = selector.to_string();
+            settings.usb = Some(selector);
+        }
         let mut seen = Vec::new();
         for token in parts {
             let bad = |why: &str| format!("{path}: bad setting '{token}': {why}");
@@ -176,7 +184,11 @@ impl fmt::Display for Settings {
 /// Opens the port with `settings` as the endpoint `name`.
 pub fn open(name: String, settings: &Settings) -> io::Result<Endpoint> {
     let baud = settings.baud.unwrap_or(crate::cli::DEFAULT_BAUD);
-    let builder = serialport::new(&settings.path, baud)
+    let path = match &settings.usb {
+        Some(selector) => super::usb::resolve(selector)?,
+        None => settings.path.clone(),
+    };
+    let builder = serialport::new(&path, baud)
         .data_bits(settings.data)
         .parity(settings.parity)
         .stop_bits(settings.stop)
@@ -337,39 +349,6 @@ impl io::Write for WriteNow {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-/// One line per serial port present, with what USB tells about it.
-pub fn list() -> Result<Vec<String>, crate::error::Error> {
-    let mut ports = serialport::available_ports().map_err(|e| crate::error::Error::Setup {
-        what: "cannot list ports".into(),
-        source: io_error(e),
-    })?;
-    ports.sort_by(|a, b| a.port_name.cmp(&b.port_name));
-    Ok(ports
-        .into_iter()
-        .map(|port| {
-            let kind = match port.port_type {
-                SerialPortType::UsbPort(usb) => {
-                    let mut text = format!("usb {:04x}:{:04x}", usb.vid, usb.pid);
-                    for (label, value) in [
-                        ("serial", usb.serial_number),
-                        ("manufacturer", usb.manufacturer),
-                        ("product", usb.product),
-                    ] {
-                        if let Some(value) = value {
-                            text += &format!(" {label}=\"{value}\"");
-                        }
-                    }
-                    text
-                }
-                SerialPortType::PciPort => "pci".to_string(),
-                SerialPortType::BluetoothPort => "bluetooth".to_string(),
-                SerialPortType::Unknown => "other".to_string(),
-            };
-            format!("{}\t{kind}", port.port_name)
-        })
-        .collect())
 }
 
 #[cfg(test)]
