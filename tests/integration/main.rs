@@ -9,4 +9,5 @@ mod inproc;
 mod pty;
 mod reconnect;
 mod soak;
+mod usb;
 mod util;
