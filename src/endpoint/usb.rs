@@ -476,7 +476,12 @@ pub fn scan() -> Result<Scan, String> {
     #[cfg(not(target_os = "linux"))]
     let mut scan = Scan {
         ports: serialport::available_ports()
-            .map_err(|e| format!("cannot list serial ports: {e}"))?
+            .map_err(|e| {
+                format!(
+                    "cannot list serial ports: {}",
+                    lowercase_first(&e.to_string())
+                )
+            })?
             .into_iter()
             .map(from_serialport)
             .collect(),
