@@ -54,7 +54,7 @@ pub struct Selector {
     pub vid: u16,
     /// USB product ID.
     pub pid: u16,
-    /// Serial number; compared without regard to ASCII case (Windows upper-cases it).
+    /// Serial number; compared without regard to ASCII case (Windows may upper-case it).
     pub serial: Option<String>,
     /// The USB port path as the OS reports it (`1-1.2` on Linux).
     pub location: Option<String>,
