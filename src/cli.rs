@@ -27,6 +27,7 @@ pub const DEFAULT_BAUD: u32 = 9600;
     example = "Different speeds, CRLF-terminated lines:\n  $ {command_name} --delimiter '\\r\\n' /dev/ttyUSB0,baud=115200 /dev/ttyACM0",
     example = "A binary protocol such as Firmata, byte for byte:\n  $ {command_name} --raw --baud 57600 COM3 COM4",
     example = "Expose an Arduino to the network (this machine only without 0.0.0.0):\n  $ {command_name} /dev/ttyACM0 tcp-listen://0.0.0.0:5000",
+    example = "Name a board, not a port (--list prints the selector), and follow it across replugs:\n  $ {command_name} --reconnect usb:2341:0043:85735313233351F0B1E1,baud=115200 -",
     note = "A port is a serial port PATH[,key=value]... or usb:VID:PID[:SERIAL][,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, - for stdin/stdout, or pty[:LINK].",
     error_code(0, "stopped by Ctrl-C, SIGTERM or SIGHUP, or stdin ended"),
     error_code(1, "a port failed or closed while running"),

@@ -408,7 +408,7 @@ pub fn selector_for(port: &Port, ports: &[Port]) -> Option<Selector> {
         .flatten()
         .find(|selector| {
             let found = matching(selector, ports);
-            found.len() == 1 && std::ptr::eq(found[0], port)
+            found.len() == 1 && found[0].path == port.path
         })
 }
 
@@ -435,7 +435,7 @@ pub fn pick<'a>(selector: &Selector, ports: &'a [Port]) -> Result<&'a Port, Stri
             let body = selector.body();
             Err(if present.is_empty() {
                 format!(
-                    "no USB serial device {body} present, and no other either \
+                    "no USB serial device {body} present, nor any other \
                      (is it plugged in, and its driver loaded?)"
                 )
             } else {
@@ -750,7 +750,7 @@ mod tests {
         );
         let error = pick(&selector("usb:2341:0043:NOPE"), &[]).unwrap_err();
         assert!(
-            error.starts_with("no USB serial device 2341:0043:NOPE present, and no other"),
+            error.starts_with("no USB serial device 2341:0043:NOPE present, nor any other"),
             "{error}"
         );
     }

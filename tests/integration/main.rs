@@ -1,6 +1,7 @@
 //! Integration tests, built as one binary: `inproc` drives `bridge::bridge` over
 //! socket pairs; `pty` runs the real binary between pseudo-terminal pairs; `cli` checks
-//! the command line's messages and exit codes.
+//! the command line's messages and exit codes; `usb` the USB selectors' messages and
+//! exit codes.
 
 mod bench;
 mod cli;
