@@ -155,7 +155,10 @@ pub fn run(config: &Config, stop: Receiver<()>) -> Result<[Traffic; 2], Error> {
     for (i, spec) in specs.iter().enumerate() {
         match spec.open(&open) {
             Ok(endpoint) => endpoints.push(endpoint),
-            Err(error) if config.bridge.reconnect => {
+            // A USB selector naming several boards is a mistake to fix, not one to wait out.
+            Err(error)
+                if config.bridge.reconnect && !crate::endpoint::usb::is_ambiguous(&error) =>
+            {
                 warn!("{error}; waiting for it (--reconnect)");
                 absent[i] = true;
                 let name = spec.to_string();

@@ -420,9 +420,40 @@ fn describe(port: &Port, ports: &[Port]) -> String {
     }
 }
 
-/// The one port `selector` names, or the message saying why there is not one: none
-/// present (listing what is), or several (listing the selector that picks each).
-pub fn pick<'a>(selector: &Selector, ports: &'a [Port]) -> Result<&'a Port, String> {
+/// Why a selector named no port; the message is what the user reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unpicked {
+    /// No port matches; the message lists the USB serial devices present.
+    Absent(String),
+    /// Several match; the message lists the selector that picks each one.
+    Several(String),
+}
+
+impl fmt::Display for Unpicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unpicked::Absent(message) | Unpicked::Several(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for Unpicked {}
+
+/// Whether `error` is a USB selector naming several devices: a mistake to fix, not
+/// a device to wait for, so even `--reconnect` stops at it when the bridge starts.
+pub fn is_ambiguous(error: &crate::error::Error) -> bool {
+    match error {
+        crate::error::Error::Open { source, .. } => source
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<Unpicked>())
+            .is_some_and(|why| matches!(why, Unpicked::Several(_))),
+        _ => false,
+    }
+}
+
+/// The one port `selector` names, or why there is not one: none present (listing
+/// what is), or several (listing the selector that picks each).
+pub fn pick<'a>(selector: &Selector, ports: &'a [Port]) -> Result<&'a Port, Unpicked> {
     let found = matching(selector, ports);
     match found[..] {
         [port] => Ok(port),
@@ -433,7 +464,7 @@ pub fn pick<'a>(selector: &Selector, ports: &'a [Port]) -> Result<&'a Port, Stri
                 .map(|port| describe(port, ports))
                 .collect();
             let body = selector.body();
-            Err(if present.is_empty() {
+            Err(Unpicked::Absent(if present.is_empty() {
                 format!(
                     "no USB serial device {body} present, nor any other \
                      (is it plugged in, and its driver loaded?)"
@@ -443,15 +474,15 @@ pub fn pick<'a>(selector: &Selector, ports: &'a [Port]) -> Result<&'a Port, Stri
                     "no USB serial device {body} present; present: {}",
                     present.join(", ")
                 )
-            })
+            }))
         }
         _ => {
             let candidates: Vec<String> = found.iter().map(|port| describe(port, ports)).collect();
-            Err(format!(
+            Err(Unpicked::Several(format!(
                 "{} USB serial devices match, so none is picked; name one: {}",
                 found.len(),
                 candidates.join(", ")
-            ))
+            )))
         }
     }
 }
@@ -739,20 +770,46 @@ mod tests {
             "/dev/ttyACM0"
         );
         assert_eq!(
-            pick(&selector("usb:2341:0044"), &ports).unwrap_err(),
+            pick(&selector("usb:2341:0044"), &ports)
+                .unwrap_err()
+                .to_string(),
             "no USB serial device 2341:0044 present; present: usb:2341:0043:A1 at \
              /dev/ttyACM0, usb:2341:0043:B2 at /dev/ttyACM1, usb:1a86:7523 at /dev/ttyUSB0"
         );
         assert_eq!(
-            pick(&selector("usb:2341:0043"), &ports).unwrap_err(),
+            pick(&selector("usb:2341:0043"), &ports)
+                .unwrap_err()
+                .to_string(),
             "2 USB serial devices match, so none is picked; name one: \
              usb:2341:0043:A1 at /dev/ttyACM0, usb:2341:0043:B2 at /dev/ttyACM1"
         );
-        let error = pick(&selector("usb:2341:0043:NOPE"), &[]).unwrap_err();
+        let error = pick(&selector("usb:2341:0043:NOPE"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(
             error.starts_with("no USB serial device 2341:0043:NOPE present, nor any other"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn only_several_matches_are_ambiguous() {
+        let open = |why: Unpicked| crate::error::Error::Open {
+            endpoint: "usb:2341:0043".into(),
+            source: io::Error::other(why),
+        };
+        let several = open(Unpicked::Several("2 USB serial devices match".into()));
+        assert!(is_ambiguous(&several));
+        assert_eq!(
+            several.to_string(),
+            "usb:2341:0043: cannot open: 2 USB serial devices match"
+        );
+        assert!(!is_ambiguous(&open(Unpicked::Absent("none".into()))));
+        let missing = crate::error::Error::Open {
+            endpoint: "/dev/ttyACM0".into(),
+            source: io::ErrorKind::NotFound.into(),
+        };
+        assert!(!is_ambiguous(&missing));
     }
 
     #[test]
@@ -772,7 +829,9 @@ mod tests {
             ],
             Os::Linux,
         );
-        let error = pick(&selector("usb:1a86:7523"), &ports).unwrap_err();
+        let error = pick(&selector("usb:1a86:7523"), &ports)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.ends_with(
                 "usb:1a86:7523@1-1.2 at /dev/ttyUSB0, usb:1a86:7523@1-1.3 at /dev/ttyUSB1"
@@ -831,7 +890,9 @@ mod tests {
             ],
             Os::Linux,
         );
-        let error = pick(&selector("usb:1d50:6018:85A12F01"), &ports).unwrap_err();
+        let error = pick(&selector("usb:1d50:6018:85A12F01"), &ports)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.ends_with(
                 "usb:1d50:6018:85A12F01/0 at /dev/ttyACM0, usb:1d50:6018:85A12F01/2 at /dev/ttyACM1"
@@ -850,7 +911,9 @@ mod tests {
             Os::Windows,
         );
         assert_eq!(selector_for(&ports[0], &ports), None);
-        let error = pick(&selector("usb:1a86:7523"), &ports).unwrap_err();
+        let error = pick(&selector("usb:1a86:7523"), &ports)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("COM3 (no selector tells it apart; name its path)"),
             "{error}"
