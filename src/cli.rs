@@ -13,11 +13,10 @@ use simplelog::LevelFilter;
 
 use crate::bridge::Options;
 use crate::endpoint::Spec;
-use crate::error::Error;
+use crate::endpoint::serial::DEFAULT_BAUD;
+use crate::error::{Error, exit};
+use crate::escape::unescape;
 use crate::framing::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE, Framing};
-
-/// The baud rate for ports that set none: what Arduino sketches start with.
-pub const DEFAULT_BAUD: u32 = 9600;
 
 /// Bridge two endpoints (serial ports, TCP, stdin/stdout, a pty): every complete
 /// line read on one is written to the other, byte for byte.
@@ -27,11 +26,7 @@ pub const DEFAULT_BAUD: u32 = 9600;
     example = "Different speeds, CRLF-terminated lines:\n  $ {command_name} --delimiter '\\r\\n' /dev/ttyUSB0,baud=115200 /dev/ttyACM0",
     example = "A binary protocol such as Firmata, byte for byte:\n  $ {command_name} --raw --baud 57600 COM3 COM4",
     example = "Expose an Arduino to the network (this machine only without 0.0.0.0):\n  $ {command_name} /dev/ttyACM0 tcp-listen://0.0.0.0:5000",
-    note = "A port is a serial port PATH[,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, - for stdin/stdout, or pty[:LINK].",
-    error_code(0, "stopped by Ctrl-C, SIGTERM or SIGHUP, or stdin ended"),
-    error_code(1, "a port failed or closed while running"),
-    error_code(2, "bad arguments"),
-    error_code(3, "a port could not be opened")
+    note = "A port is a serial port PATH[,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, - for stdin/stdout, or pty[:LINK]."
 )]
 pub struct Args {
     /// the two ports to bridge, A and B
@@ -151,48 +146,42 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
         .map(|arg| arg.into_string())
         .collect::<Result<_, _>>()
         .map_err(|arg| Error::Usage(format!("{arg:?}: not valid UTF-8")))?;
-    let args = shield_stdio(args);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // argh takes a bare `-` (stdin and stdout) for an unknown option, so every one
+    // stands in as STDIO_TOKEN while argh parses, and is put back after.
+    let args: Vec<&str> = args
+        .iter()
+        .map(|arg| {
+            if arg == "-" {
+                STDIO_TOKEN
+            } else {
+                arg.as_str()
+            }
+        })
+        .collect();
     match Args::from_args(&["serial-bridge"], &args) {
-        Ok(args) => args.into_command(),
-        Err(exit) if exit.status.is_ok() => Ok(Command::Help(exit.output)),
+        Ok(args) => args.unshield().into_command(),
+        Err(exit) if exit.status.is_ok() => Ok(Command::Help(exit.output + &exit_codes())),
         Err(exit) => Err(Error::Usage(format!(
             "{} (see --help)",
-            exit.output.trim_end().replace('\n', "; ")
+            exit.output
+                .trim_end()
+                .replace(STDIO_TOKEN, "-")
+                .replace('\n', "; ")
         ))),
     }
 }
 
-/// Stands in for a bare `-` (stdin and stdout) while argh parses, which would
-/// otherwise take it for an unknown option. No real argument holds a NUL.
-const STDIO_TOKEN: &str = "\0-";
-
-/// Replaces each bare `-` given as a port with [`STDIO_TOKEN`]; `-` as the value of
-/// an option, or after `--`, is left alone.
-fn shield_stdio(mut args: Vec<String>) -> Vec<String> {
-    const TAKES_VALUE: [&str; 10] = [
-        "--settle",
-        "--queue",
-        "--stats",
-        "--baud",
-        "--delimiter",
-        "--max-line",
-        "--flush-after",
-        "--max-clients",
-        "--log-level",
-        "--log-file",
-    ];
-    for i in 0..args.len() {
-        if args[i] == "--" {
-            break;
-        }
-        let is_value = i > 0 && TAKES_VALUE.contains(&args[i - 1].as_str());
-        if args[i] == "-" && !is_value {
-            args[i] = STDIO_TOKEN.to_string();
-        }
+/// The exit codes for `--help`, from their one list in error.rs, as argh would show them.
+fn exit_codes() -> String {
+    let mut text = "\nExit codes:\n".to_string();
+    for (code, meaning) in exit::CODES {
+        text += &format!("  {code} {meaning}\n");
     }
-    args
+    text
 }
+
+/// Stands in for a bare `-` while argh parses. No real argument holds a NUL.
+const STDIO_TOKEN: &str = "\0-";
 
 impl LogConfig {
     /// Sends the log to stderr, and to the log file if one is set.
@@ -225,6 +214,22 @@ impl LogConfig {
 }
 
 impl Args {
+    /// Puts back every bare `-` that stood in as [`STDIO_TOKEN`]: a port, or the value
+    /// of an option (`--delimiter -`, `--log-file -`).
+    fn unshield(mut self) -> Args {
+        let back = |text: &mut String| {
+            if text == STDIO_TOKEN {
+                *text = "-".into();
+            }
+        };
+        self.ports.iter_mut().for_each(back);
+        self.delimiter.as_mut().map(back);
+        if self.log_file.as_deref() == Some(std::path::Path::new(STDIO_TOKEN)) {
+            self.log_file = Some("-".into());
+        }
+        self
+    }
+
     /// Validates the arguments.
     pub fn into_command(self) -> Result<Command, Error> {
         let usage = |message: String| Error::Usage(message);
@@ -234,12 +239,7 @@ impl Args {
         if self.list {
             return Ok(Command::List);
         }
-        let ports: Vec<&str> = self
-            .ports
-            .iter()
-            .map(|p| if p == STDIO_TOKEN { "-" } else { p.as_str() })
-            .collect();
-        let [a, b] = ports[..] else {
+        let [a, b] = &self.ports[..] else {
             return Err(usage(
                 "two ports are needed, e.g. `serial-bridge /dev/ttyACM0 /dev/ttyACM1` \
                  (see --help, or --list for the ports present)"
@@ -280,9 +280,15 @@ impl Args {
             Framing::Raw
         } else {
             let delimiter = match &self.delimiter {
-                Some(text) => {
-                    unescape(text).map_err(|why| usage(format!("--delimiter '{text}': {why}")))?
-                }
+                Some(text) => match unescape(text) {
+                    Ok(bytes) if bytes.is_empty() => {
+                        return Err(usage(format!(
+                            "--delimiter '{text}': the delimiter must be at least one byte"
+                        )));
+                    }
+                    Ok(bytes) => bytes,
+                    Err(why) => return Err(usage(format!("--delimiter '{text}': {why}"))),
+                },
                 None => DEFAULT_DELIMITER.to_vec(),
             };
             let max_line = match self.max_line {
@@ -353,62 +359,6 @@ fn same_endpoint(a: &Spec, b: &Spec) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
-}
-
-/// Turns `\r\n`, `\0`, `\x1b` and friends into bytes.
-pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut bytes = text.bytes();
-    while let Some(b) = bytes.next() {
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        out.push(match bytes.next() {
-            Some(b'n') => b'\n',
-            Some(b'r') => b'\r',
-            Some(b't') => b'\t',
-            Some(b'0') => 0,
-            Some(b'\\') => b'\\',
-            Some(b'"') => b'"',
-            Some(b'x') => {
-                let hex = [bytes.next(), bytes.next()];
-                let digits: Option<Vec<u8>> = hex.into_iter().collect();
-                digits
-                    .and_then(|d| u8::from_str_radix(std::str::from_utf8(&d).ok()?, 16).ok())
-                    .ok_or("\\x needs two hex digits, e.g. \\x03")?
-            }
-            Some(other) => {
-                return Err(format!(
-                    "unknown escape '\\{}'; use \\n \\r \\t \\0 \\\\ or \\xNN",
-                    other as char
-                ));
-            }
-            None => return Err("ends with a lone '\\'; write \\\\ for a backslash".into()),
-        });
-    }
-    if out.is_empty() {
-        return Err("the delimiter must be at least one byte".into());
-    }
-    Ok(out)
-}
-
-/// The inverse of [`unescape`], for logs: printable ASCII as is, the rest escaped.
-pub fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        match b {
-            b'\n' => out += "\\n",
-            b'\r' => out += "\\r",
-            b'\t' => out += "\\t",
-            0 => out += "\\0",
-            b'\\' => out += "\\\\",
-            b'"' => out += "\\\"",
-            b' '..=b'~' => out.push(b as char),
-            _ => out += &format!("\\x{b:02x}"),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -541,17 +491,5 @@ mod tests {
         assert!(usage_error(&["--queue", "5", "/a", "/b"]).contains("--reconnect"));
         assert!(usage_error(&["--stats", "0", "/a", "/b"]).contains("at least 1"));
         assert!(usage_error(&["--max-clients", "0", "/a", "/b"]).contains("at least 1"));
-    }
-
-    #[test]
-    fn escapes_round_trip() {
-        assert_eq!(unescape("\\r\\n").unwrap(), b"\r\n");
-        assert_eq!(unescape("\\0\\x03\\xFF;").unwrap(), b"\0\x03\xff;");
-        assert_eq!(unescape("\\\\").unwrap(), b"\\");
-        assert!(unescape("\\x3").is_err());
-        assert!(unescape("\\xzz").is_err());
-        assert!(unescape("ab\\").is_err());
-        let all: Vec<u8> = (0..=255).collect();
-        assert_eq!(unescape(&escape(&all)).unwrap(), all);
     }
 }

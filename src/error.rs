@@ -48,9 +48,11 @@ pub enum Error {
     },
 }
 
-/// Exit codes; the README lists them.
+/// Exit codes, listed once: `--help` prints [`exit::CODES`], and a test checks that the
+/// README's table says the same.
 pub mod exit {
-    /// Stopped by a signal (Ctrl-C, SIGTERM, SIGHUP), or a command like `--list` done.
+    /// Stopped by a signal (Ctrl-C, SIGTERM, SIGHUP), stdin ended, or a command like
+    /// `--list` done.
     pub const OK: u8 = 0;
     /// An endpoint failed or closed while the bridge ran.
     pub const FAILED: u8 = 1;
@@ -58,6 +60,14 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// An endpoint could not be opened at start.
     pub const OPEN: u8 = 3;
+
+    /// Every code with what it means, as `--help` shows them.
+    pub const CODES: [(u8, &str); 4] = [
+        (OK, "stopped by Ctrl-C, SIGTERM or SIGHUP, or stdin ended"),
+        (FAILED, "a port failed or closed while running"),
+        (USAGE, "bad arguments"),
+        (OPEN, "a port could not be opened"),
+    ];
 }
 
 impl Error {
@@ -87,6 +97,11 @@ fn describe(source: &io::Error) -> String {
         io::ErrorKind::ConnectionRefused => {
             "connection refused (is the server running, and listening on that port?)".into()
         }
+        io::ErrorKind::TimedOut => format!(
+            "{} (is the host up and reachable, and the port right? a firewall may drop \
+             the connection)",
+            lowercase_first(&source.to_string())
+        ),
         io::ErrorKind::AddrInUse => {
             "address in use (another program listens on that port; pick another)".into()
         }

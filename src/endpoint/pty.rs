@@ -13,11 +13,11 @@ use std::path::PathBuf;
 use log::info;
 use serialport::{SerialPort, TTYPort};
 
-use super::Endpoint;
-use super::serial::tty_endpoint;
+use super::Shape;
+use super::serial::tty_stream;
 
-/// Creates the pseudo-terminal, and the symlink `link` to it.
-pub fn open(name: String, link: Option<&str>) -> io::Result<Endpoint> {
+/// Creates the pseudo-terminal, and the symlink `link` to it, as the endpoint `name`.
+pub fn open(name: &str, link: Option<&str>) -> io::Result<Shape> {
     let (master, slave) = TTYPort::pair().map_err(io::Error::from)?;
     let path = slave.name().unwrap_or_default();
     let mut guard = Guard {
@@ -45,9 +45,9 @@ pub fn open(name: String, link: Option<&str>) -> io::Result<Endpoint> {
         }
         None => info!("{name}: pseudo-terminal {path}"),
     }
-    let mut endpoint = tty_endpoint(name, master)?;
-    endpoint.guard = Some(Box::new(guard));
-    Ok(endpoint)
+    let mut stream = tty_stream(master)?;
+    stream.guard = Some(Box::new(guard));
+    Ok(Shape::Stream(stream))
 }
 
 /// Holds the slave side open, and removes the symlink when dropped.

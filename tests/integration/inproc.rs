@@ -8,29 +8,11 @@ use std::time::Duration;
 
 use crossbeam_channel::{Sender, bounded};
 use serial_bridge::bridge::{self, Options, Traffic};
-use serial_bridge::endpoint::Endpoint;
+use serial_bridge::endpoint::{Endpoint, Shape, Stream, WriteNow};
 use serial_bridge::error::Error;
 use serial_bridge::framing::Framing;
 
 use crate::util::{PATIENCE, lines, read_exactly};
-
-/// A write half that never waits, as serial ports offer on Unix: `send` with
-/// `MSG_DONTWAIT` takes what fits and leaves the socket itself blocking.
-struct DontWait(UnixStream);
-
-impl Write for DontWait {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        let fd = self.0.as_raw_fd();
-        // SAFETY: sends from a live buffer on a socket this struct owns.
-        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A socket pair: the bridge gets one end as an endpoint, the test plays the device.
 /// With `fast`, the endpoint offers a write half that never waits, so the bridge's
@@ -40,15 +22,17 @@ fn endpoint(name: &str, fast: bool) -> (Endpoint, UnixStream) {
     ours.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
     let writer_now: Option<Box<dyn Write + Send>> = match fast {
-        true => Some(Box::new(DontWait(theirs.try_clone().unwrap()))),
+        true => Some(Box::new(WriteNow::socket(
+            theirs.try_clone().unwrap().into(),
+        ))),
         false => None,
     };
-    let mut endpoint = Endpoint::new(
-        name.to_string(),
-        Box::new(theirs.try_clone().unwrap()),
-        Box::new(theirs),
-    );
-    endpoint.writer_now = writer_now;
+    let mut stream = Stream::new(Box::new(theirs.try_clone().unwrap()), Box::new(theirs));
+    stream.writer_now = writer_now;
+    let endpoint = Endpoint {
+        name: name.to_string(),
+        shape: Shape::Stream(stream),
+    };
     (endpoint, ours)
 }
 
