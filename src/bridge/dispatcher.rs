@@ -19,12 +19,13 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Select, SendError, Sender, bounded};
 use log::{info, warn};
 
+use super::feed::{Feed, Take};
 use super::lane::Lane;
-use super::reader::{Feed, Message, Take};
+use super::reader::Message;
 use super::reconnect::{Backlog, Reconnect, Settling};
 use super::writer::{Failure, Writing, spawn_writer};
 use super::{Ends, Options, Pair, Side, Traffic, start_endpoint, trace};
-use crate::endpoint::{Endpoint, SendNow};
+use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::framing::Batch;
 
@@ -91,7 +92,7 @@ pub struct Dispatcher {
     /// Each endpoint's guard, kept until the bridge ends or the endpoint is replaced.
     pub guards: Pair<Option<Box<dyn Send>>>,
     /// When to log the next `--stats` line.
-    stats_at: Option<Instant>,
+    pub stats_at: Option<Instant>,
 }
 
 impl Dispatcher {
@@ -360,31 +361,6 @@ impl Dispatcher {
         }
     }
 
-    /// Lets lines flow to `side` again: its backlog goes out first, then the fast path
-    /// (`direct`) may resume.
-    pub fn release(&mut self, side: Side, direct: Option<Box<dyn SendNow>>) {
-        let to = &self.ends[side].name;
-        let dir = &mut self.dirs[side.other()];
-        if let Some(backlog) = dir.backlog.take() {
-            if backlog.dropped() > 0 {
-                warn!(
-                    "{}: {} lines dropped while {to} was down",
-                    dir.label,
-                    backlog.dropped()
-                );
-            }
-            let batch = backlog.into_batch();
-            if !batch.is_empty() {
-                match &mut dir.held {
-                    Some(held) => held.append(batch),
-                    None => dir.held = Some(batch),
-                }
-            }
-        }
-        // The backlog counts as outstanding, so the fast path waits until it is out.
-        dir.lane.set_direct(direct);
-    }
-
     /// `--flush-after`: forwards each partial line whose source has been silent long
     /// enough, and re-arms the timer for the others.
     fn flush_partials(&mut self) -> Result<(), Error> {
@@ -409,33 +385,5 @@ impl Dispatcher {
             }
         }
         Ok(())
-    }
-
-    /// `--stats`: one line per direction, and the time of the next.
-    fn log_stats(&mut self) {
-        let (Some(at), Some(every)) = (self.stats_at, self.options.stats) else {
-            return;
-        };
-        if Instant::now() < at {
-            return;
-        }
-        for side in Side::BOTH {
-            info!("{}", self.traffic_line(side));
-        }
-        self.stats_at = Some(Instant::now() + every);
-    }
-
-    /// `A -> B: 12 lines, 345 bytes` and whatever else there is to say.
-    pub fn traffic_line(&self, side: Side) -> String {
-        let dir = &self.dirs[side];
-        let cuts = dir.cuts + dir.feed.as_ref().map_or(0, Feed::cuts);
-        trace::traffic(
-            &dir.label,
-            &dir.lane.traffic(),
-            &self.options.framing,
-            dir.lane.lost_pieces(),
-            self.reconnect.as_ref().map(Reconnect::reconnects),
-            cuts,
-        )
     }
 }

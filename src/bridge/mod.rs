@@ -20,6 +20,8 @@
 //! - [`reader`]: sources. Each frames what it reads and hands the pieces on, counted,
 //!   through the direction's [`lane`]. Byte streams get a reader thread here; message
 //!   endpoints open sources in the same machinery (the [`crate::endpoint::Inbox`]).
+//! - [`feed`]: the dispatcher's end of the sources: what they send, and their partial
+//!   lines, taken in order at a stop or after a silence.
 //! - [`lane`]: the fast-path rule. When nothing is queued for the destination, a source
 //!   writes straight to it without waiting, saving two thread hops; what does not fit is
 //!   queued, and everything after queues behind it, so order is kept.
@@ -48,6 +50,7 @@ use crate::error::Error;
 use crate::framing::Framing;
 
 mod dispatcher;
+mod feed;
 mod lane;
 mod reader;
 mod reconnect;

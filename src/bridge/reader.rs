@@ -6,16 +6,10 @@
 //! machinery: its own [`Framer`] behind a mutex, the direction's [`Lane`] for the fast
 //! path, and the direction's bounded channel for what is queued.
 //!
-//! **Partial lines.** The dispatcher takes an unfinished line straight from a source's
-//! framer (at a stop, when a source closes, after `--flush-after` of silence), so a
-//! reader blocked in `read` never holds data hostage and never needs waking: an idle
-//! bridge does not wake up at all. Order is kept by counting. A source counts each
-//! message it sends (`sent`, under its mutex); the dispatcher counts what it receives
-//! from each source (`received`). To take partial lines the dispatcher snapshots every
-//! source's count at a moment the source is not routing (between framing a read and
-//! handing it on, a source is *routing*), receives until each count is met, and only
-//! then appends the partial lines. A taken line counts as outstanding in the lane
-//! before the source's mutex is released, so the source's next batch queues behind it.
+//! **Counting.** Each source counts the messages it sends (`sent`, under its mutex) and
+//! marks itself *routing* from framing a read until what is left of it is counted; the
+//! dispatcher counts what it receives from each source (`received`). With these,
+//! [`super::feed`] takes partial lines without ever getting ahead of a source.
 //!
 //! Logging and writing happen outside the framer's mutex: a slow log (a paused
 //! terminal, a full pipe) never stalls the dispatcher.
@@ -24,9 +18,9 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use log::{log_enabled, warn};
 
 use super::lane::Lane;
@@ -38,14 +32,10 @@ use crate::framing::{Batch, Framer, Framing};
 /// whole read, so a few are enough to keep a port busy; more would only grow memory.
 const CHANNEL_CAPACITY: usize = 4;
 
-/// While a source is routing, how long the dispatcher waits before looking again.
-/// Routing never waits on anything but the lane's lock, so this is short.
-const ROUTING_RETRY: Duration = Duration::from_millis(1);
-
 /// One item on a direction's channel.
 pub struct Message {
-    source: Arc<Source>,
-    body: io::Result<Chunk>,
+    pub(super) source: Arc<Source>,
+    pub(super) body: io::Result<Chunk>,
 }
 
 /// What one read completed.
@@ -58,32 +48,32 @@ pub struct Chunk {
 }
 
 /// One source of a direction.
-struct Source {
+pub(super) struct Source {
     name: String,
     state: Mutex<State>,
     /// Messages the dispatcher has received from this source; only it writes this.
-    received: AtomicU64,
+    pub(super) received: AtomicU64,
 }
 
 /// A source's framer and bookkeeping, under its mutex.
-struct State {
-    framer: Framer,
+pub(super) struct State {
+    pub(super) framer: Framer,
     /// Messages counted (under this mutex) and then sent.
-    sent: u64,
+    pub(super) sent: u64,
     /// The source hands on nothing more: the bridge is stopping, or it ended.
-    closed: bool,
+    pub(super) closed: bool,
     /// Between framing a read and handing it on.
-    routing: bool,
+    pub(super) routing: bool,
     /// When the last read returned data.
-    last_read: Instant,
+    pub(super) last_read: Instant,
     /// Whether the dispatcher has been told a partial line is pending.
-    announced: bool,
+    pub(super) announced: bool,
     /// Whether the first over-long line was logged.
     warned: bool,
 }
 
 impl Source {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // A source never panics while holding its mutex; if one did, the framer still
         // holds whole bytes, so carry on with it.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -91,62 +81,27 @@ impl Source {
 }
 
 /// What a direction's sources share.
-struct Shared {
+pub(super) struct Shared {
     /// `A -> B`, for logs.
-    label: String,
-    lane: Arc<Lane>,
+    pub(super) label: String,
+    pub(super) lane: Arc<Lane>,
     framing: Framing,
-    hex: bool,
+    pub(super) hex: bool,
     /// Tell the dispatcher when a partial line appears (`--flush-after` is set).
     announce: bool,
     /// The live sources, and whether new ones start closed (the bridge is stopping).
     sources: Mutex<(Vec<Arc<Source>>, bool)>,
     /// Over-long lines cut so far, all sources together.
-    cuts: AtomicU64,
+    pub(super) cuts: AtomicU64,
 }
 
 impl Shared {
-    fn sources(&self) -> MutexGuard<'_, (Vec<Arc<Source>>, bool)> {
-        self.sources.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// The dispatcher's end of a direction's sources.
-pub struct Feed {
-    shared: Arc<Shared>,
-    rx: Receiver<Message>,
-}
-
-/// The sources' end: opens them. Once it and every source it opened are gone, the
-/// channel disconnects, which the dispatcher takes as "closed".
-pub struct Inbox {
-    shared: Arc<Shared>,
-    tx: Sender<Message>,
-}
-
-/// Which partial lines [`Feed::take`] takes.
-#[derive(Debug, Clone, Copy)]
-pub enum Take {
-    /// Every source's, and the sources close: a stop, or the endpoint going away.
-    All,
-    /// Those of sources silent this long (`--flush-after`).
-    Silent(Duration),
-}
-
-/// What [`Feed::take`] gathered.
-#[derive(Debug, Default)]
-pub struct Taken {
-    /// The messages received meanwhile, then the partial lines.
-    pub batch: Batch,
-    /// A source's read error received meanwhile.
-    pub error: Option<io::Error>,
-    /// With [`Take::Silent`], when a partial line not yet due will be.
-    pub next: Option<Instant>,
-}
-
-impl Feed {
-    /// A new set of sources for the direction `label`, writing through `lane`.
-    pub fn new(label: &str, lane: &Arc<Lane>, options: &Options) -> (Feed, Inbox) {
+    /// What the sources of the direction `label` share, and their channel.
+    pub(super) fn new(
+        label: &str,
+        lane: &Arc<Lane>,
+        options: &Options,
+    ) -> (Arc<Shared>, Sender<Message>, Receiver<Message>) {
         let shared = Arc::new(Shared {
             label: label.to_string(),
             lane: Arc::clone(lane),
@@ -157,121 +112,24 @@ impl Feed {
             cuts: AtomicU64::new(0),
         });
         let (tx, rx) = bounded(CHANNEL_CAPACITY);
-        let inbox = Inbox {
-            shared: Arc::clone(&shared),
-            tx,
-        };
-        (Feed { shared, rx }, inbox)
+        (shared, tx, rx)
     }
 
-    /// The channel to select on.
-    pub fn rx(&self) -> &Receiver<Message> {
-        &self.rx
+    pub(super) fn sources(&self) -> MutexGuard<'_, (Vec<Arc<Source>>, bool)> {
+        self.sources.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    /// Takes a received message's content, counting it as received.
-    pub fn accept(&self, message: Message) -> io::Result<Chunk> {
-        message.source.received.fetch_add(1, Ordering::Release);
-        message.body
-    }
-
-    /// Over-long lines cut so far.
-    pub fn cuts(&self) -> u64 {
-        self.shared.cuts.load(Ordering::Relaxed)
-    }
-
-    /// Takes partial lines as `how` says, after every message each source counted
-    /// before; see the module documentation. Waits for messages until `deadline`.
-    pub fn take(&self, how: Take, deadline: Option<Instant>) -> Taken {
-        let now = Instant::now();
-        let mut taken = Taken::default();
-        let due = |state: &State| match how {
-            Take::All => true,
-            Take::Silent(after) => state.framer.pending() > 0 && state.last_read + after <= now,
-        };
-        let sources = {
-            let mut sources = self.shared.sources();
-            sources.1 |= matches!(how, Take::All);
-            sources.0.clone()
-        };
-        if let Take::Silent(after) = how {
-            let mut any = false;
-            for source in &sources {
-                let mut state = source.lock();
-                if state.framer.pending() == 0 {
-                    state.announced = false;
-                } else if due(&state) && !state.routing {
-                    any = true;
-                } else {
-                    let at = (state.last_read + after).max(now + ROUTING_RETRY);
-                    taken.next = Some(taken.next.map_or(at, |next| next.min(at)));
-                }
-            }
-            if !any {
-                return taken;
-            }
-        }
-        let mut todo = sources;
-        let mut waits = Vec::new();
-        let mut partials = Batch::default();
-        loop {
-            todo.retain(|source| {
-                let mut state = source.lock();
-                if state.routing {
-                    return true;
-                }
-                if due(&state) {
-                    let before = partials.bytes().len();
-                    state.framer.take_partial(&mut partials);
-                    state.announced = false;
-                    // Counted before the mutex goes: the source's next batch queues.
-                    self.shared.lane.queued(partials.bytes().len() - before);
-                }
-                state.closed |= matches!(how, Take::All);
-                waits.push((Arc::clone(source), state.sent));
-                false
-            });
-            waits.retain(|(source, sent)| source.received.load(Ordering::Acquire) < *sent);
-            if todo.is_empty() && waits.is_empty() {
-                break;
-            }
-            let retry = (!todo.is_empty()).then(|| Instant::now() + ROUTING_RETRY);
-            let until = match (deadline, retry) {
-                (Some(d), Some(r)) => Some(d.min(r)),
-                (d, r) => d.or(r),
-            };
-            let message = match until {
-                Some(until) => self.rx.recv_deadline(until),
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match message {
-                Ok(message) => self.gather(message, &mut taken),
-                Err(RecvTimeoutError::Timeout)
-                    if !todo.is_empty() && deadline.is_none_or(|d| Instant::now() < d) => {}
-                Err(_) => break,
-            }
-        }
-        if matches!(how, Take::All) {
-            // Sources that ended meanwhile left their last messages in the channel.
-            while let Ok(message) = self.rx.try_recv() {
-                self.gather(message, &mut taken);
-            }
-        }
-        taken.batch.append(partials);
-        taken
-    }
-
-    fn gather(&self, message: Message, taken: &mut Taken) {
-        match self.accept(message) {
-            Ok(chunk) => taken.batch.append(chunk.batch),
-            Err(e) => taken.error = Some(e),
-        }
-    }
+/// The sources' end: opens them. Once it and every source it opened are gone, the
+/// channel disconnects, which the dispatcher takes as "closed".
+pub struct Inbox {
+    pub(super) shared: Arc<Shared>,
+    pub(super) tx: Sender<Message>,
 }
 
 impl Inbox {
     /// Opens a source named `name` (for messages about it).
-    fn inlet(&self, name: &str) -> Inlet {
+    pub(super) fn inlet(&self, name: &str) -> Inlet {
         let source = Arc::new(Source {
             name: name.to_string(),
             state: Mutex::new(State {
@@ -323,7 +181,7 @@ pub fn spawn_reader(name: &str, mut reader: Box<dyn Read + Send>, inbox: Inbox) 
 }
 
 /// One source's way in.
-struct Inlet {
+pub(super) struct Inlet {
     shared: Arc<Shared>,
     source: Arc<Source>,
     tx: Sender<Message>,
@@ -439,5 +297,91 @@ impl Drop for Inlet {
         self.finish();
         let mut sources = self.shared.sources();
         sources.0.retain(|s| !Arc::ptr_eq(s, &self.source));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::feed::{Feed, Take};
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    /// Holds every log call made on a thread named "logging source" until released,
+    /// as a paused terminal or a full pipe would.
+    struct Stuck;
+
+    /// A channel: the source says it entered a log call; the test lets it out.
+    type Gate = (Sender<()>, Receiver<()>);
+
+    fn gates() -> &'static (Gate, Gate) {
+        static GATES: OnceLock<(Gate, Gate)> = OnceLock::new();
+        GATES.get_or_init(|| (bounded(1), bounded(1)))
+    }
+
+    impl log::Log for Stuck {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, _: &log::Record) {
+            if thread::current().name() == Some("logging source") {
+                let ((entered, _), (_, release)) = gates();
+                let _ = entered.try_send(());
+                let _ = release.recv();
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    #[test]
+    fn a_source_logs_outside_its_framer_lock() {
+        let _ = log::set_logger(&Stuck);
+        log::set_max_level(log::LevelFilter::Debug);
+        let lane = Arc::new(Lane::default());
+        let (feed, inbox) = Feed::new("A -> B", &lane, &Options::default());
+        let mut inlet = inbox.inlet("A");
+        let source = thread::Builder::new()
+            .name("logging source".into())
+            .spawn(move || {
+                endpoint::Inlet::feed(&mut inlet, b"whole\npart");
+                inlet
+            })
+            .unwrap();
+        let ((_, entered), (release, _)) = gates();
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the source logs its line");
+        // The dispatcher takes the partial line while the source is stuck logging.
+        let taken = feed.take(Take::All, Some(Instant::now() + Duration::from_secs(10)));
+        assert_eq!(taken.batch.bytes(), b"whole\npart");
+        release.send(()).unwrap();
+        let inlet = source.join().unwrap();
+        drop(inlet);
+        assert_eq!(lane.outstanding(), 10);
+    }
+
+    #[test]
+    fn partial_lines_follow_what_their_source_sent_before() {
+        let lane = Arc::new(Lane::default());
+        let options = Options {
+            flush_after: Some(Duration::from_millis(1)),
+            ..Options::default()
+        };
+        let (feed, inbox) = Feed::new("A -> B", &lane, &options);
+        let (mut one, mut two) = (inbox.inlet("one"), inbox.inlet("two"));
+        endpoint::Inlet::feed(&mut one, b"1a\n1b");
+        endpoint::Inlet::feed(&mut two, b"2a\n2");
+        thread::sleep(Duration::from_millis(2));
+        let taken = feed.take(Take::Silent(Duration::from_millis(1)), None);
+        let pieces: Vec<&[u8]> = taken.batch.iter().collect();
+        let at = |piece: &[u8]| pieces.iter().position(|p| *p == piece).unwrap();
+        assert!(at(b"1a\n") < at(b"1b"), "{pieces:?}");
+        assert!(at(b"2a\n") < at(b"2"), "{pieces:?}");
+        assert_eq!(taken.next, None);
+        // The sources go on, and new lines queue behind the taken ones.
+        endpoint::Inlet::feed(&mut one, b"1c\n");
+        drop((one, two));
+        let rest = feed.take(Take::All, Some(Instant::now() + Duration::from_secs(10)));
+        assert_eq!(rest.batch.bytes(), b"1c\n");
     }
 }

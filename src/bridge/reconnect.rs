@@ -23,8 +23,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounde
 use log::{debug, info, warn};
 
 use super::dispatcher::Dispatcher;
+use super::feed::Take;
 use super::lane::Lane;
-use super::reader::Take;
 use super::shutdown::SHUTDOWN_GRACE;
 use super::{Pair, Side};
 use crate::endpoint::{Endpoint, OpenOptions, SendNow, Spec};
@@ -293,5 +293,30 @@ impl Dispatcher {
                 self.release(side, settling.direct);
             }
         }
+    }
+
+    /// Lets lines flow to `side` again: its backlog goes out first, then the fast path
+    /// (`direct`) may resume.
+    pub fn release(&mut self, side: Side, direct: Option<Box<dyn SendNow>>) {
+        let to = &self.ends[side].name;
+        let dir = &mut self.dirs[side.other()];
+        if let Some(backlog) = dir.backlog.take() {
+            if backlog.dropped() > 0 {
+                warn!(
+                    "{}: {} lines dropped while {to} was down",
+                    dir.label,
+                    backlog.dropped()
+                );
+            }
+            let batch = backlog.into_batch();
+            if !batch.is_empty() {
+                match &mut dir.held {
+                    Some(held) => held.append(batch),
+                    None => dir.held = Some(batch),
+                }
+            }
+        }
+        // The backlog counts as outstanding, so the fast path waits until it is out.
+        dir.lane.set_direct(direct);
     }
 }

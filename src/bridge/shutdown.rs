@@ -20,7 +20,7 @@ use log::{debug, info};
 
 use super::Side;
 use super::dispatcher::Dispatcher;
-use super::reader::Take;
+use super::feed::Take;
 
 /// How long shutdown may spend writing out what was already read. Keeps "stop within
 /// a second" true even when a port has stopped accepting data.

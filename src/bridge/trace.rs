@@ -2,9 +2,14 @@
 //! framing in the start-up line, and the traffic lines of `--stats` and the summary.
 //! Data bytes in logs are always escaped, never printed raw.
 
-use log::{debug, log_enabled};
+use std::time::Instant;
 
-use super::Traffic;
+use log::{debug, info, log_enabled};
+
+use super::dispatcher::Dispatcher;
+use super::feed::Feed;
+use super::reconnect::Reconnect;
+use super::{Side, Traffic};
 use crate::escape::escape;
 use crate::framing::{Batch, Framing};
 
@@ -95,6 +100,36 @@ fn hex_dump(piece: &[u8]) -> String {
         out += &format!("  {:08x}  {:<47}  |{ascii}|", row * 16, hex.join(" "));
     }
     out
+}
+
+impl Dispatcher {
+    /// `--stats`: one line per direction, and the time of the next.
+    pub fn log_stats(&mut self) {
+        let (Some(at), Some(every)) = (self.stats_at, self.options.stats) else {
+            return;
+        };
+        if Instant::now() < at {
+            return;
+        }
+        for side in Side::BOTH {
+            info!("{}", self.traffic_line(side));
+        }
+        self.stats_at = Some(Instant::now() + every);
+    }
+
+    /// `A -> B: 12 lines, 345 bytes` and whatever else there is to say.
+    pub fn traffic_line(&self, side: Side) -> String {
+        let dir = &self.dirs[side];
+        let cuts = dir.cuts + dir.feed.as_ref().map_or(0, Feed::cuts);
+        traffic(
+            &dir.label,
+            &dir.lane.traffic(),
+            &self.options.framing,
+            dir.lane.lost_pieces(),
+            self.reconnect.as_ref().map(Reconnect::reconnects),
+            cuts,
+        )
+    }
 }
 
 #[cfg(test)]
