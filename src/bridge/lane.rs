@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::Traffic;
-use crate::endpoint::SendNow;
+use crate::endpoint::{Dropped, SendNow};
 use crate::framing::Batch;
 
 /// The destination's never-waiting way out, or none.
@@ -64,8 +64,7 @@ impl Lane {
         {
             let taken = out.send_now(batch);
             let pieces = batch.advance(taken.bytes);
-            self.count(pieces - taken.dropped.min(pieces), taken.bytes as u64);
-            self.lost.fetch_add(taken.dropped as u64, Ordering::Relaxed);
+            self.count(pieces, taken.bytes, taken.dropped);
         }
         self.queued(batch.bytes().len());
         queue(batch)
@@ -80,10 +79,9 @@ impl Lane {
 
     /// The writer wrote `bytes` bytes in `pieces` pieces, of which `dropped` reached
     /// nobody.
-    pub fn written(&self, pieces: usize, bytes: usize, dropped: usize) {
+    pub fn written(&self, pieces: usize, bytes: usize, dropped: Dropped) {
         self.outstanding.fetch_sub(bytes as u64, Ordering::Release);
-        self.count(pieces - dropped.min(pieces), bytes as u64);
-        self.lost.fetch_add(dropped as u64, Ordering::Relaxed);
+        self.count(pieces, bytes, dropped);
     }
 
     /// `pieces` pieces of `bytes` bytes will never be written.
@@ -128,9 +126,14 @@ impl Lane {
         self.lost.load(Ordering::Relaxed)
     }
 
-    fn count(&self, pieces: usize, bytes: u64) {
+    /// Counts what was put out: written, but for what reached nobody.
+    fn count(&self, pieces: usize, bytes: usize, dropped: Dropped) {
+        let pieces = pieces.saturating_sub(dropped.pieces);
+        let bytes = bytes.saturating_sub(dropped.bytes);
         self.pieces.fetch_add(pieces as u64, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.lost
+            .fetch_add(dropped.pieces as u64, Ordering::Relaxed);
     }
 
     /// The route lock. Nothing panics while holding it; if something did, the way out
@@ -152,7 +155,10 @@ mod tests {
         fn send_now(&mut self, batch: &Batch) -> Taken {
             let bytes = batch.bytes().len().min(self.0);
             self.0 -= bytes;
-            Taken { bytes, dropped: 0 }
+            Taken {
+                bytes,
+                dropped: Dropped::default(),
+            }
         }
     }
 
@@ -183,7 +189,7 @@ mod tests {
         let rest = lane.route(&mut second, |rest| rest.clone());
         assert_eq!(rest.bytes(), b"h\n");
         assert_eq!(lane.outstanding(), 5);
-        lane.written(2, 5, 0);
+        lane.written(2, 5, Dropped::default());
         assert_eq!(lane.outstanding(), 0);
         assert_eq!(
             lane.traffic(),

@@ -21,7 +21,7 @@ use log::{debug, warn};
 
 use super::Side;
 use super::lane::Lane;
-use crate::endpoint::{Outbox, SendNow, Taken};
+use crate::endpoint::{Dropped, Outbox, SendNow, Taken};
 use crate::error::Error;
 use crate::framing::Batch;
 
@@ -112,7 +112,7 @@ impl StreamOut {
 
 impl Outbox for StreamOut {
     /// Writes all of the batch, however long the port takes (see the module doc).
-    fn send(&mut self, batch: &Batch) -> io::Result<usize> {
+    fn send(&mut self, batch: &Batch) -> io::Result<Dropped> {
         let mut data = batch.bytes();
         while !data.is_empty() {
             match self.writer.write(data) {
@@ -141,7 +141,7 @@ impl Outbox for StreamOut {
                 Err(e) => return Err(e),
             }
         }
-        Ok(0)
+        Ok(Dropped::default())
     }
 }
 
@@ -164,7 +164,7 @@ impl SendNow for StreamNow {
         }
         Taken {
             bytes: total - data.len(),
-            dropped: 0,
+            dropped: Dropped::default(),
         }
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use log::{debug, info, warn};
 
-use super::{Inbox, Messages, OpenOptions, Outbox, Running, SendNow, Shape, Taken};
+use super::{Dropped, Inbox, Messages, OpenOptions, Outbox, Running, SendNow, Shape, Taken};
 use crate::framing::Batch;
 
 /// Batches waiting to be written to one client. A client this far behind has
@@ -325,10 +325,10 @@ impl Broadcast {
 }
 
 impl Outbox for Broadcast {
-    fn send(&mut self, batch: &Batch) -> io::Result<usize> {
+    fn send(&mut self, batch: &Batch) -> io::Result<Dropped> {
         match self.offer(batch.bytes(), batch.pieces()) {
-            true => Ok(0),
-            false => Ok(batch.pieces()),
+            true => Ok(Dropped::default()),
+            false => Ok(Dropped::all(batch)),
         }
     }
 }
@@ -338,7 +338,10 @@ impl SendNow for Broadcast {
         let reached = self.offer(batch.bytes(), batch.pieces());
         Taken {
             bytes: batch.bytes().len(),
-            dropped: if reached { 0 } else { batch.pieces() },
+            dropped: match reached {
+                true => Dropped::default(),
+                false => Dropped::all(batch),
+            },
         }
     }
 }

@@ -280,9 +280,9 @@ pub trait Inlet: Send {
 pub trait Outbox: Send {
     /// Sends every piece of `batch`, in order (one message each where the endpoint has
     /// messages). May wait while a single peer catches up; that holds back only this
-    /// direction. Returns how many pieces reached nobody (no client was connected), or
-    /// an error when the endpoint as a whole has failed.
-    fn send(&mut self, batch: &Batch) -> io::Result<usize>;
+    /// direction. Returns what reached nobody (no client was connected), or an error
+    /// when the endpoint as a whole has failed.
+    fn send(&mut self, batch: &Batch) -> io::Result<Dropped>;
 }
 
 /// A way out that never waits, used by a reader on the fast path.
@@ -297,8 +297,27 @@ pub trait SendNow: Send {
 pub struct Taken {
     /// Bytes taken from the front of the batch.
     pub bytes: usize,
-    /// How many of the whole pieces taken reached nobody (no client was connected).
-    pub dropped: usize,
+    /// What of that reached nobody (no client was connected).
+    pub dropped: Dropped,
+}
+
+/// Whole pieces an endpoint took but could deliver to nobody.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// How many pieces.
+    pub pieces: usize,
+    /// Their bytes.
+    pub bytes: usize,
+}
+
+impl Dropped {
+    /// All of `batch`.
+    pub fn all(batch: &Batch) -> Dropped {
+        Dropped {
+            pieces: batch.pieces(),
+            bytes: batch.bytes().len(),
+        }
+    }
 }
 
 /// Bytes asked of the OS per read: more than a serial port's driver buffer holds, so

@@ -364,3 +364,37 @@ fn flush_after_forwards_a_clients_prompt() {
     one.write_all(b"ok\n").unwrap();
     assert_eq!(read_exactly(&mut pty.master, 3, PATIENCE), b"ok\n");
 }
+
+#[test]
+fn a_half_closed_client_still_gets_the_reply() {
+    // `printf 'AT\n' | nc -N host port`: the client stops sending, then waits.
+    let (mut pty, bridge, port) = listen(&[]);
+    let mut c = client(port);
+    wait_clients(&bridge, 1);
+    c.write_all(b"AT\n").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(read_exactly(&mut pty.master, 3, PATIENCE), b"AT\n");
+    write_all(&mut pty.master, b"OK\n");
+    assert_eq!(read_exactly(&mut c, 3, PATIENCE), b"OK\n");
+    // Its place goes to a newcomer, though.
+    let mut next = client(port);
+    bridge.wait_for_log("dropped to make room");
+    write_all(&mut pty.master, b"hi\n");
+    assert_eq!(read_exactly(&mut next, 3, PATIENCE), b"hi\n");
+}
+
+#[test]
+fn lines_with_no_client_are_counted_as_dropped() {
+    let (mut pty, bridge, port) = listen(&[]);
+    write_all(&mut pty.master, b"one\ntwo\nthree\n");
+    bridge.wait_for_log("no client connected; dropping lines");
+    pty.wait_drained();
+    let mut c = client(port);
+    bridge.wait_for_log("3 lines dropped while no client was connected");
+    write_all(&mut pty.master, b"four\n");
+    assert_eq!(read_exactly(&mut c, 5, PATIENCE), b"four\n");
+    bridge.signal("INT");
+    let (status, log) = bridge.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains(": 1 lines, 5 bytes, 3 dropped"), "{log}");
+}
