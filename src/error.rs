@@ -39,7 +39,14 @@ pub enum Error {
         /// The endpoint as the user named it.
         endpoint: String,
     },
-    /// Something other than an endpoint failed: listing ports, the log file, signals.
+    /// The log file cannot be opened: a bad argument.
+    LogFile {
+        /// The path as given.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// Something other than an endpoint failed: listing ports, signals, threads.
     Setup {
         /// What was being done.
         what: String,
@@ -74,7 +81,7 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
-            Error::Usage(_) => exit::USAGE,
+            Error::Usage(_) | Error::LogFile { .. } => exit::USAGE,
             Error::Open { .. } => exit::OPEN,
             Error::Read { .. } | Error::Write { .. } | Error::Closed { .. } => exit::FAILED,
             Error::Setup { .. } => exit::FAILED,
@@ -139,6 +146,18 @@ impl fmt::Display for Error {
                 write!(f, "{endpoint}: write failed: {}", describe(source))
             }
             Error::Closed { endpoint } => write!(f, "{endpoint}: port closed (hang-up)"),
+            Error::LogFile { path, source } => {
+                let why = match source.kind() {
+                    io::ErrorKind::NotFound => {
+                        "no such file or directory (does its folder exist?)".into()
+                    }
+                    io::ErrorKind::PermissionDenied => {
+                        "permission denied (pick a path this user may write)".into()
+                    }
+                    _ => lowercase_first(&source.to_string()),
+                };
+                write!(f, "--log-file {path}: cannot open: {why}")
+            }
             Error::Setup { what, source } => write!(f, "{what}: {}", describe(source)),
         }
     }
@@ -151,6 +170,7 @@ impl std::error::Error for Error {
             Error::Open { source, .. }
             | Error::Read { source, .. }
             | Error::Write { source, .. }
+            | Error::LogFile { source, .. }
             | Error::Setup { source, .. } => Some(source),
         }
     }

@@ -223,6 +223,15 @@ pub fn run(
         info!("stopping before the bridge started");
         return Ok(Default::default());
     }
+    if let (Some(a), Some(b)) = (&opened[Side::A], &opened[Side::B])
+        && a.device().is_some()
+        && a.device() == b.device()
+    {
+        return Err(Error::Usage(format!(
+            "{}: the same device as {}; a bridge needs two different ports",
+            b.name, a.name
+        )));
+    }
     let ends = Pair::new(|side| Ends::of(&specs[side]));
     let reconnect = options.reconnect.then(|| Reconnect::new(specs, open));
     Dispatcher::start(opened, ends, options, stop, reconnect)

@@ -60,6 +60,11 @@ pub enum Spec {
     Pty(Option<String>),
 }
 
+/// The longest time any option or setting may name (`--flush-after`, `--settle`,
+/// `settle=`, `--stats`): a day is more than any of them needs, and it keeps every
+/// deadline far from overflowing.
+pub const LONGEST_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// What opening an endpoint needs from the rest of the configuration.
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
@@ -95,6 +100,16 @@ impl Spec {
     pub fn settle(&self) -> Option<Duration> {
         match self {
             Spec::Serial(settings) => settings.settle.filter(|t| !t.is_zero()),
+            _ => None,
+        }
+    }
+
+    /// The file system path this endpoint names, if any: a serial port's, or a pty's
+    /// link.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Spec::Serial(settings) => Some(&settings.path),
+            Spec::Pty(link) => link.as_deref(),
             _ => None,
         }
     }
@@ -222,6 +237,9 @@ pub struct Stream {
     pub writer_now: Option<Box<dyn Write + Send>>,
     /// Kept until the bridge ends (or the endpoint is replaced), then dropped.
     pub guard: Option<Box<dyn Send>>,
+    /// Which device it is (a terminal's device number), so that the same device named
+    /// twice, in whatever way, is refused.
+    pub device: Option<u64>,
 }
 
 impl Stream {
@@ -232,7 +250,33 @@ impl Stream {
             writer,
             writer_now: None,
             guard: None,
+            device: None,
         }
+    }
+}
+
+impl Endpoint {
+    /// Which device it is, where it is one.
+    pub fn device(&self) -> Option<u64> {
+        match &self.shape {
+            Shape::Stream(stream) => stream.device,
+            Shape::Messages(_) => None,
+        }
+    }
+}
+
+/// The device number of the character device at `path` (following links), if it is one.
+pub fn device_of(path: &std::path::Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let meta = std::fs::metadata(path).ok()?;
+        meta.file_type().is_char_device().then(|| meta.rdev())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 

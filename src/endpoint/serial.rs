@@ -160,7 +160,13 @@ impl FromStr for Settings {
                     } = Some(level);
                 }
                 "settle" => match value.parse::<u64>() {
-                    Ok(ms) => settings.settle = Some(Duration::from_millis(ms)),
+                    Ok(ms) if u128::from(ms) <= super::LONGEST_WAIT.as_millis() => {
+                        settings.settle = Some(Duration::from_millis(ms))
+                    }
+                    Ok(_) => {
+                        let most = super::LONGEST_WAIT.as_millis();
+                        return Err(bad(&format!("settle is at most {most} ms (a day)")));
+                    }
                     _ => return Err(bad("settle is in milliseconds, e.g. settle=2000")),
                 },
                 _ => return Err(bad(&format!("unknown setting; known ones are {KEYS}"))),
@@ -196,7 +202,9 @@ pub fn open(settings: &Settings) -> io::Result<Shape> {
         if let Some(hupcl) = settings.hupcl {
             set_hupcl(&port, hupcl)?;
         }
-        tty_stream(port).map(Shape::Stream)
+        let mut stream = tty_stream(port)?;
+        stream.device = super::device_of(std::path::Path::new(&settings.path));
+        Ok(Shape::Stream(stream))
     }
     #[cfg(not(unix))]
     {
