@@ -331,11 +331,10 @@ impl Args {
                     .into(),
             ));
         }
-        let max_clients = match self.max_clients {
-            Some(0) => return Err(usage("--max-clients must be at least 1".into())),
-            Some(n) => n,
-            None => 1,
-        };
+        if self.max_clients == Some(0) {
+            return Err(usage("--max-clients must be at least 1".into()));
+        }
+        let max_clients = self.max_clients;
         Ok(Command::Bridge(Box::new(Config {
             a,
             b,

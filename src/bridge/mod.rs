@@ -117,8 +117,8 @@ pub struct Options {
     pub flush_after: Option<Duration>,
     /// Log forwarded data as a hex dump rather than an escaped string.
     pub hex: bool,
-    /// Clients a listening endpoint serves at once.
-    pub max_clients: usize,
+    /// Clients a listening endpoint serves at once (`None`: the endpoint's default).
+    pub max_clients: Option<usize>,
     /// Open a lost endpoint again instead of ending the bridge.
     pub reconnect: bool,
     /// Lines kept for an endpoint that is down; the oldest go first.
@@ -138,7 +138,7 @@ impl Default for Options {
             framing: Framing::default(),
             flush_after: None,
             hex: false,
-            max_clients: 1,
+            max_clients: None,
             reconnect: false,
             queue: DEFAULT_QUEUE,
             stats: None,

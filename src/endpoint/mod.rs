@@ -70,15 +70,16 @@ pub const LONGEST_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 pub struct OpenOptions {
     /// How lines are framed: message endpoints strip and add delimiters.
     pub framing: Framing,
-    /// How many clients a listening endpoint serves at once.
-    pub max_clients: usize,
+    /// How many clients a listening endpoint serves at once; `None` leaves it to the
+    /// endpoint (one for `tcp-listen://`, several browser tabs for `ws-listen://`).
+    pub max_clients: Option<usize>,
 }
 
 impl Default for OpenOptions {
     fn default() -> OpenOptions {
         OpenOptions {
             framing: Framing::default(),
-            max_clients: 1,
+            max_clients: None,
         }
     }
 }
@@ -131,7 +132,14 @@ impl Spec {
         let shape = match self {
             Spec::Serial(settings) => serial::open(settings),
             Spec::Tcp(addr) => tcp::connect(&name, addr, interrupted),
-            Spec::TcpListen(listen) => listen::open(&name, listen, options),
+            Spec::TcpListen(listen) => {
+                let max = options.max_clients.unwrap_or(listen::DEFAULT_TCP_CLIENTS);
+                let lines = listen::Lines {
+                    name: name.clone(),
+                    max_clients: max,
+                };
+                listen::bind(&name, listen, max, lines)
+            }
             Spec::Stdio => Ok(stdio::open()),
             #[cfg(unix)]
             Spec::Pty(link) => pty::open(&name, link.as_deref()),
