@@ -66,22 +66,13 @@ pub enum Spec {
 pub const LONGEST_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What opening an endpoint needs from the rest of the configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
     /// How lines are framed: message endpoints strip and add delimiters.
     pub framing: Framing,
     /// How many clients a listening endpoint serves at once; `None` leaves it to the
     /// endpoint (one for `tcp-listen://`, several browser tabs for `ws-listen://`).
     pub max_clients: Option<usize>,
-}
-
-impl Default for OpenOptions {
-    fn default() -> OpenOptions {
-        OpenOptions {
-            framing: Framing::default(),
-            max_clients: None,
-        }
-    }
 }
 
 impl Spec {
