@@ -152,6 +152,7 @@ impl Inbox {
             shared: Arc::clone(&self.shared),
             source,
             tx: self.tx.clone(),
+            tail: Vec::new(),
         }
     }
 }
@@ -185,6 +186,8 @@ pub(super) struct Inlet {
     shared: Arc<Shared>,
     source: Arc<Source>,
     tx: Sender<Message>,
+    /// The last bytes fed since the last message ended, as many as the delimiter has.
+    tail: Vec<u8>,
 }
 
 impl Inlet {
@@ -224,6 +227,22 @@ impl Inlet {
         sent
     }
 
+    /// Keeps the last bytes fed, as many as the delimiter has, for [`Inlet::end_line`].
+    fn remember_tail(&mut self, data: &[u8]) {
+        let Framing::Lines { delimiter, .. } = &self.shared.framing else {
+            return;
+        };
+        let keep = delimiter.len();
+        if data.len() >= keep {
+            self.tail.clear();
+            self.tail.extend_from_slice(&data[data.len() - keep..]);
+        } else {
+            self.tail.extend_from_slice(data);
+            let extra = self.tail.len().saturating_sub(keep);
+            self.tail.drain(..extra);
+        }
+    }
+
     /// Ends the source: its partial line goes on, and it takes no more.
     fn finish(&mut self) {
         let mut state = self.source.lock();
@@ -239,6 +258,7 @@ impl Inlet {
 
 impl endpoint::Inlet for Inlet {
     fn feed(&mut self, data: &[u8]) -> bool {
+        self.remember_tail(data);
         let mut state = self.source.lock();
         if state.closed {
             return false;
@@ -263,20 +283,19 @@ impl endpoint::Inlet for Inlet {
         passed
     }
 
-    fn message(&mut self, data: &[u8]) -> bool {
-        let mut state = self.source.lock();
-        if state.closed {
-            return false;
+    fn end_line(&mut self) -> bool {
+        let Framing::Lines { delimiter, .. } = &self.shared.framing else {
+            return true;
+        };
+        let ended = self.tail == *delimiter;
+        self.tail.clear();
+        if ended {
+            return true;
         }
-        state.last_read = Instant::now();
-        // A message is a line of its own; anything fed before it goes first.
-        let mut batch = Batch::default();
-        state.framer.take_partial(&mut batch);
-        match &self.shared.framing {
-            Framing::Lines { delimiter, .. } => batch.push(&[data, delimiter].concat()),
-            Framing::Raw => batch.push(data),
-        }
-        self.pass(state, batch)
+        let delimiter = delimiter.clone();
+        let fed = self.feed(&delimiter);
+        self.tail.clear();
+        fed
     }
 
     fn fail(mut self: Box<Self>, error: io::Error) {
@@ -383,5 +402,70 @@ mod tests {
         drop((one, two));
         let rest = feed.take(Take::All, Some(Instant::now() + Duration::from_secs(10)));
         assert_eq!(rest.batch.bytes(), b"1c\n");
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+    use crate::bridge::feed::{Feed, Take};
+    use std::time::Duration;
+
+    /// What `inputs` become through one inlet: `Ok` is bytes fed, `Err(())` a message end.
+    fn through(framing: Framing, inputs: &[Result<&[u8], ()>]) -> Vec<Vec<u8>> {
+        let lane = Arc::new(Lane::default());
+        let options = Options {
+            framing,
+            ..Options::default()
+        };
+        let (feed, inbox) = Feed::new("A -> B", &lane, &options);
+        let mut inlet = inbox.inlet("A");
+        for input in inputs {
+            match input {
+                Ok(data) => endpoint::Inlet::feed(&mut inlet, data),
+                Err(()) => endpoint::Inlet::end_line(&mut inlet),
+            };
+        }
+        drop((inlet, inbox));
+        let taken = feed.take(Take::All, Some(Instant::now() + Duration::from_secs(10)));
+        taken.batch.iter().map(<[u8]>::to_vec).collect()
+    }
+
+    fn lines(max_line: usize) -> Framing {
+        Framing::Lines {
+            delimiter: b"\r\n".to_vec(),
+            max_line,
+        }
+    }
+
+    #[test]
+    fn each_message_is_one_line() {
+        let got = through(
+            lines(100),
+            &[Ok(b"ab"), Err(()), Ok(b""), Err(()), Ok(b"cd\r\n"), Err(())],
+        );
+        assert_eq!(
+            got,
+            [b"ab\r\n".to_vec(), b"\r\n".to_vec(), b"cd\r\n".to_vec()]
+        );
+    }
+
+    #[test]
+    fn a_message_in_fragments_ending_in_a_split_delimiter_gains_nothing() {
+        let got = through(lines(100), &[Ok(b"ab\r"), Ok(b"\n"), Err(())]);
+        assert_eq!(got, [b"ab\r\n".to_vec()]);
+    }
+
+    #[test]
+    fn a_long_message_goes_in_pieces_and_gets_its_delimiter() {
+        let got = through(lines(4), &[Ok(b"abcdefgh"), Err(())]);
+        assert_eq!(got.concat(), b"abcdefgh\r\n");
+        assert!(got.iter().all(|piece| piece.len() <= 6), "{got:?}");
+    }
+
+    #[test]
+    fn raw_messages_are_as_they_are() {
+        let got = through(Framing::Raw, &[Ok(b"ab"), Err(()), Ok(b"c\n"), Err(())]);
+        assert_eq!(got, [b"ab".to_vec(), b"c\n".to_vec()]);
     }
 }

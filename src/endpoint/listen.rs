@@ -317,8 +317,10 @@ impl<P: Protocol> Server<P> {
         thread::Builder::new()
             .name(format!("write {name} {peer}"))
             .spawn(move || {
-                if let Err(e) = server.protocol.write(&conn, output, queue_rx) {
-                    server.hub.drop_client(peer, &format!("left ({e})"));
+                // Its writer ends when the client is gone, or closed the connection.
+                match server.protocol.write(&conn, output, queue_rx) {
+                    Ok(()) => server.hub.drop_client(peer, "left"),
+                    Err(e) => server.hub.drop_client(peer, &format!("left ({e})")),
                 }
             })?;
         state.clients.push(Client {

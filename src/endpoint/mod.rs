@@ -10,7 +10,7 @@
 //!   runs a reader thread on the read half and frames what it reads. An optional second
 //!   write half never waits; with it the bridge writes lines straight from the other
 //!   side's reader when nothing is queued (the fast path).
-//! - **Messages** ([`Messages`]: `tcp-listen://` today): the endpoint runs its own
+//! - **Messages** ([`Messages`]: `tcp-listen://`, `ws://`, `ws-listen://`): the endpoint runs its own
 //!   threads (one per client, or one that owns a socket which cannot be shared) and
 //!   hands whatever they receive to an [`Inbox`] the bridge gives it. Each source it
 //!   opens there (a client) is framed by the bridge's framer and handed over with the
@@ -27,6 +27,8 @@
 //! | `/dev/ttyACM0,baud=115200`, `COM3` | serial port, [`serial`] |
 //! | `tcp://HOST:PORT`, `socket://HOST:PORT` | TCP client, [`tcp`] |
 //! | `tcp-listen://[ADDR:]PORT` | TCP server for line clients, [`listen`] |
+//! | `ws://HOST:PORT[/PATH]` | WebSocket client, [`ws`] |
+//! | `ws-listen://[ADDR:]PORT` | WebSocket server with a console page, [`ws`] |
 //! | `-` | stdin and stdout, [`stdio`] |
 //! | `pty`, `pty:LINK` | a new pseudo-terminal, [`pty`] (Unix) |
 
@@ -44,6 +46,7 @@ pub mod pty;
 pub mod serial;
 pub mod stdio;
 pub mod tcp;
+pub mod ws;
 
 /// One side of the bridge, as the user described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +57,10 @@ pub enum Spec {
     Tcp(String),
     /// A TCP server accepting line clients.
     TcpListen(listen::Listen),
+    /// A WebSocket client.
+    Ws(ws::Connect),
+    /// A WebSocket server, with its console page.
+    WsListen(ws::Serve),
     /// Standard input and output.
     Stdio,
     /// A new pseudo-terminal, optionally reached through a symlink at this path.
@@ -131,6 +138,8 @@ impl Spec {
                 };
                 listen::bind(&name, listen, max, lines)
             }
+            Spec::Ws(connect) => ws::connect(&name, connect, options, interrupted),
+            Spec::WsListen(serve) => ws::serve(&name, serve, options),
             Spec::Stdio => Ok(stdio::open()),
             #[cfg(unix)]
             Spec::Pty(link) => pty::open(&name, link.as_deref()),
@@ -171,9 +180,16 @@ impl FromStr for Spec {
             return match scheme {
                 "tcp" | "socket" => tcp::parse_connect(text, rest).map(Spec::Tcp),
                 "tcp-listen" => listen::parse(text, rest).map(Spec::TcpListen),
+                "ws" => ws::parse_connect(text, rest).map(Spec::Ws),
+                "ws-listen" => ws::parse_serve(text, rest).map(Spec::WsListen),
+                "wss" => Err(format!(
+                    "{text}: wss:// (WebSocket over TLS) is not supported yet; put a TLS proxy \
+                     in front, or use ws://"
+                )),
                 _ => Err(format!(
                     "{text}: unknown scheme '{scheme}://'; use tcp://HOST:PORT, \
-                     tcp-listen://[ADDR:]PORT, -, pty, or a serial port path"
+                     tcp-listen://[ADDR:]PORT, ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT, \
+                     -, pty, or a serial port path"
                 )),
             };
         }
@@ -188,6 +204,8 @@ impl fmt::Display for Spec {
             Spec::Serial(settings) => f.write_str(&settings.path),
             Spec::Tcp(addr) => write!(f, "tcp://{addr}"),
             Spec::TcpListen(listen) => write!(f, "tcp-listen://{}", listen.addr),
+            Spec::Ws(connect) => f.write_str(&connect.name()),
+            Spec::WsListen(serve) => write!(f, "ws-listen://{}", serve.listen.addr),
             Spec::Stdio => f.write_str("-"),
             Spec::Pty(None) => f.write_str("pty"),
             Spec::Pty(Some(link)) => write!(f, "pty:{link}"),
@@ -312,9 +330,16 @@ pub trait Inlet: Send {
     /// Bytes read from the source: framed, then passed on. Returns false once the
     /// bridge takes nothing more (it is stopping); the source should end.
     fn feed(&mut self, data: &[u8]) -> bool;
-    /// One whole message from the source, passed on as one line: the delimiter is
-    /// added (unless framing is raw). Returns false as [`Inlet::feed`] does.
-    fn message(&mut self, data: &[u8]) -> bool;
+    /// A message from the source ended here: unless the bytes fed since the last
+    /// message already end with the delimiter, the delimiter is added, so each message
+    /// is one line (raw framing adds nothing). Returns false as [`Inlet::feed`] does.
+    fn end_line(&mut self) -> bool;
+    /// One whole message from the source, passed on as one line: `feed`, then
+    /// `end_line`. A message longer than `--max-line` goes on in pieces, as a long line
+    /// does; one holding the delimiter becomes several lines.
+    fn message(&mut self, data: &[u8]) -> bool {
+        self.feed(data) && self.end_line()
+    }
     /// The source failed: what it sent so far goes on, then `error` ends the endpoint.
     fn fail(self: Box<Self>, error: io::Error);
 }
@@ -488,7 +513,14 @@ mod tests {
     #[test]
     fn bad_endpoints_say_why() {
         for (text, why) in [
-            ("ws://host:1", "unknown scheme 'ws://'"),
+            ("wss://host:1", "not supported yet"),
+            ("ftp://host:1", "unknown scheme 'ftp://'"),
+            ("ws://:80", "missing host"),
+            ("ws://h:x", "port must be a number"),
+            ("ws-listen://8080,token=", "the token is empty"),
+            ("ws-listen://8080,origin=dash", "scheme and host"),
+            ("ws-listen://8080,keepalive=0", "from 1 to 86400"),
+            ("ws://h:1,nope=1", "unknown setting"),
             ("tcp://host", "expected tcp://HOST:PORT"),
             ("tcp://host:http", "port must be a number"),
             ("tcp://:80", "missing host"),

@@ -10,3 +10,4 @@ mod pty;
 mod reconnect;
 mod soak;
 mod util;
+mod ws;
