@@ -254,7 +254,7 @@ fn network_errors_are_one_line_with_their_exit_code() {
     let pty = Pty::new();
     // Unknown scheme and bad addresses: exit 2.
     for (spec, why) in [
-        ("ws://localhost:80", "unknown scheme"),
+        ("gopher://localhost:80", "unknown scheme"),
         ("tcp://localhost", "expected tcp://HOST:PORT"),
         ("tcp-listen://nowhere:80", "must be an IP address"),
     ] {
