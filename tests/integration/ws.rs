@@ -66,3 +66,13 @@ fn an_echoing_client_gives_back_the_same_bytes() {
         scenario("ws_peer.py", "echo");
     }
 }
+
+#[test]
+fn the_console_page_in_a_real_browser() {
+    if websockets()
+        && have("python3", &["-c", "import selenium"])
+        && have("/usr/bin/chromedriver", &["--version"])
+    {
+        scenario("browser.py", "console");
+    }
+}
