@@ -12,12 +12,12 @@ use argh::FromArgs;
 use simplelog::LevelFilter;
 
 use crate::bridge::Options;
+use crate::endpoint::LONGEST_WAIT;
 use crate::endpoint::Spec;
-use crate::error::Error;
-use crate::framing::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE, Framing};
-
-/// The baud rate for ports that set none: what Arduino sketches start with.
-pub const DEFAULT_BAUD: u32 = 9600;
+use crate::endpoint::serial::DEFAULT_BAUD;
+use crate::error::{Error, exit};
+use crate::escape::unescape;
+use crate::framing::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE, Framing, MAX_MAX_LINE};
 
 /// Bridge two endpoints (serial ports, TCP, stdin/stdout, a pty): every complete
 /// line read on one is written to the other, byte for byte.
@@ -28,11 +28,7 @@ pub const DEFAULT_BAUD: u32 = 9600;
     example = "A binary protocol such as Firmata, byte for byte:\n  $ {command_name} --raw --baud 57600 COM3 COM4",
     example = "Expose an Arduino to the network (this machine only without 0.0.0.0):\n  $ {command_name} /dev/ttyACM0 tcp-listen://0.0.0.0:5000",
     example = "Name a board, not a port (--list prints the selector), and follow it across replugs:\n  $ {command_name} --reconnect usb:2341:0043:85735313233351F0B1E1,baud=115200 -",
-    note = "A port is a serial port PATH[,key=value]... or usb:VID:PID[:SERIAL][,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, - for stdin/stdout, or pty[:LINK].",
-    error_code(0, "stopped by Ctrl-C, SIGTERM or SIGHUP, or stdin ended"),
-    error_code(1, "a port failed or closed while running"),
-    error_code(2, "bad arguments"),
-    error_code(3, "a port could not be opened")
+    note = "A port is a serial port PATH[,key=value]... or usb:VID:PID[:SERIAL][,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, - for stdin/stdout, or pty[:LINK]."
 )]
 pub struct Args {
     /// the two ports to bridge, A and B
@@ -159,48 +155,42 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
         .map(|arg| arg.into_string())
         .collect::<Result<_, _>>()
         .map_err(|arg| Error::Usage(format!("{arg:?}: not valid UTF-8")))?;
-    let args = shield_stdio(args);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // argh takes a bare `-` (stdin and stdout) for an unknown option, so every one
+    // stands in as STDIO_TOKEN while argh parses, and is put back after.
+    let args: Vec<&str> = args
+        .iter()
+        .map(|arg| {
+            if arg == "-" {
+                STDIO_TOKEN
+            } else {
+                arg.as_str()
+            }
+        })
+        .collect();
     match Args::from_args(&["serial-bridge"], &args) {
-        Ok(args) => args.into_command(),
-        Err(exit) if exit.status.is_ok() => Ok(Command::Help(exit.output)),
+        Ok(args) => args.unshield().into_command(),
+        Err(exit) if exit.status.is_ok() => Ok(Command::Help(exit.output + &exit_codes())),
         Err(exit) => Err(Error::Usage(format!(
             "{} (see --help)",
-            exit.output.trim_end().replace('\n', "; ")
+            exit.output
+                .trim_end()
+                .replace(STDIO_TOKEN, "-")
+                .replace('\n', "; ")
         ))),
     }
 }
 
-/// Stands in for a bare `-` (stdin and stdout) while argh parses, which would
-/// otherwise take it for an unknown option. No real argument holds a NUL.
-const STDIO_TOKEN: &str = "\0-";
-
-/// Replaces each bare `-` given as a port with [`STDIO_TOKEN`]; `-` as the value of
-/// an option, or after `--`, is left alone.
-fn shield_stdio(mut args: Vec<String>) -> Vec<String> {
-    const TAKES_VALUE: [&str; 10] = [
-        "--settle",
-        "--queue",
-        "--stats",
-        "--baud",
-        "--delimiter",
-        "--max-line",
-        "--flush-after",
-        "--max-clients",
-        "--log-level",
-        "--log-file",
-    ];
-    for i in 0..args.len() {
-        if args[i] == "--" {
-            break;
-        }
-        let is_value = i > 0 && TAKES_VALUE.contains(&args[i - 1].as_str());
-        if args[i] == "-" && !is_value {
-            args[i] = STDIO_TOKEN.to_string();
-        }
+/// The exit codes for `--help`, from their one list in error.rs, as argh would show them.
+fn exit_codes() -> String {
+    let mut text = "\nExit codes:\n".to_string();
+    for (code, meaning) in exit::CODES {
+        text += &format!("  {code} {meaning}\n");
     }
-    args
+    text
 }
+
+/// Stands in for a bare `-` while argh parses. No real argument holds a NUL.
+const STDIO_TOKEN: &str = "\0-";
 
 impl LogConfig {
     /// Sends the log to stderr, and to the log file if one is set.
@@ -220,8 +210,8 @@ impl LogConfig {
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|source| Error::Setup {
-                    what: format!("--log-file {}", path.display()),
+                .map_err(|source| Error::LogFile {
+                    path: path.display().to_string(),
                     source,
                 })?;
             loggers.push(WriteLogger::new(self.level, config, file));
@@ -233,6 +223,22 @@ impl LogConfig {
 }
 
 impl Args {
+    /// Puts back every bare `-` that stood in as [`STDIO_TOKEN`]: a port, or the value
+    /// of an option (`--delimiter -`, `--log-file -`).
+    fn unshield(mut self) -> Args {
+        let back = |text: &mut String| {
+            if text == STDIO_TOKEN {
+                *text = "-".into();
+            }
+        };
+        self.ports.iter_mut().for_each(back);
+        self.delimiter.as_mut().map(back);
+        if self.log_file.as_deref() == Some(std::path::Path::new(STDIO_TOKEN)) {
+            self.log_file = Some("-".into());
+        }
+        self
+    }
+
     /// Validates the arguments.
     pub fn into_command(self) -> Result<Command, Error> {
         let usage = |message: String| Error::Usage(message);
@@ -251,12 +257,7 @@ impl Args {
                 Command::List
             });
         }
-        let ports: Vec<&str> = self
-            .ports
-            .iter()
-            .map(|p| if p == STDIO_TOKEN { "-" } else { p.as_str() })
-            .collect();
-        let [a, b] = ports[..] else {
+        let [a, b] = &self.ports[..] else {
             return Err(usage(
                 "two ports are needed, e.g. `serial-bridge /dev/ttyACM0 /dev/ttyACM1` \
                  (see --help, or --list for the ports present)"
@@ -268,7 +269,7 @@ impl Args {
             Some(baud) => baud,
             None => DEFAULT_BAUD,
         };
-        let settle = self.settle.map(Duration::from_millis);
+        let settle = bounded_wait("--settle", self.settle, Unit::Millis, 0)?;
         let a = a
             .parse::<Spec>()
             .map_err(usage)?
@@ -277,6 +278,9 @@ impl Args {
             .parse::<Spec>()
             .map_err(usage)?
             .with_defaults(baud, settle);
+        if let Some(file) = &self.log_file {
+            check_log_file(file, [&a, &b])?;
+        }
         if same_endpoint(&a, &b) {
             return Err(usage(format!(
                 "{a}: given as both ports; a bridge needs two different ports"
@@ -297,13 +301,25 @@ impl Args {
             Framing::Raw
         } else {
             let delimiter = match &self.delimiter {
-                Some(text) => {
-                    unescape(text).map_err(|why| usage(format!("--delimiter '{text}': {why}")))?
-                }
+                Some(text) => match unescape(text) {
+                    Ok(bytes) if bytes.is_empty() => {
+                        return Err(usage(format!(
+                            "--delimiter '{text}': the delimiter must be at least one byte"
+                        )));
+                    }
+                    Ok(bytes) => bytes,
+                    Err(why) => return Err(usage(format!("--delimiter '{text}': {why}"))),
+                },
                 None => DEFAULT_DELIMITER.to_vec(),
             };
             let max_line = match self.max_line {
                 Some(0) => return Err(usage("--max-line must be at least 1".into())),
+                Some(n) if n > MAX_MAX_LINE => {
+                    return Err(usage(format!(
+                        "--max-line {n}: at most {MAX_MAX_LINE} (64 MiB); a longer line is \
+                         forwarded in pieces of that size anyway"
+                    )));
+                }
                 Some(n) => n,
                 None => DEFAULT_MAX_LINE,
             };
@@ -312,14 +328,12 @@ impl Args {
                 max_line,
             }
         };
-        let flush_after = match self.flush_after {
-            Some(0) => {
-                return Err(usage(
-                    "--flush-after must be at least 1 ms (use --raw to forward at once)".into(),
-                ));
-            }
-            ms => ms.map(Duration::from_millis),
-        };
+        if self.flush_after == Some(0) {
+            return Err(usage(
+                "--flush-after must be at least 1 ms (use --raw to forward at once)".into(),
+            ));
+        }
+        let flush_after = bounded_wait("--flush-after", self.flush_after, Unit::Millis, 1)?;
         let level = self.log_level.unwrap_or(if self.quiet {
             LevelFilter::Error
         } else if self.verbose || self.hex {
@@ -327,21 +341,17 @@ impl Args {
         } else {
             LevelFilter::Info
         });
-        let stats = match self.stats {
-            Some(0) => return Err(usage("--stats must be at least 1 second".into())),
-            secs => secs.map(Duration::from_secs),
-        };
+        let stats = bounded_wait("--stats", self.stats, Unit::Secs, 1)?;
         if self.queue.is_some() && !self.reconnect {
             return Err(usage(
                 "--queue only matters with --reconnect, which keeps lines for a port that is down"
                     .into(),
             ));
         }
-        let max_clients = match self.max_clients {
-            Some(0) => return Err(usage("--max-clients must be at least 1".into())),
-            Some(n) => n,
-            None => 1,
-        };
+        if self.max_clients == Some(0) {
+            return Err(usage("--max-clients must be at least 1".into()));
+        }
+        let max_clients = self.max_clients;
         Ok(Command::Bridge(Box::new(Config {
             a,
             b,
@@ -362,70 +372,95 @@ impl Args {
     }
 }
 
-/// Whether two specs name the same device, following links such as
-/// `/dev/serial/by-id/...` where the paths exist.
+/// The unit an option's time is given in.
+#[derive(Clone, Copy)]
+enum Unit {
+    Millis,
+    Secs,
+}
+
+/// A time option: at least `least` and at most [`LONGEST_WAIT`], in `unit`s.
+fn bounded_wait(
+    flag: &str,
+    value: Option<u64>,
+    unit: Unit,
+    least: u64,
+) -> Result<Option<Duration>, Error> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let (time, most, name) = match unit {
+        Unit::Millis => (Duration::from_millis(value), LONGEST_WAIT.as_millis(), "ms"),
+        Unit::Secs => (
+            Duration::from_secs(value),
+            LONGEST_WAIT.as_secs().into(),
+            "s",
+        ),
+    };
+    if value < least {
+        let name = match unit {
+            Unit::Millis => "ms",
+            Unit::Secs => "second",
+        };
+        return Err(Error::Usage(format!(
+            "{flag} must be at least {least} {name}"
+        )));
+    }
+    if u128::from(value) > most {
+        return Err(Error::Usage(format!(
+            "{flag} {value}: must be from {least} to {most} {name} (a day)"
+        )));
+    }
+    Ok(Some(time))
+}
+
+/// Whether two specs name the same endpoint: the same path (following links such as
+/// `/dev/serial/by-id/...` where they exist; a pty's link counts as its path), or the
+/// same address. Each `pty` is a new terminal and each `tcp-listen://...:0` a new port,
+/// so those are never the same. (The same device under names that only meet once
+/// opened, such as a pty's `/dev/pts/N`, is caught when opening.)
 fn same_endpoint(a: &Spec, b: &Spec) -> bool {
-    let (a, b) = (a.to_string(), b.to_string());
-    match (std::fs::canonicalize(&a), std::fs::canonicalize(&b)) {
+    match (a, b) {
+        (Spec::Pty(None), _) | (_, Spec::Pty(None)) => false,
+        (Spec::TcpListen(x), Spec::TcpListen(y)) if x.addr.port() == 0 || y.addr.port() == 0 => {
+            false
+        }
+        _ => match (a.path(), b.path()) {
+            (Some(x), Some(y)) => same_path(x, y),
+            _ => a.to_string() == b.to_string(),
+        },
+    }
+}
+
+/// Whether two paths name the same file, by their canonical forms where both exist.
+fn same_path(a: &str, b: &str) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
     }
 }
 
-/// Turns `\r\n`, `\0`, `\x1b` and friends into bytes.
-pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut bytes = text.bytes();
-    while let Some(b) = bytes.next() {
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        out.push(match bytes.next() {
-            Some(b'n') => b'\n',
-            Some(b'r') => b'\r',
-            Some(b't') => b'\t',
-            Some(b'0') => 0,
-            Some(b'\\') => b'\\',
-            Some(b'"') => b'"',
-            Some(b'x') => {
-                let hex = [bytes.next(), bytes.next()];
-                let digits: Option<Vec<u8>> = hex.into_iter().collect();
-                digits
-                    .and_then(|d| u8::from_str_radix(std::str::from_utf8(&d).ok()?, 16).ok())
-                    .ok_or("\\x needs two hex digits, e.g. \\x03")?
-            }
-            Some(other) => {
-                return Err(format!(
-                    "unknown escape '\\{}'; use \\n \\r \\t \\0 \\\\ or \\xNN",
-                    other as char
-                ));
-            }
-            None => return Err("ends with a lone '\\'; write \\\\ for a backslash".into()),
-        });
+/// Refuses a log file that is one of the bridged ports, whichever way it is named: log
+/// lines would go into the device's data. A terminal of its own stays allowed.
+fn check_log_file(file: &std::path::Path, ports: [&Spec; 2]) -> Result<(), Error> {
+    if file.as_os_str().is_empty() {
+        return Err(Error::Usage("--log-file needs a path".into()));
     }
-    if out.is_empty() {
-        return Err("the delimiter must be at least one byte".into());
-    }
-    Ok(out)
-}
-
-/// The inverse of [`unescape`], for logs: printable ASCII as is, the rest escaped.
-pub fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        match b {
-            b'\n' => out += "\\n",
-            b'\r' => out += "\\r",
-            b'\t' => out += "\\t",
-            0 => out += "\\0",
-            b'\\' => out += "\\\\",
-            b'"' => out += "\\\"",
-            b' '..=b'~' => out.push(b as char),
-            _ => out += &format!("\\x{b:02x}"),
+    let device = crate::endpoint::device_of(file);
+    for port in ports {
+        let Some(path) = port.path() else { continue };
+        let same = match device {
+            Some(device) => crate::endpoint::device_of(std::path::Path::new(path)) == Some(device),
+            None => same_path(&file.to_string_lossy(), path),
+        };
+        if same {
+            return Err(Error::Usage(format!(
+                "--log-file {}: that is the port {port}; log lines would go into its data",
+                file.display()
+            )));
         }
     }
-    out
+    Ok(())
 }
 
 #[cfg(test)]
@@ -564,17 +599,5 @@ mod tests {
         assert!(usage_error(&["--queue", "5", "/a", "/b"]).contains("--reconnect"));
         assert!(usage_error(&["--stats", "0", "/a", "/b"]).contains("at least 1"));
         assert!(usage_error(&["--max-clients", "0", "/a", "/b"]).contains("at least 1"));
-    }
-
-    #[test]
-    fn escapes_round_trip() {
-        assert_eq!(unescape("\\r\\n").unwrap(), b"\r\n");
-        assert_eq!(unescape("\\0\\x03\\xFF;").unwrap(), b"\0\x03\xff;");
-        assert_eq!(unescape("\\\\").unwrap(), b"\\");
-        assert!(unescape("\\x3").is_err());
-        assert!(unescape("\\xzz").is_err());
-        assert!(unescape("ab\\").is_err());
-        let all: Vec<u8> = (0..=255).collect();
-        assert_eq!(unescape(&escape(&all)).unwrap(), all);
     }
 }

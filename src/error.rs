@@ -39,7 +39,14 @@ pub enum Error {
         /// The endpoint as the user named it.
         endpoint: String,
     },
-    /// Something other than an endpoint failed: listing ports, the log file, signals.
+    /// The log file cannot be opened: a bad argument.
+    LogFile {
+        /// The path as given.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// Something other than an endpoint failed: listing ports, signals, threads.
     Setup {
         /// What was being done.
         what: String,
@@ -48,9 +55,11 @@ pub enum Error {
     },
 }
 
-/// Exit codes; the README lists them.
+/// Exit codes, listed once: `--help` prints [`exit::CODES`], and a test checks that the
+/// README's table says the same.
 pub mod exit {
-    /// Stopped by a signal (Ctrl-C, SIGTERM, SIGHUP), or a command like `--list` done.
+    /// Stopped by a signal (Ctrl-C, SIGTERM, SIGHUP), stdin ended, or a command like
+    /// `--list` done.
     pub const OK: u8 = 0;
     /// An endpoint failed or closed while the bridge ran.
     pub const FAILED: u8 = 1;
@@ -58,13 +67,21 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// An endpoint could not be opened at start.
     pub const OPEN: u8 = 3;
+
+    /// Every code with what it means, as `--help` shows them.
+    pub const CODES: [(u8, &str); 4] = [
+        (OK, "stopped by Ctrl-C, SIGTERM or SIGHUP, or stdin ended"),
+        (FAILED, "a port failed or closed while running"),
+        (USAGE, "bad arguments"),
+        (OPEN, "a port could not be opened"),
+    ];
 }
 
 impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
-            Error::Usage(_) => exit::USAGE,
+            Error::Usage(_) | Error::LogFile { .. } => exit::USAGE,
             Error::Open { .. } => exit::OPEN,
             Error::Read { .. } | Error::Write { .. } | Error::Closed { .. } => exit::FAILED,
             Error::Setup { .. } => exit::FAILED,
@@ -87,6 +104,11 @@ fn describe(source: &io::Error) -> String {
         io::ErrorKind::ConnectionRefused => {
             "connection refused (is the server running, and listening on that port?)".into()
         }
+        io::ErrorKind::TimedOut => format!(
+            "{} (is the host up and reachable, and the port right? a firewall may drop \
+             the connection)",
+            lowercase_first(&source.to_string())
+        ),
         io::ErrorKind::AddrInUse => {
             "address in use (another program listens on that port; pick another)".into()
         }
@@ -124,6 +146,18 @@ impl fmt::Display for Error {
                 write!(f, "{endpoint}: write failed: {}", describe(source))
             }
             Error::Closed { endpoint } => write!(f, "{endpoint}: port closed (hang-up)"),
+            Error::LogFile { path, source } => {
+                let why = match source.kind() {
+                    io::ErrorKind::NotFound => {
+                        "no such file or directory (does its folder exist?)".into()
+                    }
+                    io::ErrorKind::PermissionDenied => {
+                        "permission denied (pick a path this user may write)".into()
+                    }
+                    _ => lowercase_first(&source.to_string()),
+                };
+                write!(f, "--log-file {path}: cannot open: {why}")
+            }
             Error::Setup { what, source } => write!(f, "{what}: {}", describe(source)),
         }
     }
@@ -136,6 +170,7 @@ impl std::error::Error for Error {
             Error::Open { source, .. }
             | Error::Read { source, .. }
             | Error::Write { source, .. }
+            | Error::LogFile { source, .. }
             | Error::Setup { source, .. } => Some(source),
         }
     }

@@ -44,6 +44,10 @@ pub const DEFAULT_DELIMITER: &[u8] = b"\n";
 /// small enough that a device streaming without newlines costs only a few KiB.
 pub const DEFAULT_MAX_LINE: usize = 4096;
 
+/// The largest `max_line` the command line takes: 64 MiB. A framer holds up to this much
+/// per source, so a bound keeps a typo from asking for all of memory.
+pub const MAX_MAX_LINE: usize = 64 << 20;
+
 impl Default for Framing {
     fn default() -> Self {
         Framing::Lines {
@@ -187,7 +191,7 @@ impl Framer {
         };
         // A delimiter that ends within `window` bytes of a line's start ends that line;
         // `window` bytes without one mean the line is over-long.
-        let window = max_line + delim_len;
+        let window = max_line.saturating_add(delim_len);
         while !data.is_empty() {
             if self.pending.is_empty() {
                 // Fast path: search the read itself, copying only what is left over.

@@ -2,18 +2,24 @@
 //!
 //! The data flow, from the command line to the wire:
 //!
-//! 1. argv → [`cli::Args`] (argh) → [`cli::Command`]: validated, every string parsed;
-//!    a port becomes an [`endpoint::Spec`].
-//! 2. [`endpoint::Spec::open`] → [`endpoint::Endpoint`]: a name and plain `Read` and
-//!    `Write` halves.
-//! 3. [`bridge::run`] starts a reader thread per endpoint. Each reads, cuts what it
-//!    reads into lines with a [`framing::Framer`] and sends the lines of each read as
-//!    one [`framing::Batch`] on a bounded channel.
-//! 4. The dispatcher selects over both channels and the stop channel, taking whichever
-//!    is ready first, and hands each batch to the writer thread of the other endpoint.
-//! 5. The writer writes it, unchanged.
+//! 1. argv → [`cli::Args`] (argh) → [`cli::Config`]: validated, every string parsed;
+//!    each positional argument becomes an [`endpoint::Spec`], the rest
+//!    [`bridge::Options`]. No raw strings go further.
+//! 2. [`bridge::run`] opens each spec: [`endpoint::Spec::open`] → [`endpoint::Endpoint`],
+//!    in one of two shapes: a byte stream (read and write halves) or messages (an
+//!    endpoint with threads of its own).
+//! 3. Sources: a reader thread per byte stream, or the message endpoint's own threads,
+//!    one inlet per client. Each source cuts what it reads into pieces with a
+//!    [`framing::Framer`] and hands them on through its direction's lane: straight to
+//!    the other endpoint when nothing is queued for it (the fast path), otherwise as one
+//!    [`framing::Batch`] per read on a bounded channel.
+//! 4. The dispatcher selects over both channels, the stop channel and writer failures,
+//!    taking whichever is ready first, and hands each batch to the writer thread of the
+//!    other endpoint. It alone decides when to stop.
+//! 5. The writer puts it out, unchanged, through the endpoint's outbox.
 //!
-//! Errors are [`error::Error`]: one line each, with an exit code.
+//! Dependencies point one way: `main → cli → bridge → endpoint → framing`; `escape` and
+//! `error` serve them all. Errors are [`error::Error`]: one line each, with an exit code.
 
 #![warn(missing_docs)]
 
@@ -21,4 +27,5 @@ pub mod bridge;
 pub mod cli;
 pub mod endpoint;
 pub mod error;
+pub mod escape;
 pub mod framing;

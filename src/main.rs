@@ -33,7 +33,7 @@ fn run() -> Result<(), Error> {
                 what: "cannot handle signals".into(),
                 source: std::io::Error::other(e),
             })?;
-            bridge::run(&config, stop)?;
+            bridge::run(&config.a, &config.b, &config.bridge, stop)?;
         }
     }
     Ok(())

@@ -1,33 +1,54 @@
-//! Endpoints: what the user names on the command line, and the open byte streams.
+//! Endpoints: what the user names on the command line, and the one contract every open
+//! endpoint keeps with the bridge.
 //!
 //! A [`Spec`] is configuration: parsed from a positional argument, shown in messages,
 //! compared to catch the same endpoint given twice. [`Spec::open`] turns it into an
-//! [`Endpoint`]: a name and two plain `std::io` halves, so the bridge never needs to
-//! know what kind of thing it is moving bytes between. Adding a kind of endpoint takes
-//! one file beside `serial.rs`, one variant here and one arm in each match.
+//! [`Endpoint`], which comes in one of two shapes, chosen by the endpoint:
+//!
+//! - **A byte stream** ([`Stream`]: serial ports, `tcp://`, stdio, pty): plain `std::io`
+//!   read and write halves, as serialport's own `SerialPort: Read + Write` is. The bridge
+//!   runs a reader thread on the read half and frames what it reads. An optional second
+//!   write half never waits; with it the bridge writes lines straight from the other
+//!   side's reader when nothing is queued (the fast path).
+//! - **Messages** ([`Messages`]: `tcp-listen://`, `ws://`, `ws-listen://`): the endpoint runs its own
+//!   threads (one per client, or one that owns a socket which cannot be shared) and
+//!   hands whatever they receive to an [`Inbox`] the bridge gives it. Each source it
+//!   opens there (a client) is framed by the bridge's framer and handed over with the
+//!   bridge's counted protocol, exactly as a byte stream's reader is: one pipeline, one
+//!   ordering guarantee. Pieces for the endpoint go out through its [`Outbox`].
+//!
+//! What else differs between kinds is a property of the [`Spec`]: whether EOF is a
+//! normal end ([`Spec::ends_input`], stdin) and how long to hold lines after opening
+//! ([`Spec::settle`]). A guard kept until the bridge ends (a pty's link, a listener's
+//! threads) comes with the shape.
 //!
 //! | argument | kind |
 //! | --- | --- |
 //! | `/dev/ttyACM0,baud=115200`, `COM3` | serial port, [`serial`] |
 //! | `usb:2341:0043[:SERIAL],baud=115200` | the USB serial device so named, [`usb`] |
 //! | `tcp://HOST:PORT`, `socket://HOST:PORT` | TCP client, [`tcp`] |
-//! | `tcp-listen://[ADDR:]PORT` | TCP server for line clients, [`tcp`] |
+//! | `tcp-listen://[ADDR:]PORT` | TCP server for line clients, [`listen`] |
+//! | `ws://HOST:PORT[/PATH]` | WebSocket client, [`ws`] |
+//! | `ws-listen://[ADDR:]PORT` | WebSocket server with a console page, [`ws`] |
 //! | `-` | stdin and stdout, [`stdio`] |
 //! | `pty`, `pty:LINK` | a new pseudo-terminal, [`pty`] (Unix) |
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::error::Error;
 use crate::framing::{Batch, Framing};
 
+pub mod listen;
 #[cfg(unix)]
 pub mod pty;
 pub mod serial;
 pub mod stdio;
 pub mod tcp;
 pub mod usb;
+pub mod ws;
 
 /// One side of the bridge, as the user described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,28 +58,36 @@ pub enum Spec {
     /// A TCP client connecting to `HOST:PORT`.
     Tcp(String),
     /// A TCP server accepting line clients.
-    TcpListen(tcp::Listen),
+    TcpListen(listen::Listen),
+    /// A WebSocket client.
+    Ws(ws::Connect),
+    /// A WebSocket server, with its console page.
+    WsListen(ws::Serve),
     /// Standard input and output.
     Stdio,
     /// A new pseudo-terminal, optionally reached through a symlink at this path.
     Pty(Option<String>),
 }
 
+/// The longest time any option or setting may name (`--flush-after`, `--settle`,
+/// `settle=`, `--stats`): a day is more than any of them needs, and it keeps every
+/// deadline far from overflowing.
+pub const LONGEST_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// What opening an endpoint needs from the rest of the configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
-    /// How lines are framed: a multi-client endpoint frames each client's lines.
+    /// How lines are framed: message endpoints strip and add delimiters.
     pub framing: Framing,
-    /// `--flush-after`, for the same reason.
-    pub flush_after: Option<std::time::Duration>,
-    /// How many clients a listening endpoint serves at once.
-    pub max_clients: usize,
+    /// How many clients a listening endpoint serves at once; `None` leaves it to the
+    /// endpoint (one for `tcp-listen://`, several browser tabs for `ws-listen://`).
+    pub max_clients: Option<usize>,
 }
 
 impl Spec {
     /// Fills in settings the user left out from the command-line defaults
     /// (`--baud`, `--settle`).
-    pub fn with_defaults(mut self, baud: u32, settle: Option<std::time::Duration>) -> Spec {
+    pub fn with_defaults(mut self, baud: u32, settle: Option<Duration>) -> Spec {
         if let Spec::Serial(settings) = &mut self {
             settings.baud.get_or_insert(baud);
             if settings.settle.is_none() {
@@ -68,26 +97,67 @@ impl Spec {
         self
     }
 
-    /// Opens the endpoint, ready to bridge.
-    pub fn open(&self, options: &OpenOptions) -> Result<Endpoint, Error> {
-        let name = self.to_string();
+    /// How long to hold lines for this endpoint after it opens (`settle=MS`).
+    pub fn settle(&self) -> Option<Duration> {
         match self {
-            Spec::Serial(settings) => serial::open(name, settings),
-            Spec::Tcp(addr) => tcp::connect(name, addr),
-            Spec::TcpListen(listen) => tcp::listen(name, listen, options),
-            Spec::Stdio => Ok(stdio::open(name)),
+            Spec::Serial(settings) => settings.settle.filter(|t| !t.is_zero()),
+            _ => None,
+        }
+    }
+
+    /// The file system path this endpoint names, if any: a serial port's, or a pty's
+    /// link.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Spec::Serial(settings) => Some(&settings.path),
+            Spec::Pty(link) => link.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether EOF from this endpoint is a normal end (stdin), not a failure.
+    pub fn ends_input(&self) -> bool {
+        matches!(self, Spec::Stdio)
+    }
+
+    /// Opens the endpoint, ready to bridge. `interrupted` is asked now and then while
+    /// an open waits (a TCP connect); once it says yes the open gives up with
+    /// `ErrorKind::Interrupted`.
+    pub fn open(
+        &self,
+        options: &OpenOptions,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Endpoint, Error> {
+        let name = self.to_string();
+        let shape = match self {
+            Spec::Serial(settings) => serial::open(settings),
+            Spec::Tcp(addr) => tcp::connect(&name, addr, interrupted),
+            Spec::TcpListen(listen) => {
+                let max = options.max_clients.unwrap_or(listen::DEFAULT_TCP_CLIENTS);
+                let lines = listen::Lines {
+                    name: name.clone(),
+                    max_clients: max,
+                };
+                listen::bind(&name, listen, max, lines)
+            }
+            Spec::Ws(connect) => ws::connect(&name, connect, options, interrupted),
+            Spec::WsListen(serve) => ws::serve(&name, serve, options),
+            Spec::Stdio => Ok(stdio::open()),
             #[cfg(unix)]
-            Spec::Pty(link) => pty::open(name, link.as_deref()),
+            Spec::Pty(link) => pty::open(&name, link.as_deref()),
             #[cfg(not(unix))]
-            Spec::Pty(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
+            Spec::Pty(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
                 "pseudo-terminals exist on Unix only; use a virtual COM port pair instead",
             )),
+        };
+        match shape {
+            Ok(shape) => Ok(Endpoint { name, shape }),
+            Err(source) => Err(Error::Open {
+                endpoint: name,
+                source,
+            }),
         }
-        .map_err(|source| Error::Open {
-            endpoint: self.to_string(),
-            source,
-        })
     }
 }
 
@@ -111,10 +181,17 @@ impl FromStr for Spec {
         if let Some((scheme, rest)) = text.split_once("://") {
             return match scheme {
                 "tcp" | "socket" => tcp::parse_connect(text, rest).map(Spec::Tcp),
-                "tcp-listen" => tcp::parse_listen(text, rest).map(Spec::TcpListen),
+                "tcp-listen" => listen::parse(text, rest).map(Spec::TcpListen),
+                "ws" => ws::parse_connect(text, rest).map(Spec::Ws),
+                "ws-listen" => ws::parse_serve(text, rest).map(Spec::WsListen),
+                "wss" => Err(format!(
+                    "{text}: wss:// (WebSocket over TLS) is not supported yet; put a TLS proxy \
+                     in front, or use ws://"
+                )),
                 _ => Err(format!(
                     "{text}: unknown scheme '{scheme}://'; use tcp://HOST:PORT, \
-                     tcp-listen://[ADDR:]PORT, -, pty, or a serial port path"
+                     tcp-listen://[ADDR:]PORT, ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT, \
+                     -, pty, or a serial port path"
                 )),
             };
         }
@@ -129,6 +206,8 @@ impl fmt::Display for Spec {
             Spec::Serial(settings) => f.write_str(&settings.path),
             Spec::Tcp(addr) => write!(f, "tcp://{addr}"),
             Spec::TcpListen(listen) => write!(f, "tcp-listen://{}", listen.addr),
+            Spec::Ws(connect) => f.write_str(&connect.name()),
+            Spec::WsListen(serve) => write!(f, "ws-listen://{}", serve.listen.addr),
             Spec::Stdio => f.write_str("-"),
             Spec::Pty(None) => f.write_str("pty"),
             Spec::Pty(Some(link)) => write!(f, "pty:{link}"),
@@ -136,65 +215,252 @@ impl fmt::Display for Spec {
     }
 }
 
-/// An open endpoint: its name and its two halves, each used by one thread.
+/// An open endpoint: its name and its shape.
 pub struct Endpoint {
     /// How messages name this endpoint.
     pub name: String,
-    /// Where its bytes come from. EOF (`Ok(0)`) means it closed.
-    pub reader: Box<dyn Read + Send>,
-    /// Where bytes for it go.
-    pub writer: Box<dyn Write + Send>,
-    /// A second write half that never waits: a write takes what fits now and fails
-    /// with `WouldBlock` (or `TimedOut`) if nothing does. With it, the bridge writes a
-    /// line straight from the reader when nothing is queued for this endpoint, saving
-    /// two thread wake-ups per line. `None` where the OS offers no such write.
-    pub writer_now: Option<Box<dyn Write + Send>>,
-    /// Each read already yields whole pieces (lines gathered from several clients),
-    /// so the bridge must not frame them again.
-    pub framed: bool,
-    /// EOF from `reader` is a normal end (stdin), not a failure.
-    pub eof_is_end: bool,
-    /// At shutdown, the pieces this endpoint has read but not yet handed to `reader`.
-    pub leftovers: Option<Box<dyn FnMut() -> Batch + Send>>,
-    /// Kept until the bridge ends, then dropped (a pty's symlink is removed then).
-    pub guard: Option<Box<dyn Send>>,
-    /// After opening, hold lines for this endpoint this long (`settle=MS`).
-    pub settle: Option<std::time::Duration>,
+    /// A byte stream or messages.
+    pub shape: Shape,
 }
 
-impl Endpoint {
-    /// An endpoint with plain halves and the usual behaviour: framed by the bridge,
-    /// EOF a failure, nothing held back.
-    pub fn new(
-        name: String,
-        reader: Box<dyn Read + Send>,
-        writer: Box<dyn Write + Send>,
-    ) -> Endpoint {
-        Endpoint {
-            name,
+/// The two shapes of an open endpoint; see the module documentation.
+pub enum Shape {
+    /// Read and write halves; the bridge reads and frames.
+    Stream(Stream),
+    /// An endpoint that runs its own threads and exchanges whole pieces.
+    Messages(Box<dyn Messages>),
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shape = match self.shape {
+            Shape::Stream(_) => "stream",
+            Shape::Messages(_) => "messages",
+        };
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("shape", &shape)
+            .finish()
+    }
+}
+
+/// A byte stream's halves, each used by one thread.
+pub struct Stream {
+    /// Where its bytes come from. EOF (`Ok(0)`) means it closed.
+    pub reader: Box<dyn Read + Send>,
+    /// Where bytes for it go. A write that times out (`TimedOut` or `WouldBlock`) means
+    /// "not accepting data yet"; the bridge logs it once and tries again.
+    pub writer: Box<dyn Write + Send>,
+    /// A second write half that never waits: a write takes what fits now and fails with
+    /// `WouldBlock` if nothing does. `None` where the OS offers no such write.
+    pub writer_now: Option<Box<dyn Write + Send>>,
+    /// Kept until the bridge ends (or the endpoint is replaced), then dropped.
+    pub guard: Option<Box<dyn Send>>,
+    /// Which device it is (a terminal's device number), so that the same device named
+    /// twice, in whatever way, is refused.
+    pub device: Option<u64>,
+}
+
+impl Stream {
+    /// A stream with these halves and nothing else.
+    pub fn new(reader: Box<dyn Read + Send>, writer: Box<dyn Write + Send>) -> Stream {
+        Stream {
             reader,
             writer,
             writer_now: None,
-            framed: false,
-            eof_is_end: false,
-            leftovers: None,
             guard: None,
-            settle: None,
+            device: None,
+        }
+    }
+}
+
+impl Endpoint {
+    /// Which device it is, where it is one.
+    pub fn device(&self) -> Option<u64> {
+        match &self.shape {
+            Shape::Stream(stream) => stream.device,
+            Shape::Messages(_) => None,
+        }
+    }
+}
+
+/// The device number of the character device at `path` (following links), if it is one.
+pub fn device_of(path: &std::path::Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let meta = std::fs::metadata(path).ok()?;
+        meta.file_type().is_char_device().then(|| meta.rdev())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// An endpoint that runs its own threads: see the module documentation.
+pub trait Messages: Send {
+    /// Starts the endpoint's threads. Everything they receive goes to `inbox`; when the
+    /// endpoint as a whole ends (a server closed the connection), it drops the inbox and
+    /// every inlet it opened, which the bridge takes as "closed". Dropping the returned
+    /// [`Running::guard`] must stop every thread the endpoint started from acting (no
+    /// more accepting or connecting) and close its connections.
+    fn start(self: Box<Self>, inbox: Box<dyn Inbox>) -> io::Result<Running>;
+}
+
+/// A started message endpoint.
+pub struct Running {
+    /// Where the bridge's writer thread puts pieces for the endpoint.
+    pub outbox: Box<dyn Outbox>,
+    /// A second way in that never waits, for the fast path.
+    pub outbox_now: Option<Box<dyn SendNow>>,
+    /// Kept until the bridge ends; dropping it stops the endpoint.
+    pub guard: Box<dyn Send>,
+}
+
+/// Where a message endpoint hands over what its sources send. The bridge implements it.
+pub trait Inbox: Send {
+    /// A new source of bytes for the other side, such as one client. Its bytes are
+    /// framed on their own, so its lines never mix with another source's.
+    fn open(&self, name: &str) -> Box<dyn Inlet>;
+}
+
+/// One source's way into the bridge. Dropping it ends the source: its partial line, if
+/// any, goes on after everything it sent before.
+pub trait Inlet: Send {
+    /// Bytes read from the source: framed, then passed on. Returns false once the
+    /// bridge takes nothing more (it is stopping); the source should end.
+    fn feed(&mut self, data: &[u8]) -> bool;
+    /// A message from the source ended here: unless the bytes fed since the last
+    /// message already end with the delimiter, the delimiter is added, so each message
+    /// is one line (raw framing adds nothing). Returns false as [`Inlet::feed`] does.
+    fn end_line(&mut self) -> bool;
+    /// One whole message from the source, passed on as one line: `feed`, then
+    /// `end_line`. A message longer than `--max-line` goes on in pieces, as a long line
+    /// does; one holding the delimiter becomes several lines.
+    fn message(&mut self, data: &[u8]) -> bool {
+        self.feed(data) && self.end_line()
+    }
+    /// The source failed: what it sent so far goes on, then `error` ends the endpoint.
+    fn fail(self: Box<Self>, error: io::Error);
+}
+
+/// Where pieces for a message endpoint go, from the bridge's writer thread.
+pub trait Outbox: Send {
+    /// Sends every piece of `batch`, in order (one message each where the endpoint has
+    /// messages). May wait while a single peer catches up; that holds back only this
+    /// direction. Returns what reached nobody (no client was connected), or an error
+    /// when the endpoint as a whole has failed.
+    fn send(&mut self, batch: &Batch) -> io::Result<Dropped>;
+}
+
+/// A way out that never waits, used by a reader on the fast path.
+pub trait SendNow: Send {
+    /// Takes what fits now from the front of `batch`: bytes for a byte stream, whole
+    /// pieces for messages. Errors are not reported here; the writer meets them again.
+    fn send_now(&mut self, batch: &Batch) -> Taken;
+}
+
+/// What [`SendNow::send_now`] took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Taken {
+    /// Bytes taken from the front of the batch.
+    pub bytes: usize,
+    /// What of that reached nobody (no client was connected).
+    pub dropped: Dropped,
+}
+
+/// Whole pieces an endpoint took but could deliver to nobody.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// How many pieces.
+    pub pieces: usize,
+    /// Their bytes.
+    pub bytes: usize,
+}
+
+impl Dropped {
+    /// All of `batch`.
+    pub fn all(batch: &Batch) -> Dropped {
+        Dropped {
+            pieces: batch.pieces(),
+            bytes: batch.bytes().len(),
+        }
+    }
+}
+
+/// Bytes asked of the OS per read: more than a serial port's driver buffer holds, so
+/// one read takes everything that is waiting.
+pub const READ_BUFFER: usize = 16 * 1024;
+
+/// Reads `reader` into `inlet` until EOF or until the bridge takes no more (`Ok`), or a
+/// read fails (`Err`). The one read loop: the bridge's readers and every client of a
+/// message endpoint use it.
+pub fn pump(reader: &mut dyn Read, inlet: &mut dyn Inlet) -> io::Result<()> {
+    let mut buf = vec![0; READ_BUFFER];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                if !inlet.feed(&buf[..n]) {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
 
 /// A libc `read`, `write` or `send` result as `io::Result`: negative means errno.
 #[cfg(unix)]
-pub(crate) fn os_result(n: libc::ssize_t) -> std::io::Result<usize> {
-    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+pub(crate) fn os_result(n: libc::ssize_t) -> io::Result<usize> {
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-impl fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Endpoint")
-            .field("name", &self.name)
-            .finish()
+/// A write half that never waits, on a descriptor of its own: a socket is sent to with
+/// `MSG_DONTWAIT` (the socket itself stays blocking for the writer thread); any other
+/// descriptor must be non-blocking already. Either way a write takes what fits now,
+/// or fails with `WouldBlock`.
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct WriteNow {
+    fd: std::os::fd::OwnedFd,
+    socket: bool,
+}
+
+#[cfg(unix)]
+impl WriteNow {
+    /// For a socket: `send` with `MSG_DONTWAIT | MSG_NOSIGNAL`.
+    pub fn socket(fd: std::os::fd::OwnedFd) -> WriteNow {
+        WriteNow { fd, socket: true }
+    }
+
+    /// For a descriptor already in non-blocking mode, such as a terminal.
+    pub fn nonblocking(fd: std::os::fd::OwnedFd) -> WriteNow {
+        WriteNow { fd, socket: false }
+    }
+}
+
+#[cfg(unix)]
+impl Write for WriteNow {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let fd = self.fd.as_raw_fd();
+        let (data, len) = (buf.as_ptr().cast(), buf.len());
+        // SAFETY: reads `len` bytes from `buf`, valid for that long, into a descriptor
+        // this struct owns.
+        os_result(unsafe {
+            match self.socket {
+                true => libc::send(fd, data, len, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL),
+                false => libc::write(fd, data, len),
+            }
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -249,7 +515,14 @@ mod tests {
     #[test]
     fn bad_endpoints_say_why() {
         for (text, why) in [
-            ("ws://host:1", "unknown scheme 'ws://'"),
+            ("wss://host:1", "not supported yet"),
+            ("ftp://host:1", "unknown scheme 'ftp://'"),
+            ("ws://:80", "missing host"),
+            ("ws://h:x", "port must be a number"),
+            ("ws-listen://8080,token=", "the token is empty"),
+            ("ws-listen://8080,origin=dash", "scheme and host"),
+            ("ws-listen://8080,keepalive=0", "from 1 to 86400"),
+            ("ws://h:1,nope=1", "unknown setting"),
             ("tcp://host", "expected tcp://HOST:PORT"),
             ("tcp://host:http", "port must be a number"),
             ("tcp://:80", "missing host"),
@@ -260,5 +533,16 @@ mod tests {
             let error = text.parse::<Spec>().unwrap_err();
             assert!(error.contains(why), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn only_stdin_ends_normally_and_only_serial_settles() {
+        assert!(Spec::Stdio.ends_input());
+        assert!(!Spec::Pty(None).ends_input());
+        let spec: Spec = "/dev/x,settle=20".parse().unwrap();
+        assert_eq!(spec.settle(), Some(Duration::from_millis(20)));
+        let spec: Spec = "/dev/x,settle=0".parse().unwrap();
+        assert_eq!(spec.settle(), None);
+        assert_eq!(Spec::Stdio.settle(), None);
     }
 }

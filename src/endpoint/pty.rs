@@ -3,62 +3,98 @@
 //!
 //! The bridge keeps the terminal's own side (the slave) open as well, so a program
 //! that attaches, leaves and comes back never causes a hang-up; lines for it wait in
-//! the terminal's buffer meanwhile. With `pty:LINK` a symlink at LINK points to the
-//! terminal (a stale symlink there is replaced; anything else is refused) and is
-//! removed when the bridge ends.
+//! the terminal's buffer meanwhile.
+//!
+//! With `pty:LINK` a symlink at LINK points to the terminal. The link is only ever
+//! made where nothing is (the `symlink` call fails if anything got there first), or in
+//! place of a dangling symlink, which an earlier bridge left behind. A link to
+//! something that exists (another bridge's terminal) or any other file is refused. At
+//! the end the link is removed only if it is still the one this bridge made, pointing
+//! where it pointed: a file someone put there meanwhile is left alone.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use log::info;
 use serialport::{SerialPort, TTYPort};
 
-use super::Endpoint;
-use super::serial::tty_endpoint;
+use super::Shape;
+use super::serial::tty_stream;
 
-/// Creates the pseudo-terminal, and the symlink `link` to it.
-pub fn open(name: String, link: Option<&str>) -> io::Result<Endpoint> {
+/// Creates the pseudo-terminal, and the symlink `link` to it, as the endpoint `name`.
+pub fn open(name: &str, link: Option<&str>) -> io::Result<Shape> {
     let (master, slave) = TTYPort::pair().map_err(io::Error::from)?;
     let path = slave.name().unwrap_or_default();
     let mut guard = Guard {
         _slave: slave,
         link: None,
     };
-    match link {
-        Some(link) => {
-            let link = PathBuf::from(link);
-            if let Ok(meta) = std::fs::symlink_metadata(&link) {
-                if !meta.file_type().is_symlink() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        format!("{} exists and is not a symlink", link.display()),
-                    ));
-                }
-                std::fs::remove_file(&link)?;
-            }
-            std::os::unix::fs::symlink(&path, &link)?;
-            info!(
-                "{name}: pseudo-terminal {path}, linked from {}",
-                link.display()
-            );
-            guard.link = Some(link);
-        }
-        None => info!("{name}: pseudo-terminal {path}"),
+    if let Some(link) = link {
+        let link = PathBuf::from(link);
+        make_link(&link, &path)?;
+        info!(
+            "{name}: pseudo-terminal {path}, linked from {}",
+            link.display()
+        );
+        guard.link = Some((link, PathBuf::from(&path)));
+    } else {
+        info!("{name}: pseudo-terminal {path}");
     }
-    let mut endpoint = tty_endpoint(name, master)?;
-    endpoint.guard = Some(Box::new(guard));
-    Ok(endpoint)
+    let mut stream = tty_stream(master)?;
+    stream.device = super::device_of(std::path::Path::new(&path));
+    stream.guard = Some(Box::new(guard));
+    Ok(Shape::Stream(stream))
+}
+
+/// Makes the symlink `link` -> `target`, replacing only a dangling symlink.
+fn make_link(link: &Path, target: &str) -> io::Result<()> {
+    let shown = link.display();
+    match std::fs::symlink_metadata(link) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let to = std::fs::read_link(link).unwrap_or_default();
+            if std::fs::metadata(link).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{shown} already links to {}, which exists (another bridge's \
+                         terminal?); pick another LINK, or remove {shown} if nothing uses it",
+                        to.display()
+                    ),
+                ));
+            }
+            // Dangling: left behind by an earlier bridge.
+            std::fs::remove_file(link)?;
+        }
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{shown} exists and is not a symlink; pick another LINK"),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::os::unix::fs::symlink(target, link).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{shown} was made by someone else just now; pick another LINK"),
+        ),
+        _ => e,
+    })
 }
 
 /// Holds the slave side open, and removes the symlink when dropped.
 struct Guard {
     _slave: TTYPort,
-    link: Option<PathBuf>,
+    /// The link made, and where it points.
+    link: Option<(PathBuf, PathBuf)>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(link) = &self.link {
+        if let Some((link, target)) = &self.link
+            && std::fs::read_link(link).is_ok_and(|now| now == *target)
+        {
             let _ = std::fs::remove_file(link);
         }
     }

@@ -14,7 +14,7 @@ use std::io::{self, Read};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::Endpoint;
+use super::{Shape, Stream};
 use serialport::{DataBits, FlowControl, Parity, SerialPort, StopBits};
 
 /// How long a read waits before it reports "no data" and waits again. Long, so an
@@ -28,6 +28,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// the problem, so the wine test in scripts/cross passes either way.
 #[cfg(windows)]
 const READ_TIMEOUT: Duration = Duration::from_millis(20);
+
+/// The baud rate for ports that set none: what Arduino sketches start with.
+pub const DEFAULT_BAUD: u32 = 9600;
 
 /// How long a write may stall before the writer logs that the port is not accepting
 /// data. It then keeps trying; a slow port holds back its own direction only.
@@ -165,7 +168,13 @@ impl FromStr for Settings {
                     } = Some(level);
                 }
                 "settle" => match value.parse::<u64>() {
-                    Ok(ms) => settings.settle = Some(Duration::from_millis(ms)),
+                    Ok(ms) if u128::from(ms) <= super::LONGEST_WAIT.as_millis() => {
+                        settings.settle = Some(Duration::from_millis(ms))
+                    }
+                    Ok(_) => {
+                        let most = super::LONGEST_WAIT.as_millis();
+                        return Err(bad(&format!("settle is at most {most} ms (a day)")));
+                    }
                     _ => return Err(bad("settle is in milliseconds, e.g. settle=2000")),
                 },
                 _ => return Err(bad(&format!("unknown setting; known ones are {KEYS}"))),
@@ -181,9 +190,9 @@ impl fmt::Display for Settings {
     }
 }
 
-/// Opens the port with `settings` as the endpoint `name`.
-pub fn open(name: String, settings: &Settings) -> io::Result<Endpoint> {
-    let baud = settings.baud.unwrap_or(crate::cli::DEFAULT_BAUD);
+/// Opens the port with `settings`.
+pub fn open(settings: &Settings) -> io::Result<Shape> {
+    let baud = settings.baud.unwrap_or(DEFAULT_BAUD);
     let path = match &settings.usb {
         Some(selector) => super::usb::resolve(selector)?,
         None => settings.path.clone(),
@@ -205,9 +214,9 @@ pub fn open(name: String, settings: &Settings) -> io::Result<Endpoint> {
         if let Some(hupcl) = settings.hupcl {
             set_hupcl(&port, hupcl)?;
         }
-        let mut endpoint = tty_endpoint(name, port)?;
-        endpoint.settle = settings.settle;
-        Ok(endpoint)
+        let mut stream = tty_stream(port)?;
+        stream.device = super::device_of(std::path::Path::new(&path));
+        Ok(Shape::Stream(stream))
     }
     #[cfg(not(unix))]
     {
@@ -215,22 +224,23 @@ pub fn open(name: String, settings: &Settings) -> io::Result<Endpoint> {
         set_lines(&mut *port, settings);
         let mut writer = port.try_clone().map_err(io_error)?;
         writer.set_timeout(WRITE_TIMEOUT).map_err(io_error)?;
-        let mut endpoint = Endpoint::new(name, Box::new(Reader { port }), Box::new(writer));
-        endpoint.settle = settings.settle;
-        Ok(endpoint)
+        Ok(Shape::Stream(Stream::new(
+            Box::new(Reader { port }),
+            Box::new(writer),
+        )))
     }
 }
 
-/// An endpoint on an open terminal (a serial port, or a pty's master side).
+/// A byte stream on an open terminal (a serial port, or a pty's master side).
 ///
 /// The port is made non-blocking (`O_NONBLOCK`), which buys two things: a read half
 /// that takes data already waiting with one `read` and polls only when there is none,
-/// and a write half that never waits ([`WriteNow`]). The flag is shared by every handle
-/// on the port; serialport polls before each of its own reads and writes, so those
-/// still wait as they should.
+/// and a write half that never waits ([`super::WriteNow`]). The flag is shared by every
+/// handle on the port; serialport polls before each of its own reads and writes, so
+/// those still wait as they should.
 #[cfg(unix)]
-pub(crate) fn tty_endpoint(name: String, mut port: serialport::TTYPort) -> io::Result<Endpoint> {
-    use std::os::fd::AsRawFd;
+pub(crate) fn tty_stream(mut port: serialport::TTYPort) -> io::Result<Stream> {
+    use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
     port.set_timeout(READ_TIMEOUT).map_err(io_error)?;
     let fd = port.as_raw_fd();
     // SAFETY: fcntl on a descriptor owned by `port`, which outlives these calls.
@@ -241,16 +251,18 @@ pub(crate) fn tty_endpoint(name: String, mut port: serialport::TTYPort) -> io::R
     if !set {
         return Err(io::Error::last_os_error());
     }
-    let now = WriteNow(port.try_clone_native().map_err(io_error)?);
+    let clone = port.try_clone_native().map_err(io_error)?;
+    // SAFETY: `into_raw_fd` hands over a descriptor nothing else owns or closes.
+    let now = super::WriteNow::nonblocking(unsafe { OwnedFd::from_raw_fd(clone.into_raw_fd()) });
     let mut writer = port.try_clone_native().map_err(io_error)?;
     writer.set_timeout(WRITE_TIMEOUT).map_err(io_error)?;
     let reader = Reader {
         port: Box::new(port),
         fd,
     };
-    let mut endpoint = Endpoint::new(name, Box::new(reader), Box::new(writer));
-    endpoint.writer_now = Some(Box::new(now));
-    Ok(endpoint)
+    let mut stream = Stream::new(Box::new(reader), Box::new(writer));
+    stream.writer_now = Some(Box::new(now));
+    Ok(stream)
 }
 
 /// Sets RTS as asked. Best effort, as serialport does for DTR: a pty has no modem
@@ -330,24 +342,6 @@ impl Read for Reader {
                 other => return other,
             }
         }
-    }
-}
-
-/// A write half that never waits: one non-blocking `write`, taking what fits, or
-/// `WouldBlock` when nothing does.
-#[cfg(unix)]
-struct WriteNow(serialport::TTYPort);
-
-#[cfg(unix)]
-impl io::Write for WriteNow {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: writes from `buf`, valid for its length, to a descriptor `self` owns.
-        super::os_result(unsafe { libc::write(self.0.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -7,13 +7,11 @@
 
 use std::io::{self, Write};
 
-use super::Endpoint;
+use super::{Shape, Stream};
 
-/// Opens stdin and stdout as the endpoint `name`.
-pub fn open(name: String) -> Endpoint {
-    let mut endpoint = Endpoint::new(name, Box::new(io::stdin()), Box::new(Stdout));
-    endpoint.eof_is_end = true;
-    endpoint
+/// Opens stdin and stdout. EOF on stdin is a normal end ([`super::Spec::ends_input`]).
+pub fn open() -> Shape {
+    Shape::Stream(Stream::new(Box::new(io::stdin()), Box::new(Stdout)))
 }
 
 /// Stdout without its line buffer: each write goes out whole, at once.

@@ -103,3 +103,98 @@ fn permission_denied_exits_3_with_a_hint() {
     );
     assert!(err.contains("dialout"), "{err}");
 }
+
+#[test]
+fn absurd_values_are_bad_arguments_not_panics() {
+    let (a, b) = (Pty::new(), Pty::new());
+    for (args, why) in [
+        (
+            &["--max-line", "18446744073709551615"][..],
+            "at most 67108864",
+        ),
+        (&["--max-line", "67108865"], "at most 67108864"),
+        (
+            &["--stats", "9223372036854775807"],
+            "--stats 9223372036854775807: must be from 1 to 86400 s",
+        ),
+        (
+            &["--flush-after", "86400001"],
+            "must be from 1 to 86400000 ms",
+        ),
+        (
+            &["--settle", "18446744073709551615"],
+            "must be from 0 to 86400000 ms",
+        ),
+    ] {
+        let mut all = args.to_vec();
+        all.extend([a.path.as_str(), b.path.as_str()]);
+        let (code, _, err) = run(&all);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let spec = format!("{},settle=86400001", a.path);
+    let (code, _, err) = run(&[&spec, &b.path]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("settle is at most 86400000 ms"), "{err}");
+}
+
+#[test]
+fn log_file_errors_are_bad_arguments_with_their_own_message() {
+    let (a, b) = (Pty::new(), Pty::new());
+    for (file, why) in [
+        (
+            "/nonexistent-dir/x.log",
+            "--log-file /nonexistent-dir/x.log: cannot open: no such file or directory (does its folder exist?)",
+        ),
+        ("", "--log-file needs a path"),
+    ] {
+        let (code, _, err) = run(&["--log-file", file, &a.path, &b.path]);
+        assert_eq!(code, 2, "{file:?}: {err}");
+        assert!(err.contains(why), "{file:?}: {err}");
+        assert!(!err.contains("--list") && !err.contains("dialout"), "{err}");
+    }
+    // The log file may not be one of the ports, however it is named.
+    let link = std::env::temp_dir().join(format!("sb-log-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&b.path, &link).unwrap();
+    for file in [b.path.as_str(), link.to_str().unwrap()] {
+        let (code, _, err) = run(&["--log-file", file, &a.path, &b.path]);
+        assert_eq!(code, 2, "{file}: {err}");
+        assert!(err.contains("log lines would go into its data"), "{err}");
+    }
+    std::fs::remove_file(&link).unwrap();
+}
+
+#[test]
+fn two_new_ptys_or_ephemeral_listeners_are_not_the_same_port() {
+    use crate::util::Bridge;
+    for args in [["pty", "pty"], ["tcp-listen://0", "tcp-listen://0"]] {
+        let bridge = Bridge::start(&args);
+        bridge.signal("INT");
+        let (status, log) = bridge.wait(std::time::Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "{args:?}: {log}");
+    }
+}
+
+#[test]
+fn a_pty_bridged_to_its_own_link_is_refused() {
+    let dir = std::env::temp_dir().join(format!("sb-self-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("a");
+    let other = dir.join("b");
+    let _ = std::fs::remove_file(&other);
+    // Named the same way, and through a second link made beforehand.
+    std::os::unix::fs::symlink(&link, &other).unwrap();
+    let spec = format!("pty:{}", link.display());
+    for b in [link.to_str().unwrap(), other.to_str().unwrap()] {
+        let (code, _, err) = run(&[&spec, b]);
+        assert_eq!(code, 2, "{b}: {err}");
+        assert!(
+            err.contains("given as both ports") || err.contains("the same device as"),
+            "{b}: {err}"
+        );
+        assert!(!link.exists(), "the link was left behind");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -4,6 +4,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -252,7 +254,7 @@ fn network_errors_are_one_line_with_their_exit_code() {
     let pty = Pty::new();
     // Unknown scheme and bad addresses: exit 2.
     for (spec, why) in [
-        ("ws://localhost:80", "unknown scheme"),
+        ("gopher://localhost:80", "unknown scheme"),
         ("tcp://localhost", "expected tcp://HOST:PORT"),
         ("tcp-listen://nowhere:80", "must be an IP address"),
     ] {
@@ -292,4 +294,107 @@ fn a_client_that_stops_reading_is_dropped_without_stalling_the_other() {
     write_all(&mut pty.master, b"still here\n");
     assert_eq!(read_exactly(&mut reading, 11, PATIENCE), b"still here\n");
     drop(stuck);
+}
+
+#[test]
+fn a_clients_lines_all_arrive_when_the_bridge_stops_mid_flood() {
+    // A stop while a client floods: what reaches the port is exactly a prefix of what
+    // the client sent (whole lines, then the partial one), never lines with a gap.
+    for round in 0..4 {
+        let (pty, bridge, port) = listen(&[]);
+        let c = client(port);
+        wait_clients(&bridge, 1);
+        let mut data = lines(b'C', 200_000);
+        data.extend_from_slice(b"no newline at the end");
+        let sent = data.clone();
+        let mut flood = c.try_clone().unwrap();
+        let flooder = thread::spawn(move || {
+            let _ = flood.write_all(&sent);
+        });
+        let mut master = pty.master_clone();
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&arrived);
+        let reader = thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0; 65536];
+            let mut quiet_since = Instant::now();
+            // Until the bridge has been gone and the pty quiet for a while.
+            while quiet_since.elapsed() < Duration::from_millis(500) {
+                match master.read(&mut buf) {
+                    Ok(n) if n > 0 => {
+                        got.extend_from_slice(&buf[..n]);
+                        count.store(got.len(), Ordering::Release);
+                        quiet_since = Instant::now();
+                    }
+                    _ => {}
+                }
+            }
+            got
+        });
+        // Stop once lines are flowing, at a different point each round.
+        let deadline = Instant::now() + PATIENCE;
+        while arrived.load(Ordering::Acquire) < 50_000 * (round + 1) {
+            assert!(Instant::now() < deadline, "the flood did not start");
+            thread::sleep(Duration::from_millis(1));
+        }
+        bridge.signal("INT");
+        let (status, log) = bridge.wait(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "{log}");
+        let got = reader.join().unwrap();
+        drop(c.shutdown(std::net::Shutdown::Both));
+        flooder.join().unwrap();
+        assert!(!got.is_empty(), "nothing arrived: {log}");
+        assert!(
+            data.starts_with(&got),
+            "round {round}: {} bytes arrived but are not a prefix of what was sent: {log}",
+            got.len()
+        );
+    }
+}
+
+#[test]
+fn flush_after_forwards_a_clients_prompt() {
+    let (mut pty, bridge, port) = listen(&["--flush-after", "50", "--max-clients", "2"]);
+    let (mut one, mut two) = (client(port), client(port));
+    wait_clients(&bridge, 2);
+    one.write_all(b"one> ").unwrap();
+    assert_eq!(read_exactly(&mut pty.master, 5, PATIENCE), b"one> ");
+    two.write_all(b"two\nthree> ").unwrap();
+    assert_eq!(read_exactly(&mut pty.master, 11, PATIENCE), b"two\nthree> ");
+    one.write_all(b"ok\n").unwrap();
+    assert_eq!(read_exactly(&mut pty.master, 3, PATIENCE), b"ok\n");
+}
+
+#[test]
+fn a_half_closed_client_still_gets_the_reply() {
+    // `printf 'AT\n' | nc -N host port`: the client stops sending, then waits.
+    let (mut pty, bridge, port) = listen(&[]);
+    let mut c = client(port);
+    wait_clients(&bridge, 1);
+    c.write_all(b"AT\n").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(read_exactly(&mut pty.master, 3, PATIENCE), b"AT\n");
+    write_all(&mut pty.master, b"OK\n");
+    assert_eq!(read_exactly(&mut c, 3, PATIENCE), b"OK\n");
+    // Its place goes to a newcomer, though.
+    let mut next = client(port);
+    bridge.wait_for_log("dropped to make room");
+    write_all(&mut pty.master, b"hi\n");
+    assert_eq!(read_exactly(&mut next, 3, PATIENCE), b"hi\n");
+}
+
+#[test]
+fn lines_with_no_client_are_counted_as_dropped() {
+    let (mut pty, bridge, port) = listen(&[]);
+    write_all(&mut pty.master, b"one\ntwo\nthree\n");
+    bridge.wait_for_log("no client connected; dropping lines");
+    pty.wait_drained();
+    let mut c = client(port);
+    bridge.wait_for_log("3 lines dropped while no client was connected");
+    write_all(&mut pty.master, b"four\n");
+    assert_eq!(read_exactly(&mut c, 5, PATIENCE), b"four\n");
+    bridge.signal("INT");
+    let (status, log) = bridge.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains(": 1 lines, 5 bytes, 3 dropped"), "{log}");
 }

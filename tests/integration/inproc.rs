@@ -2,35 +2,18 @@
 //! dispatcher (ordering, shutdown, closes, backpressure) without a pty or a binary.
 
 use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded};
 use serial_bridge::bridge::{self, Options, Traffic};
-use serial_bridge::endpoint::Endpoint;
+use serial_bridge::endpoint::{Endpoint, Shape, Spec, Stream, WriteNow};
 use serial_bridge::error::Error;
 use serial_bridge::framing::Framing;
 
 use crate::util::{PATIENCE, lines, read_exactly};
-
-/// A write half that never waits, as serial ports offer on Unix: `send` with
-/// `MSG_DONTWAIT` takes what fits and leaves the socket itself blocking.
-struct DontWait(UnixStream);
-
-impl Write for DontWait {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        let fd = self.0.as_raw_fd();
-        // SAFETY: sends from a live buffer on a socket this struct owns.
-        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A socket pair: the bridge gets one end as an endpoint, the test plays the device.
 /// With `fast`, the endpoint offers a write half that never waits, so the bridge's
@@ -40,15 +23,17 @@ fn endpoint(name: &str, fast: bool) -> (Endpoint, UnixStream) {
     ours.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
     let writer_now: Option<Box<dyn Write + Send>> = match fast {
-        true => Some(Box::new(DontWait(theirs.try_clone().unwrap()))),
+        true => Some(Box::new(WriteNow::socket(
+            theirs.try_clone().unwrap().into(),
+        ))),
         false => None,
     };
-    let mut endpoint = Endpoint::new(
-        name.to_string(),
-        Box::new(theirs.try_clone().unwrap()),
-        Box::new(theirs),
-    );
-    endpoint.writer_now = writer_now;
+    let mut stream = Stream::new(Box::new(theirs.try_clone().unwrap()), Box::new(theirs));
+    stream.writer_now = writer_now;
+    let endpoint = Endpoint {
+        name: name.to_string(),
+        shape: Shape::Stream(stream),
+    };
     (endpoint, ours)
 }
 
@@ -199,4 +184,124 @@ fn raw_mode_forwards_each_read() {
     let (mut a, mut b, _stop, _handle) = start(options);
     a.write_all(b"\x01\x02\n\x03").unwrap();
     assert_eq!(read_exactly(&mut b, 4, PATIENCE), b"\x01\x02\n\x03");
+}
+
+/// `bridge::run` on two specs, in a thread; returns its stop sender and handle.
+fn run_specs(
+    a: &str,
+    b: &str,
+    options: Options,
+) -> (Sender<()>, JoinHandle<Result<[Traffic; 2], Error>>) {
+    let (a, b): (Spec, Spec) = (a.parse().unwrap(), b.parse().unwrap());
+    let (stop_tx, stop) = bounded(1);
+    let handle = thread::spawn(move || bridge::run(&a, &b, &options, stop));
+    (stop_tx, handle)
+}
+
+/// A loopback port that nothing listens on (yet).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn after_run_returns_nothing_reconnects() {
+    let port = free_port();
+    let options = Options {
+        reconnect: true,
+        ..Options::default()
+    };
+    let (stop, handle) = run_specs("pty", &format!("tcp://127.0.0.1:{port}"), options);
+    // Let the reopening thread try and fail a few times, then stop.
+    let refused = Instant::now() + Duration::from_millis(400);
+    while Instant::now() < refused {
+        thread::sleep(Duration::from_millis(10));
+    }
+    stop.send(()).unwrap();
+    handle.join().unwrap().unwrap();
+    // Now the server comes up: no connection may arrive from the ended bridge. Its
+    // next try would have come within 2 s (the longest wait between tries).
+    let server = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    server.set_nonblocking(true).unwrap();
+    let quiet = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < quiet {
+        if let Ok((_, peer)) = server.accept() {
+            panic!("a connection from {peer} after run returned");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn after_run_returns_no_client_is_taken() {
+    let port = free_port();
+    let (stop, handle) = run_specs(
+        "pty",
+        &format!("tcp-listen://127.0.0.1:{port}"),
+        Options::default(),
+    );
+    let deadline = Instant::now() + PATIENCE;
+    let mut first = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => break stream,
+            Err(_) => {
+                assert!(Instant::now() < deadline, "the listener never came up");
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    stop.send(()).unwrap();
+    handle.join().unwrap().unwrap();
+    // The client was closed, and the port is free again.
+    first.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut rest = Vec::new();
+    assert!(matches!(first.read_to_end(&mut rest), Ok(_) | Err(_)));
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the listener still takes clients after run returned"
+    );
+    TcpListener::bind(("127.0.0.1", port)).expect("the port is free again");
+}
+
+#[test]
+fn a_stop_during_a_hanging_connect_returns_at_once() {
+    // A server whose backlog is full: a connect to it hangs.
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    // SAFETY: listen(2) on a socket this test owns, with a backlog of 0.
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&server);
+    assert_eq!(unsafe { libc::listen(fd, 0) }, 0);
+    let mut fillers = Vec::new();
+    let mut hung = false;
+    for _ in 0..64 {
+        match TcpStream::connect_timeout(
+            &format!("127.0.0.1:{port}").parse().unwrap(),
+            Duration::from_millis(200),
+        ) {
+            Ok(stream) => fillers.push(stream),
+            Err(_) => {
+                hung = true;
+                break;
+            }
+        }
+    }
+    assert!(hung, "the backlog never filled");
+    let (stop, handle) = run_specs(
+        "pty",
+        &format!("tcp://127.0.0.1:{port}"),
+        Options::default(),
+    );
+    thread::sleep(Duration::from_millis(300));
+    let stopped = Instant::now();
+    stop.send(()).unwrap();
+    let traffic = handle.join().unwrap().expect("a stop is not a failure");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(traffic[0], Traffic::default());
 }

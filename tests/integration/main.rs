@@ -12,3 +12,4 @@ mod reconnect;
 mod soak;
 mod usb;
 mod util;
+mod ws;

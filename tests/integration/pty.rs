@@ -258,3 +258,52 @@ fn ten_megabytes_without_a_delimiter_keep_memory_small() {
     assert!(peak_kb < 10 * 1024, "peak RSS {peak_kb} kB");
     eprintln!("peak RSS after 10 MB without a delimiter: {peak_kb} kB");
 }
+
+#[test]
+fn a_stop_while_a_port_settles_sends_the_held_lines() {
+    let (mut a, mut b) = (Pty::new(), Pty::new());
+    let b_spec = format!("{},settle=60000", b.path);
+    let bridge = Bridge::start(&[&a.path, &b_spec]);
+    write_all(&mut a.master, b"held\n");
+    a.wait_drained();
+    bridge.signal("INT");
+    let (status, log) = bridge.wait(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert_eq!(read_exactly(&mut b.master, 5, PATIENCE), b"held\n");
+    assert!(!log.contains("which is down"), "{log}");
+    assert!(log.contains(": 1 lines, 5 bytes"), "{log}");
+}
+
+#[test]
+fn pty_links_are_only_made_where_nothing_lives_and_only_removed_if_still_ours() {
+    let dir = std::env::temp_dir().join(format!("sb-link-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("port");
+    let other = Pty::new();
+    // A link to something that exists is not taken over.
+    std::os::unix::fs::symlink(&other.path, &link).unwrap();
+    let (code, _, err) = crate::util::run(&[&format!("pty:{}", link.display()), "pty"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("which exists"), "{err}");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        std::path::Path::new(&other.path)
+    );
+    // A dangling one is replaced; a second bridge on the same link is refused, and the
+    // first one's link stays until it ends.
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(dir.join("gone"), &link).unwrap();
+    let spec = format!("pty:{}", link.display());
+    let first = Bridge::start(&[&spec, &other.path]);
+    let (code, _, err) = crate::util::run(&[&spec, "pty"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(std::fs::read_link(&link).unwrap().starts_with("/dev/pts/"));
+    // A file put in its place meanwhile is left alone at exit.
+    std::fs::remove_file(&link).unwrap();
+    std::fs::write(&link, b"not ours").unwrap();
+    first.signal("INT");
+    let (status, log) = first.wait(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert_eq!(std::fs::read(&link).unwrap(), b"not ours");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,172 @@
+//! The dispatcher's end of a direction's sources: receiving what they send, and taking
+//! their partial lines in order.
+//!
+//! The dispatcher takes an unfinished line straight from a source's framer (at a stop,
+//! when a source closes, after `--flush-after` of silence), so a reader blocked in
+//! `read` never holds data hostage and never needs waking: an idle bridge does not wake
+//! up at all. Order is kept by counting (see [`super::reader`]): the dispatcher
+//! snapshots every source's count of messages sent at a moment the source is not
+//! routing, takes the partial lines due, receives until each count is met, and only
+//! then appends the partial lines. Any rest of a line that a source cut short on the
+//! fast path is thus queued before them, and a taken line counts as outstanding in the
+//! lane before the source's mutex is released, so the source's next batch queues
+//! behind it.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::lane::Lane;
+use super::reader::{Chunk, Inbox, Message, Shared, State};
+use super::{Options, trace};
+use crate::framing::Batch;
+
+/// While a source is routing, how long the dispatcher waits before looking again.
+/// Routing never waits on anything but the lane's lock, so this is short.
+const ROUTING_RETRY: Duration = Duration::from_millis(1);
+
+/// The dispatcher's end of a direction's sources.
+pub struct Feed {
+    shared: Arc<Shared>,
+    rx: Receiver<Message>,
+}
+
+/// Which partial lines [`Feed::take`] takes.
+#[derive(Debug, Clone, Copy)]
+pub enum Take {
+    /// Every source's, and the sources close: a stop, or the endpoint going away.
+    All,
+    /// Those of sources silent this long (`--flush-after`).
+    Silent(Duration),
+}
+
+/// What [`Feed::take`] gathered.
+#[derive(Debug, Default)]
+pub struct Taken {
+    /// The messages received meanwhile, then the partial lines.
+    pub batch: Batch,
+    /// A source's read error received meanwhile.
+    pub error: Option<io::Error>,
+    /// With [`Take::Silent`], when a partial line not yet due will be.
+    pub next: Option<Instant>,
+}
+
+impl Feed {
+    /// A new set of sources for the direction `label`, writing through `lane`.
+    pub fn new(label: &str, lane: &Arc<Lane>, options: &Options) -> (Feed, Inbox) {
+        let (shared, tx, rx) = Shared::new(label, lane, options);
+        let inbox = Inbox {
+            shared: Arc::clone(&shared),
+            tx,
+        };
+        (Feed { shared, rx }, inbox)
+    }
+
+    /// The channel to select on.
+    pub fn rx(&self) -> &Receiver<Message> {
+        &self.rx
+    }
+
+    /// Takes a received message's content, counting it as received.
+    pub fn accept(&self, message: Message) -> io::Result<Chunk> {
+        message.source.received.fetch_add(1, Ordering::Release);
+        message.body
+    }
+
+    /// Over-long lines cut so far.
+    pub fn cuts(&self) -> u64 {
+        self.shared.cuts.load(Ordering::Relaxed)
+    }
+
+    /// Takes partial lines as `how` says, after every message each source counted
+    /// before; see the module documentation. Waits for messages until `deadline`.
+    pub fn take(&self, how: Take, deadline: Option<Instant>) -> Taken {
+        let now = Instant::now();
+        let mut taken = Taken::default();
+        let due = |state: &State| match how {
+            Take::All => true,
+            Take::Silent(after) => state.framer.pending() > 0 && state.last_read + after <= now,
+        };
+        let sources = {
+            let mut sources = self.shared.sources();
+            sources.1 |= matches!(how, Take::All);
+            sources.0.clone()
+        };
+        if let Take::Silent(after) = how {
+            let mut any = false;
+            for source in &sources {
+                let mut state = source.lock();
+                if state.framer.pending() == 0 {
+                    state.announced = false;
+                } else if due(&state) && !state.routing {
+                    any = true;
+                } else {
+                    let at = (state.last_read + after).max(now + ROUTING_RETRY);
+                    taken.next = Some(taken.next.map_or(at, |next| next.min(at)));
+                }
+            }
+            if !any {
+                return taken;
+            }
+        }
+        let mut todo = sources;
+        let mut waits = Vec::new();
+        let mut partials = Batch::default();
+        loop {
+            todo.retain(|source| {
+                let mut state = source.lock();
+                if state.routing {
+                    return true;
+                }
+                if due(&state) {
+                    let before = partials.bytes().len();
+                    state.framer.take_partial(&mut partials);
+                    state.announced = false;
+                    // Counted before the mutex goes: the source's next batch queues.
+                    self.shared.lane.queued(partials.bytes().len() - before);
+                }
+                state.closed |= matches!(how, Take::All);
+                waits.push((Arc::clone(source), state.sent));
+                false
+            });
+            waits.retain(|(source, sent)| source.received.load(Ordering::Acquire) < *sent);
+            if todo.is_empty() && waits.is_empty() {
+                break;
+            }
+            let retry = (!todo.is_empty()).then(|| Instant::now() + ROUTING_RETRY);
+            let until = match (deadline, retry) {
+                (Some(d), Some(r)) => Some(d.min(r)),
+                (d, r) => d.or(r),
+            };
+            let message = match until {
+                Some(until) => self.rx.recv_deadline(until),
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match message {
+                Ok(message) => self.gather(message, &mut taken),
+                Err(RecvTimeoutError::Timeout)
+                    if !todo.is_empty() && deadline.is_none_or(|d| Instant::now() < d) => {}
+                Err(_) => break,
+            }
+        }
+        if matches!(how, Take::All) {
+            // Sources that ended meanwhile left their last messages in the channel.
+            while let Ok(message) = self.rx.try_recv() {
+                self.gather(message, &mut taken);
+            }
+        }
+        trace::pieces(&self.shared.label, &partials, self.shared.hex);
+        taken.batch.append(partials);
+        taken
+    }
+
+    fn gather(&self, message: Message, taken: &mut Taken) {
+        match self.accept(message) {
+            Ok(chunk) => taken.batch.append(chunk.batch),
+            Err(e) => taken.error = Some(e),
+        }
+    }
+}

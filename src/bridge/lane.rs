@@ -1,0 +1,223 @@
+//! A direction's lane: the fast-path rule in one place, and the direction's accounts.
+//!
+//! A thread wake-up costs tens of microseconds on a busy machine, and the queued route
+//! (source -> dispatcher -> writer) has two of them per batch. So when nothing is
+//! queued for the destination (the lane's outstanding byte count is zero: nothing in
+//! the channel, held by the dispatcher, in a backlog or with the writer), the source
+//! writes the batch itself through the destination's never-waiting way out, as much as
+//! fits ([`Lane::route`]). What does not fit is counted as outstanding and queued, so
+//! every later batch queues behind it and order is kept.
+//!
+//! The route lock is held from the decision until the rest is in the channel: with
+//! several sources (clients) in one direction, the rest of a line cut by a full
+//! destination is queued before any other source may write, so lines never mix. The
+//! dispatcher never takes that lock (a source may hold it while it waits for room in
+//! the channel the dispatcher drains); it swaps the never-waiting way out through
+//! [`Lane::set_direct`], which the next route applies.
+//!
+//! Counting protocol: bytes become outstanding when queued ([`Lane::route`],
+//! [`Lane::queued`]) and stop being so when written ([`Lane::written`]) or lost
+//! ([`Lane::lost`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use super::Traffic;
+use crate::endpoint::{Dropped, SendNow};
+use crate::framing::Batch;
+
+/// The destination's never-waiting way out, or none.
+type Direct = Option<Box<dyn SendNow>>;
+
+/// One direction's fast path and accounts; shared by its sources, the dispatcher and
+/// the destination's writer.
+#[derive(Default)]
+pub struct Lane {
+    /// The never-waiting way out; held while a source routes a batch.
+    route: Mutex<Direct>,
+    /// A new way out asked for by the dispatcher, applied by the next route.
+    swap: Mutex<Option<Direct>>,
+    swapped: AtomicBool,
+    /// Bytes read and queued for the destination but not yet written or lost.
+    outstanding: AtomicU64,
+    pieces: AtomicU64,
+    bytes: AtomicU64,
+    /// Pieces that will never be written: dropped from a full backlog, lost with a
+    /// failed writer, or sent to a listener with no client.
+    lost: AtomicU64,
+}
+
+impl Lane {
+    /// Routes `batch`: written now if nothing is queued and the destination takes it,
+    /// the rest counted as outstanding. `queue` is then called with what is left (maybe
+    /// nothing) while the route lock is still held, so it can hand that on in order.
+    pub fn route<R>(&self, batch: &mut Batch, queue: impl FnOnce(&mut Batch) -> R) -> R {
+        let mut direct = self.lock();
+        if self.swapped.swap(false, Ordering::AcqRel)
+            && let Some(new) = self.swap.lock().unwrap_or_else(|e| e.into_inner()).take()
+        {
+            *direct = new;
+        }
+        if !batch.is_empty()
+            && self.outstanding.load(Ordering::Acquire) == 0
+            && let Some(out) = direct.as_mut()
+        {
+            let taken = out.send_now(batch);
+            let pieces = batch.advance(taken.bytes);
+            self.count(pieces, taken.bytes, taken.dropped);
+        }
+        self.queued(batch.bytes().len());
+        queue(batch)
+    }
+
+    /// Bytes queued outside [`Lane::route`]: a partial line the dispatcher took.
+    pub fn queued(&self, bytes: usize) {
+        if bytes > 0 {
+            self.outstanding.fetch_add(bytes as u64, Ordering::Release);
+        }
+    }
+
+    /// The writer wrote `bytes` bytes in `pieces` pieces, of which `dropped` reached
+    /// nobody.
+    pub fn written(&self, pieces: usize, bytes: usize, dropped: Dropped) {
+        self.outstanding.fetch_sub(bytes as u64, Ordering::Release);
+        self.count(pieces, bytes, dropped);
+    }
+
+    /// `pieces` pieces of `bytes` bytes will never be written.
+    pub fn lost(&self, pieces: usize, bytes: usize) {
+        self.outstanding.fetch_sub(bytes as u64, Ordering::Release);
+        self.lost.fetch_add(pieces as u64, Ordering::Relaxed);
+    }
+
+    /// Puts a new never-waiting way out in place (or none, while the destination is
+    /// down or settling). Never waits: it takes effect now if no source is routing, or
+    /// at the next route.
+    pub fn set_direct(&self, direct: Direct) {
+        match self.route.try_lock() {
+            Ok(mut current) => {
+                *current = direct;
+                // An older swap waiting for the lock is out of date now.
+                self.swap.lock().unwrap_or_else(|e| e.into_inner()).take();
+                self.swapped.store(false, Ordering::Release);
+            }
+            Err(_) => {
+                *self.swap.lock().unwrap_or_else(|e| e.into_inner()) = Some(direct);
+                self.swapped.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Bytes read but not yet written or lost.
+    pub fn outstanding(&self) -> u64 {
+        self.outstanding.load(Ordering::Acquire)
+    }
+
+    /// What has been written so far.
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            pieces: self.pieces.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Pieces that will never be written.
+    pub fn lost_pieces(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Counts what was put out: written, but for what reached nobody.
+    fn count(&self, pieces: usize, bytes: usize, dropped: Dropped) {
+        let pieces = pieces.saturating_sub(dropped.pieces);
+        let bytes = bytes.saturating_sub(dropped.bytes);
+        self.pieces.fetch_add(pieces as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.lost
+            .fetch_add(dropped.pieces as u64, Ordering::Relaxed);
+    }
+
+    /// The route lock. Nothing panics while holding it; if something did, the way out
+    /// is still whole, so carry on with it.
+    fn lock(&self) -> MutexGuard<'_, Direct> {
+        self.route.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::Taken;
+
+    /// Takes at most `room` bytes per call.
+    struct Room(usize);
+
+    impl SendNow for Room {
+        fn send_now(&mut self, batch: &Batch) -> Taken {
+            let bytes = batch.bytes().len().min(self.0);
+            self.0 -= bytes;
+            Taken {
+                bytes,
+                dropped: Dropped::default(),
+            }
+        }
+    }
+
+    fn batch(pieces: &[&[u8]]) -> Batch {
+        let mut batch = Batch::default();
+        pieces.iter().for_each(|p| batch.push(p));
+        batch
+    }
+
+    #[test]
+    fn direct_when_clear_then_queue_behind_a_cut() {
+        let lane = Lane::default();
+        lane.set_direct(Some(Box::new(Room(6))));
+        let mut first = batch(&[b"abc\n", b"defg\n"]);
+        let rest = lane.route(&mut first, |rest| rest.clone());
+        assert_eq!(rest.bytes(), b"fg\n");
+        assert_eq!(lane.outstanding(), 3);
+        assert_eq!(
+            lane.traffic(),
+            Traffic {
+                pieces: 1,
+                bytes: 6
+            }
+        );
+        // Something is queued: the next batch waits its turn even with room.
+        lane.set_direct(Some(Box::new(Room(100))));
+        let mut second = batch(&[b"h\n"]);
+        let rest = lane.route(&mut second, |rest| rest.clone());
+        assert_eq!(rest.bytes(), b"h\n");
+        assert_eq!(lane.outstanding(), 5);
+        lane.written(2, 5, Dropped::default());
+        assert_eq!(lane.outstanding(), 0);
+        assert_eq!(
+            lane.traffic(),
+            Traffic {
+                pieces: 3,
+                bytes: 11
+            }
+        );
+    }
+
+    #[test]
+    fn a_swap_asked_while_routing_applies_at_the_next_route() {
+        let lane = Lane::default();
+        let held = lane.lock();
+        lane.set_direct(Some(Box::new(Room(100))));
+        drop(held);
+        let mut b = batch(&[b"x\n"]);
+        lane.route(&mut b, |rest| assert!(rest.is_empty()));
+        assert_eq!(lane.outstanding(), 0);
+    }
+
+    #[test]
+    fn losses_are_counted_and_no_longer_outstanding() {
+        let lane = Lane::default();
+        let mut b = batch(&[b"a\n", b"b\n"]);
+        lane.route(&mut b, |_| ());
+        assert_eq!(lane.outstanding(), 4);
+        lane.lost(2, 4);
+        assert_eq!((lane.outstanding(), lane.lost_pieces()), (0, 2));
+    }
+}

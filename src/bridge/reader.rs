@@ -1,0 +1,471 @@
+//! Sources: where a direction's bytes come from, framed and handed on in order.
+//!
+//! A byte stream gets a named reader thread ([`spawn_reader`]) that owns its read half
+//! and pumps it into an inlet. A message endpoint opens inlets itself, one per client,
+//! through the [`Inbox`] the bridge gives it. Either way every source is the same
+//! machinery: its own [`Framer`] behind a mutex, the direction's [`Lane`] for the fast
+//! path, and the direction's bounded channel for what is queued.
+//!
+//! **Counting.** Each source counts the messages it sends (`sent`, under its mutex) and
+//! marks itself *routing* from framing a read until what is left of it is counted; the
+//! dispatcher counts what it receives from each source (`received`). With these,
+//! [`super::feed`] takes partial lines without ever getting ahead of a source.
+//!
+//! Logging and writing happen outside the framer's mutex: a slow log (a paused
+//! terminal, a full pipe) never stalls the dispatcher.
+
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use log::{log_enabled, warn};
+
+use super::lane::Lane;
+use super::{Options, trace};
+use crate::endpoint::{self, Inlet as _};
+use crate::framing::{Batch, Framer, Framing};
+
+/// Messages waiting between a direction's sources and the dispatcher. A batch holds a
+/// whole read, so a few are enough to keep a port busy; more would only grow memory.
+const CHANNEL_CAPACITY: usize = 4;
+
+/// One item on a direction's channel.
+pub struct Message {
+    pub(super) source: Arc<Source>,
+    pub(super) body: io::Result<Chunk>,
+}
+
+/// What one read completed.
+#[derive(Debug)]
+pub struct Chunk {
+    /// The pieces, or what is left of them after the fast path.
+    pub batch: Batch,
+    /// A partial line is pending after this read (only said with `--flush-after`).
+    pub partial: bool,
+}
+
+/// One source of a direction.
+pub(super) struct Source {
+    name: String,
+    state: Mutex<State>,
+    /// Messages the dispatcher has received from this source; only it writes this.
+    pub(super) received: AtomicU64,
+}
+
+/// A source's framer and bookkeeping, under its mutex.
+pub(super) struct State {
+    pub(super) framer: Framer,
+    /// Messages counted (under this mutex) and then sent.
+    pub(super) sent: u64,
+    /// The source hands on nothing more: the bridge is stopping, or it ended.
+    pub(super) closed: bool,
+    /// Between framing a read and handing it on.
+    pub(super) routing: bool,
+    /// When the last read returned data.
+    pub(super) last_read: Instant,
+    /// Whether the dispatcher has been told a partial line is pending.
+    pub(super) announced: bool,
+    /// Whether the first over-long line was logged.
+    warned: bool,
+}
+
+impl Source {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // A source never panics while holding its mutex; if one did, the framer still
+        // holds whole bytes, so carry on with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What a direction's sources share.
+pub(super) struct Shared {
+    /// `A -> B`, for logs.
+    pub(super) label: String,
+    pub(super) lane: Arc<Lane>,
+    framing: Framing,
+    pub(super) hex: bool,
+    /// Tell the dispatcher when a partial line appears (`--flush-after` is set).
+    announce: bool,
+    /// The live sources, and whether new ones start closed (the bridge is stopping).
+    sources: Mutex<(Vec<Arc<Source>>, bool)>,
+    /// Over-long lines cut so far, all sources together.
+    pub(super) cuts: AtomicU64,
+}
+
+impl Shared {
+    /// What the sources of the direction `label` share, and their channel.
+    pub(super) fn new(
+        label: &str,
+        lane: &Arc<Lane>,
+        options: &Options,
+    ) -> (Arc<Shared>, Sender<Message>, Receiver<Message>) {
+        let shared = Arc::new(Shared {
+            label: label.to_string(),
+            lane: Arc::clone(lane),
+            framing: options.framing.clone(),
+            hex: options.hex,
+            announce: options.flush_after.is_some(),
+            sources: Mutex::new((Vec::new(), false)),
+            cuts: AtomicU64::new(0),
+        });
+        let (tx, rx) = bounded(CHANNEL_CAPACITY);
+        (shared, tx, rx)
+    }
+
+    pub(super) fn sources(&self) -> MutexGuard<'_, (Vec<Arc<Source>>, bool)> {
+        self.sources.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The sources' end: opens them. Once it and every source it opened are gone, the
+/// channel disconnects, which the dispatcher takes as "closed".
+pub struct Inbox {
+    pub(super) shared: Arc<Shared>,
+    pub(super) tx: Sender<Message>,
+}
+
+impl Inbox {
+    /// Opens a source named `name` (for messages about it).
+    pub(super) fn inlet(&self, name: &str) -> Inlet {
+        let source = Arc::new(Source {
+            name: name.to_string(),
+            state: Mutex::new(State {
+                framer: Framer::new(&self.shared.framing),
+                sent: 0,
+                closed: false,
+                routing: false,
+                last_read: Instant::now(),
+                announced: false,
+                warned: false,
+            }),
+            received: AtomicU64::new(0),
+        });
+        {
+            let mut sources = self.shared.sources();
+            source.lock().closed = sources.1;
+            sources.0.push(Arc::clone(&source));
+        }
+        Inlet {
+            shared: Arc::clone(&self.shared),
+            source,
+            tx: self.tx.clone(),
+            tail: Vec::new(),
+        }
+    }
+}
+
+impl endpoint::Inbox for Inbox {
+    fn open(&self, name: &str) -> Box<dyn endpoint::Inlet> {
+        Box::new(self.inlet(name))
+    }
+}
+
+/// Starts the reader thread of the byte stream `name`: its read half, pumped into a
+/// source of `inbox` until EOF or an error.
+pub fn spawn_reader(name: &str, mut reader: Box<dyn Read + Send>, inbox: Inbox) -> io::Result<()> {
+    let inlet = inbox.inlet(name);
+    // The reader's inlet is the direction's only source: once it ends, the channel
+    // disconnects.
+    drop(inbox);
+    thread::Builder::new()
+        .name(format!("read {name}"))
+        .spawn(move || {
+            let mut inlet = Box::new(inlet);
+            if let Err(e) = endpoint::pump(&mut *reader, &mut *inlet) {
+                inlet.fail(e);
+            }
+        })?;
+    Ok(())
+}
+
+/// One source's way in.
+pub(super) struct Inlet {
+    shared: Arc<Shared>,
+    source: Arc<Source>,
+    tx: Sender<Message>,
+    /// The last bytes fed since the last message ended, as many as the delimiter has.
+    tail: Vec<u8>,
+}
+
+impl Inlet {
+    /// Hands `batch` on through the lane; `state` is this source's, locked. Returns
+    /// false if the dispatcher is gone.
+    fn pass(&self, mut state: MutexGuard<'_, State>, mut batch: Batch) -> bool {
+        let partial = state.framer.pending() > 0;
+        let announce = self.shared.announce && partial && !state.announced;
+        if batch.is_empty() && !announce {
+            return true;
+        }
+        state.routing = true;
+        drop(state);
+        let logged = log_enabled!(log::Level::Debug).then(|| batch.clone());
+        let sent = self.shared.lane.route(&mut batch, |rest| {
+            let mut state = self.source.lock();
+            state.routing = false;
+            if rest.is_empty() && !announce {
+                return true;
+            }
+            state.sent += 1;
+            state.announced = partial && self.shared.announce;
+            drop(state);
+            let chunk = Chunk {
+                batch: std::mem::take(rest),
+                partial,
+            };
+            let message = Message {
+                source: Arc::clone(&self.source),
+                body: Ok(chunk),
+            };
+            self.tx.send(message).is_ok()
+        });
+        if let Some(batch) = logged {
+            trace::pieces(&self.shared.label, &batch, self.shared.hex);
+        }
+        sent
+    }
+
+    /// Keeps the last bytes fed, as many as the delimiter has, for [`Inlet::end_line`].
+    fn remember_tail(&mut self, data: &[u8]) {
+        let Framing::Lines { delimiter, .. } = &self.shared.framing else {
+            return;
+        };
+        let keep = delimiter.len();
+        if data.len() >= keep {
+            self.tail.clear();
+            self.tail.extend_from_slice(&data[data.len() - keep..]);
+        } else {
+            self.tail.extend_from_slice(data);
+            let extra = self.tail.len().saturating_sub(keep);
+            self.tail.drain(..extra);
+        }
+    }
+
+    /// Ends the source: its partial line goes on, and it takes no more.
+    fn finish(&mut self) {
+        let mut state = self.source.lock();
+        if state.closed {
+            return;
+        }
+        state.closed = true;
+        let mut rest = Batch::default();
+        state.framer.take_partial(&mut rest);
+        self.pass(state, rest);
+    }
+}
+
+impl endpoint::Inlet for Inlet {
+    fn feed(&mut self, data: &[u8]) -> bool {
+        self.remember_tail(data);
+        let mut state = self.source.lock();
+        if state.closed {
+            return false;
+        }
+        state.last_read = Instant::now();
+        let cuts = state.framer.cuts();
+        let mut batch = Batch::with_capacity(data.len() + state.framer.pending());
+        state.framer.feed(data, &mut batch);
+        let cut = state.framer.cuts() - cuts;
+        let warn_now = cut > 0 && !state.warned;
+        state.warned |= warn_now;
+        if cut > 0 {
+            self.shared.cuts.fetch_add(cut, Ordering::Relaxed);
+        }
+        let passed = self.pass(state, batch);
+        if warn_now {
+            warn!(
+                "{}: a line is longer than --max-line; forwarding it in pieces",
+                self.source.name
+            );
+        }
+        passed
+    }
+
+    fn end_line(&mut self) -> bool {
+        let Framing::Lines { delimiter, .. } = &self.shared.framing else {
+            return true;
+        };
+        let ended = self.tail == *delimiter;
+        self.tail.clear();
+        if ended {
+            return true;
+        }
+        let delimiter = delimiter.clone();
+        let fed = self.feed(&delimiter);
+        self.tail.clear();
+        fed
+    }
+
+    fn fail(mut self: Box<Self>, error: io::Error) {
+        self.finish();
+        let mut state = self.source.lock();
+        state.sent += 1;
+        drop(state);
+        let message = Message {
+            source: Arc::clone(&self.source),
+            body: Err(error),
+        };
+        let _ = self.tx.send(message);
+    }
+}
+
+impl Drop for Inlet {
+    fn drop(&mut self) {
+        self.finish();
+        let mut sources = self.shared.sources();
+        sources.0.retain(|s| !Arc::ptr_eq(s, &self.source));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::feed::{Feed, Take};
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    /// Holds every log call made on a thread named "logging source" until released,
+    /// as a paused terminal or a full pipe would.
+    struct Stuck;
+
+    /// A channel: the source says it entered a log call; the test lets it out.
+    type Gate = (Sender<()>, Receiver<()>);
+
+    fn gates() -> &'static (Gate, Gate) {
+        static GATES: OnceLock<(Gate, Gate)> = OnceLock::new();
+        GATES.get_or_init(|| (bounded(1), bounded(1)))
+    }
+
+    impl log::Log for Stuck {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, _: &log::Record) {
+            if thread::current().name() == Some("logging source") {
+                let ((entered, _), (_, release)) = gates();
+                let _ = entered.try_send(());
+                let _ = release.recv();
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    #[test]
+    fn a_source_logs_outside_its_framer_lock() {
+        let _ = log::set_logger(&Stuck);
+        log::set_max_level(log::LevelFilter::Debug);
+        let lane = Arc::new(Lane::default());
+        let (feed, inbox) = Feed::new("A -> B", &lane, &Options::default());
+        let mut inlet = inbox.inlet("A");
+        let source = thread::Builder::new()
+            .name("logging source".into())
+            .spawn(move || {
+                endpoint::Inlet::feed(&mut inlet, b"whole\npart");
+                inlet
+            })
+            .unwrap();
+        let ((_, entered), (release, _)) = gates();
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the source logs its line");
+        // The dispatcher takes the partial line while the source is stuck logging.
+        let taken = feed.take(Take::All, Some(Instant::now() + Duration::from_secs(10)));
+        assert_eq!(taken.batch.bytes(), b"whole\npart");
+        release.send(()).unwrap();
+        let inlet = source.join().unwrap();
+        drop(inlet);
+        assert_eq!(lane.outstanding(), 10);
+    }
+
+    #[test]
+    fn partial_lines_follow_what_their_source_sent_before() {
+        let lane = Arc::new(Lane::default());
+        let options = Options {
+            flush_after: Some(Duration::from_millis(1)),
+            ..Options::default()
+        };
+        let (feed, inbox) = Feed::new("A -> B", &lane, &options);
+        let (mut one, mut two) = (inbox.inlet("one"), inbox.inlet("two"));
+        endpoint::Inlet::feed(&mut one, b"1a\n1b");
+        endpoint::Inlet::feed(&mut two, b"2a\n2");
+        thread::sleep(Duration::from_millis(2));
+        let taken = feed.take(Take::Silent(Duration::from_millis(1)), None);
+        let pieces: Vec<&[u8]> = taken.batch.iter().collect();
+        let at = |piece: &[u8]| pieces.iter().position(|p| *p == piece).unwrap();
+        assert!(at(b"1a\n") < at(b"1b"), "{pieces:?}");
+        assert!(at(b"2a\n") < at(b"2"), "{pieces:?}");
+        assert_eq!(taken.next, None);
+        // The sources go on, and new lines queue behind the taken ones.
+        endpoint::Inlet::feed(&mut one, b"1c\n");
+        drop((one, two));
+        let rest = feed.take(Take::All, Some(Instant::now() + Duration::from_secs(10)));
+        assert_eq!(rest.batch.bytes(), b"1c\n");
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+    use crate::bridge::feed::{Feed, Take};
+    use std::time::Duration;
+
+    /// What `inputs` become through one inlet: `Ok` is bytes fed, `Err(())` a message end.
+    fn through(framing: Framing, inputs: &[Result<&[u8], ()>]) -> Vec<Vec<u8>> {
+        let lane = Arc::new(Lane::default());
+        let options = Options {
+            framing,
+            ..Options::default()
+        };
+        let (feed, inbox) = Feed::new("A -> B", &lane, &options);
+        let mut inlet = inbox.inlet("A");
+        for input in inputs {
+            match input {
+                Ok(data) => endpoint::Inlet::feed(&mut inlet, data),
+                Err(()) => endpoint::Inlet::end_line(&mut inlet),
+            };
+        }
+        drop((inlet, inbox));
+        let taken = feed.take(Take::All, Some(Instant::now() + Duration::from_secs(10)));
+        taken.batch.iter().map(<[u8]>::to_vec).collect()
+    }
+
+    fn lines(max_line: usize) -> Framing {
+        Framing::Lines {
+            delimiter: b"\r\n".to_vec(),
+            max_line,
+        }
+    }
+
+    #[test]
+    fn each_message_is_one_line() {
+        let got = through(
+            lines(100),
+            &[Ok(b"ab"), Err(()), Ok(b""), Err(()), Ok(b"cd\r\n"), Err(())],
+        );
+        assert_eq!(
+            got,
+            [b"ab\r\n".to_vec(), b"\r\n".to_vec(), b"cd\r\n".to_vec()]
+        );
+    }
+
+    #[test]
+    fn a_message_in_fragments_ending_in_a_split_delimiter_gains_nothing() {
+        let got = through(lines(100), &[Ok(b"ab\r"), Ok(b"\n"), Err(())]);
+        assert_eq!(got, [b"ab\r\n".to_vec()]);
+    }
+
+    #[test]
+    fn a_long_message_goes_in_pieces_and_gets_its_delimiter() {
+        let got = through(lines(4), &[Ok(b"abcdefgh"), Err(())]);
+        assert_eq!(got.concat(), b"abcdefgh\r\n");
+        assert!(got.iter().all(|piece| piece.len() <= 6), "{got:?}");
+    }
+
+    #[test]
+    fn raw_messages_are_as_they_are() {
+        let got = through(Framing::Raw, &[Ok(b"ab"), Err(()), Ok(b"c\n"), Err(())]);
+        assert_eq!(got, [b"ab".to_vec(), b"c\n".to_vec()]);
+    }
+}

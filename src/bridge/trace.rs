@@ -1,0 +1,175 @@
+//! Per-line log formatting: each piece escaped (or as a hex dump) at debug level, the
+//! framing in the start-up line, and the traffic lines of `--stats` and the summary.
+//! Data bytes in logs are always escaped, never printed raw.
+
+use std::time::Instant;
+
+use log::{debug, info, log_enabled};
+
+use super::dispatcher::Dispatcher;
+use super::feed::Feed;
+use super::reconnect::Reconnect;
+use super::{Side, Traffic};
+use crate::escape::escape;
+use crate::framing::{Batch, Framing};
+
+/// How much of a piece a log line shows before `...`.
+const PREVIEW: usize = 80;
+
+/// Logs each piece of a batch at debug level: `A -> B 6 bytes "hello\n"`.
+pub fn pieces(label: &str, batch: &Batch, hex: bool) {
+    if !log_enabled!(log::Level::Debug) {
+        return;
+    }
+    for piece in batch.iter() {
+        if hex {
+            debug!("{label} {} bytes\n{}", piece.len(), hex_dump(piece));
+        } else {
+            debug!("{label} {} bytes \"{}\"", piece.len(), preview(piece));
+        }
+    }
+}
+
+/// The framing, for the start-up line.
+pub fn framing(framing: &Framing) -> String {
+    match framing {
+        Framing::Raw => "raw bytes".to_string(),
+        Framing::Lines {
+            delimiter,
+            max_line,
+        } => format!(
+            "lines ending in \"{}\", at most {max_line} bytes",
+            escape(delimiter)
+        ),
+    }
+}
+
+/// What one direction carried: `A -> B: 12 lines, 345 bytes` and whatever else there is
+/// to say. `reconnects` is given with `--reconnect`.
+pub fn traffic(
+    label: &str,
+    traffic: &Traffic,
+    framing: &Framing,
+    lost: u64,
+    reconnects: Option<u64>,
+    cuts: u64,
+) -> String {
+    let Traffic { pieces, bytes } = traffic;
+    let mut line = match framing {
+        Framing::Raw => format!("{label}: {bytes} bytes"),
+        Framing::Lines { .. } => format!("{label}: {pieces} lines, {bytes} bytes"),
+    };
+    match reconnects {
+        Some(reconnects) => line += &format!(", {lost} dropped, {reconnects} reconnects"),
+        None if lost > 0 => line += &format!(", {lost} dropped"),
+        None => {}
+    }
+    if cuts > 0 {
+        line += &format!(" ({cuts} over-long lines forwarded in pieces)");
+    }
+    line
+}
+
+/// A piece as an escaped string for the log, cut short if long.
+fn preview(piece: &[u8]) -> String {
+    let mut text = escape(&piece[..piece.len().min(PREVIEW)]);
+    if piece.len() > PREVIEW {
+        text += "...";
+    }
+    text
+}
+
+/// A piece as `hexdump -C` shows it: offset, 16 bytes in hex, then as ASCII.
+fn hex_dump(piece: &[u8]) -> String {
+    let mut out = String::new();
+    for (row, bytes) in piece.chunks(16).enumerate() {
+        let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let ascii: String = bytes
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        if row > 0 {
+            out.push('\n');
+        }
+        out += &format!("  {:08x}  {:<47}  |{ascii}|", row * 16, hex.join(" "));
+    }
+    out
+}
+
+impl Dispatcher {
+    /// `--stats`: one line per direction, and the time of the next.
+    pub fn log_stats(&mut self) {
+        let (Some(at), Some(every)) = (self.stats_at, self.options.stats) else {
+            return;
+        };
+        if Instant::now() < at {
+            return;
+        }
+        for side in Side::BOTH {
+            info!("{}", self.traffic_line(side));
+        }
+        self.stats_at = Some(Instant::now() + every);
+    }
+
+    /// `A -> B: 12 lines, 345 bytes` and whatever else there is to say.
+    pub fn traffic_line(&self, side: Side) -> String {
+        let dir = &self.dirs[side];
+        let cuts = dir.cuts + dir.feed.as_ref().map_or(0, Feed::cuts);
+        traffic(
+            &dir.label,
+            &dir.lane.traffic(),
+            &self.options.framing,
+            dir.lane.lost_pieces(),
+            self.reconnect.as_ref().map(Reconnect::reconnects),
+            cuts,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_dump_rows() {
+        let dump = hex_dump(b"hello\n\x00\xffABCDEFGHIJ");
+        let rows: Vec<&str> = dump.lines().collect();
+        assert_eq!(rows.len(), 2);
+        assert!(rows[0].starts_with("  00000000  68 65 6c 6c 6f 0a 00 ff 41"));
+        assert!(rows[0].ends_with("|hello...ABCDEFGH|"));
+        assert!(rows[1].ends_with("|IJ|"));
+    }
+
+    #[test]
+    fn preview_escapes_and_truncates() {
+        assert_eq!(preview(b"hi\r\n\x00\xff\""), "hi\\r\\n\\0\\xff\\\"");
+        assert!(preview(&[b'a'; 200]).ends_with("..."));
+    }
+
+    #[test]
+    fn traffic_lines() {
+        let t = Traffic {
+            pieces: 2,
+            bytes: 9,
+        };
+        let lines = Framing::default();
+        assert_eq!(
+            traffic("A -> B", &t, &lines, 0, None, 0),
+            "A -> B: 2 lines, 9 bytes"
+        );
+        assert_eq!(
+            traffic("A -> B", &t, &lines, 3, Some(1), 2),
+            "A -> B: 2 lines, 9 bytes, 3 dropped, 1 reconnects (2 over-long lines forwarded in pieces)"
+        );
+        assert_eq!(
+            traffic("A -> B", &t, &Framing::Raw, 1, None, 0),
+            "A -> B: 9 bytes, 1 dropped"
+        );
+    }
+}

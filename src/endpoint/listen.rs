@@ -1,0 +1,482 @@
+//! Listening endpoints: a server whose clients come and go while the bridge runs.
+//! `tcp-listen://[ADDR:]PORT` serves line clients ([`Lines`]); `ws-listen://` serves
+//! WebSocket clients with the same machinery and its own [`Protocol`] (see `ws.rs`).
+//!
+//! Each connection gets a thread of its own at once, so a slow or silent peer never
+//! holds up the accepting thread. The protocol greets it there (a WebSocket handshake;
+//! an HTTP page or a refusal is answered and closed), then it becomes a client: a
+//! reader thread that hands what it sends to an inlet of its own (see
+//! [`super::Inbox`]), so the bridge frames each client's lines separately and they
+//! reach the other side whole, never interleaved with another client's; and a writer
+//! thread that drains the client's bounded queue.
+//!
+//! Every piece for the endpoint goes to every client ([`Broadcast`]). A client whose
+//! queue is full (it stopped reading) is dropped, with a log line, so it cannot stall
+//! the others or the bridge. Pieces that arrive while no client is connected reach
+//! nobody: the first such drop is logged, and the total when a client arrives; the
+//! summary counts them as dropped.
+//!
+//! Up to `--max-clients` clients at once; one more is refused in the protocol's way. A
+//! client that stops sending (`nc -N`) is still a reader: it gets lines until it closes
+//! or a write to it fails. If a newcomer needs its place, it makes room.
+//!
+//! Without an address the listener binds 127.0.0.1: serving other machines must be
+//! asked for (`tcp-listen://0.0.0.0:PORT`).
+
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use log::{debug, info, warn};
+
+use super::{Dropped, Inbox, Inlet, Messages, Outbox, Running, SendNow, Shape, Taken};
+use crate::framing::Batch;
+
+/// Batches waiting to be written to one client. A client this far behind has
+/// stopped reading and is dropped.
+const CLIENT_QUEUE: usize = 256;
+
+/// How long stopping waits for the accepting thread to let go of the port.
+const STOP_WAIT: Duration = Duration::from_secs(1);
+
+/// Clients a `tcp-listen://` endpoint serves at once unless `--max-clients` says.
+pub const DEFAULT_TCP_CLIENTS: usize = 1;
+
+/// Where to listen: `[ADDR:]PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// Where to listen.
+    pub addr: SocketAddr,
+}
+
+/// Parses `[ADDR:]PORT`; `text` is the whole argument, for messages.
+pub fn parse(text: &str, rest: &str) -> Result<Listen, String> {
+    let (addr, port) = match rest.rsplit_once(':') {
+        Some((addr, port)) => (Some(addr), port),
+        None => (None, rest),
+    };
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("{text}: port must be a number from 0 to 65535"))?;
+    let ip = match addr {
+        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Some(addr) => addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| {
+                format!(
+                    "{text}: '{addr}' must be an IP address to listen on, such as \
+                     127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+                )
+            })?,
+    };
+    Ok(Listen {
+        addr: SocketAddr::new(ip, port),
+    })
+}
+
+/// What a listener does with each connection, on the connection's own threads.
+pub trait Protocol: Send + Sync + 'static {
+    /// What a client's reader and writer threads share.
+    type Conn: Send + Sync + 'static;
+
+    /// Greets a new connection: a handshake, or an answer (a page, a refusal) after
+    /// which it is closed (`Ok(None)`). `room` is false when no client may be added.
+    fn greet(
+        &self,
+        stream: &mut TcpStream,
+        peer: SocketAddr,
+        room: bool,
+    ) -> io::Result<Option<Self::Conn>>;
+
+    /// The client's reader: what it sends, into `inlet`, until it stops sending (`Ok`)
+    /// or fails.
+    fn read(&self, conn: &Self::Conn, stream: TcpStream, inlet: &mut dyn Inlet) -> io::Result<()>;
+
+    /// The client's writer: every batch of `queue` out, until the queue ends (`Ok`) or a
+    /// write fails.
+    fn write(
+        &self,
+        conn: &Self::Conn,
+        stream: TcpStream,
+        queue: Receiver<Arc<Batch>>,
+    ) -> io::Result<()>;
+}
+
+/// Binds `listen.addr` for `protocol`, as the endpoint `name`; clients are taken once
+/// the bridge starts it.
+pub fn bind<P: Protocol>(
+    name: &str,
+    listen: &Listen,
+    max_clients: usize,
+    protocol: P,
+) -> io::Result<Shape> {
+    let listener = TcpListener::bind(listen.addr)?;
+    let local = listener.local_addr()?;
+    let scheme = name.split("://").next().unwrap_or("tcp-listen");
+    let scope = match local.ip().is_loopback() {
+        true => format!(" (this machine only; {scheme}://0.0.0.0:PORT serves others)"),
+        false => String::new(),
+    };
+    info!("{name}: listening on {local}{scope}");
+    Ok(Shape::Messages(Box::new(Listener {
+        name: name.to_string(),
+        listener,
+        max_clients: max_clients.max(1),
+        protocol,
+    })))
+}
+
+/// A bound, not yet started listener.
+struct Listener<P> {
+    name: String,
+    listener: TcpListener,
+    max_clients: usize,
+    protocol: P,
+}
+
+impl<P: Protocol> Messages for Listener<P> {
+    fn start(self: Box<Self>, inbox: Box<dyn Inbox>) -> io::Result<Running> {
+        let local = self.listener.local_addr()?;
+        let hub = Arc::new(Hub {
+            name: self.name.clone(),
+            state: Mutex::new(State::default()),
+            max_clients: self.max_clients,
+            stopped: AtomicBool::new(false),
+        });
+        let (done_tx, done_rx) = bounded::<()>(0);
+        let server = Arc::new(Server {
+            hub: Arc::clone(&hub),
+            inbox: Mutex::new(inbox),
+            protocol: self.protocol,
+            _done: done_tx,
+        });
+        let listener = self.listener;
+        thread::Builder::new()
+            .name(format!("accept {}", self.name))
+            .spawn(move || server.accept(listener))?;
+        Ok(Running {
+            outbox: Box::new(Broadcast(Arc::clone(&hub))),
+            outbox_now: Some(Box::new(Broadcast(Arc::clone(&hub)))),
+            guard: Box::new(Stopper {
+                hub,
+                local,
+                done: done_rx,
+            }),
+        })
+    }
+}
+
+/// One connected client, as the hub knows it.
+struct Client {
+    peer: SocketAddr,
+    stream: TcpStream,
+    queue: Sender<Arc<Batch>>,
+    /// Whether it may still send: false once it shut down its sending side.
+    sending: Arc<AtomicBool>,
+}
+
+/// The hub's state, under its mutex.
+#[derive(Default)]
+struct State {
+    clients: Vec<Client>,
+    /// Connections being greeted that were promised a place.
+    reserved: usize,
+    /// Pieces dropped since the last client left (or since the start).
+    unheard: u64,
+}
+
+/// The connected clients, shared by the acceptor, their threads and the outbox.
+struct Hub {
+    name: String,
+    state: Mutex<State>,
+    max_clients: usize,
+    /// Set when the bridge ends: take no more clients.
+    stopped: AtomicBool,
+}
+
+impl Hub {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets a client and closes its socket, which ends its threads.
+    fn drop_client(&self, peer: SocketAddr, why: &str) {
+        let mut state = self.state();
+        if let Some(i) = state.clients.iter().position(|c| c.peer == peer) {
+            let client = state.clients.remove(i);
+            let _ = client.stream.shutdown(Shutdown::Both);
+            info!("{}: client {peer} {why}", self.name);
+        }
+    }
+
+    /// Promises `peer` a place if there is one, making room if a client that stopped
+    /// sending holds it.
+    fn reserve(&self, peer: SocketAddr) -> bool {
+        let mut state = self.state();
+        if state.clients.len() + state.reserved >= self.max_clients
+            && let Some(i) = state
+                .clients
+                .iter()
+                .position(|c| !c.sending.load(Ordering::Acquire))
+        {
+            let old = state.clients.remove(i);
+            let _ = old.stream.shutdown(Shutdown::Both);
+            info!(
+                "{}: client {} dropped to make room for {peer} (it had stopped sending)",
+                self.name, old.peer
+            );
+        }
+        let room = state.clients.len() + state.reserved < self.max_clients;
+        state.reserved += usize::from(room);
+        room
+    }
+}
+
+/// Accepts connections and runs each on threads of its own.
+struct Server<P> {
+    hub: Arc<Hub>,
+    inbox: Mutex<Box<dyn Inbox>>,
+    protocol: P,
+    /// Dropped when the accepting thread and every greeting have ended.
+    _done: Sender<()>,
+}
+
+impl<P: Protocol> Server<P> {
+    fn accept(self: Arc<Self>, listener: TcpListener) {
+        for stream in listener.incoming() {
+            if self.hub.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(e) => {
+                    // Out of descriptors, say: wait a little rather than spin.
+                    warn!("{}: accept failed: {e}", self.hub.name);
+                    thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            let server = Arc::clone(&self);
+            let spawned = thread::Builder::new()
+                .name(format!("greet {}", self.hub.name))
+                .spawn(move || {
+                    let name = server.hub.name.clone();
+                    if let Err(e) = server.serve(stream) {
+                        debug!("{name}: a connection ended early: {e}");
+                    }
+                });
+            if let Err(e) = spawned {
+                warn!("{}: could not take a client: {e}", self.hub.name);
+            }
+        }
+    }
+
+    /// Greets a connection and, if it becomes a client, starts its threads.
+    fn serve(self: Arc<Self>, mut stream: TcpStream) -> io::Result<()> {
+        let peer = stream.peer_addr()?;
+        let room = self.hub.reserve(peer);
+        let greeted = self.protocol.greet(&mut stream, peer, room);
+        let mut state = self.hub.state();
+        state.reserved -= usize::from(room);
+        let Some(conn) = greeted? else {
+            return Ok(());
+        };
+        if !room || self.hub.stopped.load(Ordering::Acquire) {
+            let _ = stream.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        stream.set_nodelay(true)?;
+        let conn = Arc::new(conn);
+        let name = &self.hub.name;
+        let (queue_tx, queue_rx) = bounded::<Arc<Batch>>(CLIENT_QUEUE);
+        let sending = Arc::new(AtomicBool::new(true));
+        let mut inlet = self.inbox().open(&format!("{name} client {peer}"));
+        let (input, output) = (stream.try_clone()?, stream.try_clone()?);
+        let (server, shared, flag) = (Arc::clone(&self), Arc::clone(&conn), Arc::clone(&sending));
+        thread::Builder::new()
+            .name(format!("read {name} {peer}"))
+            .spawn(move || {
+                let result = server.protocol.read(&shared, input, &mut *inlet);
+                // Whatever it sent last goes on, even without its delimiter.
+                drop(inlet);
+                match result {
+                    Ok(()) => {
+                        flag.store(false, Ordering::Release);
+                        debug!("{}: client {peer} finished sending", server.hub.name);
+                    }
+                    Err(e) => server.hub.drop_client(peer, &format!("left ({e})")),
+                }
+            })?;
+        let server = Arc::clone(&self);
+        thread::Builder::new()
+            .name(format!("write {name} {peer}"))
+            .spawn(move || {
+                // Its writer ends when the client is gone, or closed the connection.
+                match server.protocol.write(&conn, output, queue_rx) {
+                    Ok(()) => server.hub.drop_client(peer, "left"),
+                    Err(e) => server.hub.drop_client(peer, &format!("left ({e})")),
+                }
+            })?;
+        state.clients.push(Client {
+            peer,
+            stream,
+            queue: queue_tx,
+            sending,
+        });
+        let count = state.clients.len();
+        info!(
+            "{name}: client {peer} connected ({count} of {})",
+            self.hub.max_clients
+        );
+        if state.unheard > 0 {
+            info!(
+                "{name}: {} lines dropped while no client was connected",
+                state.unheard
+            );
+            state.unheard = 0;
+        }
+        Ok(())
+    }
+
+    fn inbox(&self) -> MutexGuard<'_, Box<dyn Inbox>> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// TCP line clients: bytes in, bytes out, a one-line refusal when full.
+pub struct Lines {
+    /// The endpoint's name, for messages.
+    pub name: String,
+    /// The most clients at once.
+    pub max_clients: usize,
+}
+
+impl Protocol for Lines {
+    type Conn = ();
+
+    fn greet(
+        &self,
+        stream: &mut TcpStream,
+        peer: SocketAddr,
+        room: bool,
+    ) -> io::Result<Option<()>> {
+        if room {
+            return Ok(Some(()));
+        }
+        let n = self.max_clients;
+        info!(
+            "{}: refused {peer}: already serving {n} (see --max-clients)",
+            self.name
+        );
+        let refusal = format!("serial-bridge: busy: already serving {n} client(s)\n");
+        let _ = stream.write_all(refusal.as_bytes());
+        let _ = stream.shutdown(Shutdown::Both);
+        Ok(None)
+    }
+
+    fn read(&self, _: &(), mut stream: TcpStream, inlet: &mut dyn Inlet) -> io::Result<()> {
+        super::pump(&mut stream, inlet)
+    }
+
+    fn write(&self, _: &(), mut stream: TcpStream, queue: Receiver<Arc<Batch>>) -> io::Result<()> {
+        for batch in queue {
+            stream.write_all(batch.bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// The listening endpoint's way out: every piece to every client, never waiting.
+struct Broadcast(Arc<Hub>);
+
+impl Broadcast {
+    /// Queues `batch` for every client; returns whether any client got it.
+    fn offer(&self, batch: &Batch) -> bool {
+        let hub = &self.0;
+        let batch = Arc::new(batch.clone());
+        let mut stalled = Vec::new();
+        let reached = {
+            let mut state = hub.state();
+            for client in &state.clients {
+                match client.queue.try_send(Arc::clone(&batch)) {
+                    Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                    Err(TrySendError::Full(_)) => stalled.push(client.peer),
+                }
+            }
+            let reached = !state.clients.is_empty();
+            if !reached {
+                if state.unheard == 0 {
+                    info!(
+                        "{}: no client connected; dropping lines until one connects",
+                        hub.name
+                    );
+                }
+                state.unheard += batch.pieces() as u64;
+            }
+            reached
+        };
+        for peer in stalled {
+            warn!("{}: client {peer} is not reading; dropped it", hub.name);
+            hub.drop_client(peer, "dropped");
+        }
+        reached
+    }
+}
+
+impl Outbox for Broadcast {
+    fn send(&mut self, batch: &Batch) -> io::Result<Dropped> {
+        match self.offer(batch) {
+            true => Ok(Dropped::default()),
+            false => Ok(Dropped::all(batch)),
+        }
+    }
+}
+
+impl SendNow for Broadcast {
+    fn send_now(&mut self, batch: &Batch) -> Taken {
+        let dropped = match self.offer(batch) {
+            true => Dropped::default(),
+            false => Dropped::all(batch),
+        };
+        Taken {
+            bytes: batch.bytes().len(),
+            dropped,
+        }
+    }
+}
+
+/// The running listener's guard: dropping it stops taking clients and closes them.
+struct Stopper {
+    hub: Arc<Hub>,
+    local: SocketAddr,
+    /// Disconnected once the accepting thread has ended.
+    done: Receiver<()>,
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        self.hub.stopped.store(true, Ordering::Release);
+        for client in self.hub.state().clients.drain(..) {
+            let _ = client.stream.shutdown(Shutdown::Both);
+        }
+        // Wake the acceptor from `accept` with a connection of our own; it sees the
+        // flag, closes it and ends, letting go of the port.
+        let ip = match self.local.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let wake = SocketAddr::new(ip, self.local.port());
+        if let Err(e) = TcpStream::connect_timeout(&wake, STOP_WAIT) {
+            debug!("{}: could not wake the listener: {e}", self.hub.name);
+            return;
+        }
+        let _ = self.done.recv_timeout(STOP_WAIT);
+    }
+}

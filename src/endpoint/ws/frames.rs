@@ -1,0 +1,331 @@
+//! One WebSocket connection after its handshake: a reader thread and a writer thread
+//! on two handles of the same socket, each with tungstenite's frame codec.
+//!
+//! A tungstenite `WebSocket` cannot be shared by two threads, and one thread doing both
+//! would have to poll: either it waits in `read` while a line for the peer waits, or it
+//! wakes up on a timer to look. So the reader blocks in `read` on its handle, and the
+//! writer blocks on its queue (and on the keepalive timer) on the other; the reader
+//! hands pongs and close replies to the writer through a small control channel. An
+//! idle connection wakes only for keepalive, and a line goes out the moment it comes.
+//!
+//! **One message = one line.** Out, each piece that ends with the delimiter is one
+//! message without it: a text frame if it is valid UTF-8, a binary frame otherwise, so
+//! bytes are never changed. A piece that does not end a line (an over-long line cut at
+//! `--max-line`, a partial line sent by `--flush-after`) starts or continues a
+//! fragmented binary message, which the piece that ends the line finishes: the far side
+//! sees one message, one line, and no byte is added or lost. In, each message becomes
+//! one line: its fragments are fed as they arrive and the delimiter is added at its end
+//! unless it already ends with it. With `--raw`, every piece is one message and every
+//! message is passed on as it is.
+
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded, select};
+use log::{debug, info};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
+use tungstenite::protocol::frame::{Frame, FrameSocket};
+
+use crate::endpoint::Inlet;
+use crate::framing::{Batch, Framing};
+
+/// The largest frame taken from a peer: a 16 MiB line in one frame is plenty, and the
+/// bridge frames it further as it goes.
+const MAX_FRAME: usize = 16 << 20;
+
+/// Control frames (pongs, a close reply) waiting for the writer.
+const CONTROL_QUEUE: usize = 8;
+
+/// Which end of the connection this is: a client masks what it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `ws://`: we connected.
+    Client,
+    /// A client of `ws-listen://`: it connected to us.
+    Server,
+}
+
+/// What a connection's two threads share.
+pub struct Conn {
+    role: Role,
+    /// Who is at the other end, for messages.
+    peer: String,
+    framing: Framing,
+    keepalive: Duration,
+    control: (Sender<Frame>, Receiver<Frame>),
+    /// Pongs received so far; the writer checks it went up since its last ping.
+    pongs: AtomicU64,
+    /// The socket, to close it from either thread.
+    stream: TcpStream,
+}
+
+impl Conn {
+    /// A connection on `stream` after its handshake.
+    pub fn new(
+        role: Role,
+        peer: String,
+        framing: &Framing,
+        keepalive: Duration,
+        stream: &TcpStream,
+    ) -> io::Result<Conn> {
+        Ok(Conn {
+            role,
+            peer,
+            framing: framing.clone(),
+            keepalive,
+            control: bounded(CONTROL_QUEUE),
+            pongs: AtomicU64::new(0),
+            stream: stream.try_clone()?,
+        })
+    }
+
+    /// Asks the writer to close the connection with `code`; it ends after sending it.
+    pub fn close(&self, code: CloseCode, reason: &'static str) {
+        let frame = Frame::close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+        let _ = self.control.0.try_send(frame);
+    }
+
+    /// Who is at the other end, for messages.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Closes the socket at once: both threads end.
+    pub fn hang_up(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// The reader: frames from `stream` into `inlet` until the peer closes (`Ok`) or
+    /// the connection fails.
+    pub fn read(&self, stream: TcpStream, inlet: &mut dyn Inlet) -> io::Result<()> {
+        let mut socket = FrameSocket::new(stream);
+        loop {
+            let frame = match socket.read(Some(MAX_FRAME)) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(io_error(e)),
+            };
+            let header = frame.header();
+            let (opcode, last, mask) = (header.opcode, header.is_final, header.mask);
+            let mut payload = frame.into_payload().to_vec();
+            if let Some(mask) = mask {
+                payload
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, byte)| *byte ^= mask[i % 4]);
+            }
+            let more = match opcode {
+                OpCode::Data(Data::Text | Data::Binary | Data::Continue) => {
+                    let raw = matches!(self.framing, Framing::Raw);
+                    inlet.feed(&payload) && (raw || !last || inlet.end_line())
+                }
+                OpCode::Control(Control::Ping) => {
+                    let _ = self.control.0.try_send(Frame::pong(payload));
+                    true
+                }
+                OpCode::Control(Control::Pong) => {
+                    self.pongs.fetch_add(1, Ordering::Release);
+                    true
+                }
+                OpCode::Control(Control::Close) => {
+                    debug!("{}: closed the connection", self.peer);
+                    let _ = self.control.0.try_send(Frame::close(None));
+                    return Ok(());
+                }
+                OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
+                    self.close(CloseCode::Protocol, "unknown opcode");
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "unknown opcode"));
+                }
+            };
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The writer: every batch of `queue` out as frames, the reader's control frames, and
+    /// a ping every keepalive period; ends when the queue ends or a close is sent (`Ok`),
+    /// or when a write fails or the peer does not answer a ping.
+    pub fn write(&self, stream: TcpStream, queue: Receiver<Arc<Batch>>) -> io::Result<()> {
+        let mut socket = FrameSocket::new(stream);
+        let mut open = false;
+        let mut pinged: Option<u64> = None;
+        let mut next_ping = Instant::now() + self.keepalive;
+        let result = loop {
+            select! {
+                recv(queue) -> batch => match batch {
+                    Ok(batch) => {
+                        for piece in batch.iter() {
+                            let frame = self.frame(piece, &mut open);
+                            socket.write(frame).map_err(io_error)?;
+                        }
+                        socket.flush().map_err(io_error)?;
+                    }
+                    Err(_) => {
+                        let close = Frame::close(Some(CloseFrame {
+                            code: CloseCode::Away,
+                            reason: "the bridge is stopping".into(),
+                        }));
+                        let _ = socket.send(self.masked(close));
+                        break Ok(());
+                    }
+                },
+                recv(self.control.1) -> frame => {
+                    let Ok(frame) = frame else { break Ok(()) };
+                    let closing = frame.header().opcode == OpCode::Control(Control::Close);
+                    socket.send(self.masked(frame)).map_err(io_error)?;
+                    if closing {
+                        // Nothing follows a close; the peer answers with its own and ends.
+                        let _ = self.stream.shutdown(Shutdown::Write);
+                        break Ok(());
+                    }
+                },
+                default(next_ping.saturating_duration_since(Instant::now())) => {
+                    let pongs = self.pongs.load(Ordering::Acquire);
+                    if pinged.is_some_and(|before| before == pongs) {
+                        let secs = self.keepalive.as_secs();
+                        info!("{}: no answer to a ping within {secs} s; dropping it", self.peer);
+                        break Err(io::Error::new(io::ErrorKind::TimedOut, "no answer to a ping"));
+                    }
+                    pinged = Some(pongs);
+                    socket.send(self.masked(Frame::ping(Vec::new()))).map_err(io_error)?;
+                    next_ping = Instant::now() + self.keepalive;
+                },
+            }
+        };
+        // The reader may be waiting for a peer that will never answer now.
+        if result.is_err() {
+            self.hang_up();
+        }
+        result
+    }
+
+    /// The frame for one piece; `open` says whether a fragmented message is under way.
+    fn frame(&self, piece: &[u8], open: &mut bool) -> Frame {
+        let (data, last) = match &self.framing {
+            Framing::Lines { delimiter, .. } => match piece.strip_suffix(delimiter.as_slice()) {
+                Some(line) => (line, true),
+                None => (piece, false),
+            },
+            Framing::Raw => (piece, true),
+        };
+        let opcode = match (*open, last && std::str::from_utf8(data).is_ok()) {
+            (true, _) => Data::Continue,
+            (false, true) => Data::Text,
+            (false, false) => Data::Binary,
+        };
+        *open = !last;
+        self.masked(Frame::message(data.to_vec(), OpCode::Data(opcode), last))
+    }
+
+    /// A client masks every frame it sends (RFC 6455 5.3); a server never does.
+    fn masked(&self, mut frame: Frame) -> Frame {
+        if self.role == Role::Client {
+            frame.header_mut().mask = Some(random_mask());
+        }
+        frame
+    }
+}
+
+/// Four unpredictable bytes, from the standard library's per-process random hash keys.
+fn random_mask() -> [u8; 4] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(Instant::now().elapsed().as_nanos() as u64);
+    let bits = hasher.finish();
+    (bits as u32).to_le_bytes()
+}
+
+/// tungstenite's error as an I/O error, keeping the I/O error where there is one.
+pub fn io_error(error: tungstenite::Error) -> io::Error {
+    match error {
+        tungstenite::Error::Io(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(framing: Framing) -> Conn {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        Conn::new(
+            Role::Server,
+            "peer".into(),
+            &framing,
+            Duration::from_secs(30),
+            &stream,
+        )
+        .unwrap()
+    }
+
+    fn describe(frame: &Frame) -> (OpCode, bool, Vec<u8>) {
+        let h = frame.header();
+        (h.opcode, h.is_final, frame.payload().to_vec())
+    }
+
+    #[test]
+    fn lines_lose_their_delimiter_and_cut_pieces_become_fragments() {
+        let c = conn(Framing::default());
+        let mut open = false;
+        let text = OpCode::Data(Data::Text);
+        let binary = OpCode::Data(Data::Binary);
+        let more = OpCode::Data(Data::Continue);
+        assert_eq!(
+            describe(&c.frame(b"hi\r\n", &mut open)),
+            (text, true, b"hi\r".to_vec())
+        );
+        assert_eq!(
+            describe(&c.frame(b"\xff\n", &mut open)),
+            (binary, true, b"\xff".to_vec())
+        );
+        assert_eq!(
+            describe(&c.frame(b"abc", &mut open)),
+            (binary, false, b"abc".to_vec())
+        );
+        assert_eq!(
+            describe(&c.frame(b"def", &mut open)),
+            (more, false, b"def".to_vec())
+        );
+        assert_eq!(
+            describe(&c.frame(b"g\n", &mut open)),
+            (more, true, b"g".to_vec())
+        );
+        assert!(!open);
+        assert_eq!(
+            describe(&c.frame(b"\n", &mut open)),
+            (text, true, b"".to_vec())
+        );
+    }
+
+    #[test]
+    fn raw_pieces_are_whole_messages() {
+        let c = conn(Framing::Raw);
+        let mut open = false;
+        let (opcode, last, data) = describe(&c.frame(b"a\nb", &mut open));
+        assert_eq!(
+            (opcode, last, data),
+            (OpCode::Data(Data::Text), true, b"a\nb".to_vec())
+        );
+    }
+
+    #[test]
+    fn masks_differ() {
+        assert_ne!(
+            (0..8)
+                .map(|_| random_mask())
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
+            1
+        );
+    }
+}

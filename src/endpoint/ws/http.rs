@@ -1,0 +1,227 @@
+//! The HTTP around a WebSocket: the handshake on both sides, and the one page
+//! `ws-listen://` serves. Requests and responses are parsed with httparse, which
+//! tungstenite already depends on; the accept key is tungstenite's.
+//!
+//! A head is read a byte at a time up to its blank line, so not one byte of the
+//! WebSocket frames that may follow it is taken; it is small and read once per
+//! connection. A peer that sends no complete head within [`HEAD_TIMEOUT`], or one
+//! larger than [`HEAD_LIMIT`], gets an error and is closed.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use tungstenite::handshake::client::generate_key;
+use tungstenite::handshake::derive_accept_key;
+
+/// The largest request or response head taken.
+const HEAD_LIMIT: usize = 16 * 1024;
+
+/// How long a peer may take to send its head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Headers looked at, at most.
+const MAX_HEADERS: usize = 64;
+
+/// Reads a head up to and including its blank line.
+fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    stream.set_read_timeout(Some(HEAD_TIMEOUT))?;
+    let mut head = Vec::with_capacity(1024);
+    let mut byte = [0];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= HEAD_LIMIT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the head is too large",
+            ));
+        }
+        match stream.read(&mut byte) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => head.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    stream.set_read_timeout(None)?;
+    Ok(head)
+}
+
+/// A parsed request: what the server decides on.
+#[derive(Debug, Default)]
+pub struct Request {
+    /// `GET`, `POST`...
+    pub method: String,
+    /// The path without its query.
+    pub path: String,
+    /// The query's `token=` value, if any.
+    pub token: Option<String>,
+    /// Whether it asks for a WebSocket.
+    pub upgrade: bool,
+    /// `Sec-WebSocket-Key`.
+    pub key: Option<String>,
+    /// `Sec-WebSocket-Version`.
+    pub version: Option<String>,
+    /// `Host`.
+    pub host: Option<String>,
+    /// `Origin`, which browsers send and other clients usually do not.
+    pub origin: Option<String>,
+}
+
+/// Reads and parses a request head; `Ok(None)` for one that is not HTTP.
+pub fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
+    let head = read_head(stream)?;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    if !matches!(parsed.parse(&head), Ok(httparse::Status::Complete(_))) {
+        return Ok(None);
+    }
+    let target = parsed.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut request = Request {
+        method: parsed.method.unwrap_or_default().to_string(),
+        path: path.to_string(),
+        token: query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("token="))
+            .map(percent_decode),
+        ..Request::default()
+    };
+    for header in parsed.headers.iter() {
+        let value = String::from_utf8_lossy(header.value).trim().to_string();
+        match header.name.to_ascii_lowercase().as_str() {
+            "upgrade" => request.upgrade |= value.eq_ignore_ascii_case("websocket"),
+            "sec-websocket-key" => request.key = Some(value),
+            "sec-websocket-version" => request.version = Some(value),
+            "host" => request.host = Some(value),
+            "origin" => request.origin = Some(value),
+            _ => {}
+        }
+    }
+    Ok(Some(request))
+}
+
+/// `%XX` escapes decoded, as a browser may encode a token; anything else as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Answers a request with a status and a short text, and closes.
+pub fn answer(stream: &mut TcpStream, status: &str, body: &str, extra: &str) -> io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes())?;
+    stream.flush()
+}
+
+/// Serves the console page, and closes.
+pub fn page(stream: &mut TcpStream, html: &str) -> io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
+         Connection: close\r\n\r\n",
+        html.len()
+    );
+    stream.write_all(response.as_bytes())?;
+    stream.write_all(html.as_bytes())?;
+    stream.flush()
+}
+
+/// Accepts a WebSocket request whose key is `key`.
+pub fn switch(stream: &mut TcpStream, key: &str) -> io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    stream.write_all(response.as_bytes())?;
+    stream.flush()
+}
+
+/// The client's side of the handshake: asks `host` for `path` and checks the answer.
+pub fn handshake(stream: &mut TcpStream, host: &str, path: &str) -> io::Result<()> {
+    let key = generate_key();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
+         User-Agent: serial-bridge/{}\r\n\r\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    stream.write_all(request.as_bytes())?;
+    let head = read_head(stream).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the server did not answer the WebSocket request",
+        ),
+        _ => e,
+    })?;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut headers);
+    if !matches!(parsed.parse(&head), Ok(httparse::Status::Complete(_))) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the server's answer is not HTTP (is it a WebSocket server?)",
+        ));
+    }
+    let code = parsed.code.unwrap_or_default();
+    if code != 101 {
+        let reason = parsed.reason.unwrap_or_default();
+        let hint = match code {
+            401 => " (a token is needed: add ?token=... to the URL)",
+            403 => " (this client's origin is not allowed)",
+            404 => " (is the path right?)",
+            _ => "",
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("the server answered {code} {reason}{hint}"),
+        ));
+    }
+    let accept = parsed
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"))
+        .map(|h| h.value);
+    if accept != Some(derive_accept_key(key.as_bytes()).as_bytes()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the server's WebSocket answer has a wrong accept key",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_decoded() {
+        assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
+        assert_eq!(percent_decode("s3cr%C3%A9t"), "s3cr\u{e9}t");
+    }
+}

@@ -1,0 +1,78 @@
+//! `ws://` and `ws-listen://` with real peers: Python's `websockets` as clients and as
+//! a server (tests/integration/ws_peer.py plays them and the devices), and a real
+//! headless Chromium on the console page (tests/integration/browser.py).
+
+use std::process::Command;
+
+use crate::util::{have, spawn};
+
+/// Runs a scenario of a peer script; it checks every byte and says what went wrong.
+fn scenario(script: &str, name: &str) {
+    let path = format!("{}/tests/integration/{script}", env!("CARGO_MANIFEST_DIR"));
+    let child = spawn(
+        Command::new("python3")
+            .args([&path, name, env!("CARGO_BIN_EXE_serial-bridge")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    );
+    let output = child.wait_with_output().expect("wait for the peer script");
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{name}: {out}{err}");
+}
+
+fn websockets() -> bool {
+    have("python3", &["-c", "import websockets.sync.client"])
+}
+
+#[test]
+fn ws_listen_both_ways_byte_exact() {
+    if websockets() {
+        scenario("ws_peer.py", "listen_exact");
+    }
+}
+
+#[test]
+fn ws_listen_fans_out_and_drops_a_client_that_stops_reading() {
+    if websockets() {
+        scenario("ws_peer.py", "fanout");
+    }
+}
+
+#[test]
+fn ws_listen_checks_token_and_origin_and_answers_plain_http() {
+    if websockets() {
+        scenario("ws_peer.py", "guarded");
+    }
+}
+
+#[test]
+fn ws_client_against_a_server_that_goes_away() {
+    if websockets() {
+        scenario("ws_peer.py", "client");
+    }
+}
+
+#[test]
+fn long_and_partial_lines_cross_two_bridges_unchanged() {
+    if websockets() {
+        scenario("ws_peer.py", "chain");
+    }
+}
+
+#[test]
+fn an_echoing_client_gives_back_the_same_bytes() {
+    if websockets() {
+        scenario("ws_peer.py", "echo");
+    }
+}
+
+#[test]
+fn the_console_page_in_a_real_browser() {
+    if websockets()
+        && have("python3", &["-c", "import selenium"])
+        && have("/usr/bin/chromedriver", &["--version"])
+    {
+        scenario("browser.py", "console");
+    }
+}

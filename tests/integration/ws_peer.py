@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""Real WebSocket peers for the ws:// and ws-listen:// tests (Python's `websockets`).
+
+Usage: ws_peer.py SCENARIO BRIDGE_BINARY
+
+Each scenario makes its own pty pairs, starts the bridge binary, plays the device on
+the pty masters and the WebSocket side with `websockets`, checks every byte, and
+exits 0, or 1 with one line saying what went wrong. Every wait has a deadline.
+"""
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tty
+
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+from websockets.sync.server import serve
+
+PATIENCE = 60.0
+BIN = sys.argv[2]
+
+
+def fail(why):
+    print(why, flush=True)
+    sys.exit(1)
+
+
+class Pty:
+    def __init__(self):
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.master)
+        tty.setraw(self.slave)
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self.slave)
+
+    def write(self, data):
+        deadline = time.monotonic() + PATIENCE
+        while data:
+            select.select([], [self.master], [], 0.5)
+            try:
+                n = os.write(self.master, data)
+            except BlockingIOError:
+                n = 0
+            data = data[n:]
+            if time.monotonic() > deadline:
+                fail("pty write stalled")
+
+    def read_exactly(self, n):
+        out = bytearray()
+        deadline = time.monotonic() + PATIENCE
+        while len(out) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                fail(f"pty: only {len(out)} of {n} bytes: {bytes(out[:80])!r}")
+            select.select([self.master], [], [], min(left, 0.5))
+            try:
+                out += os.read(self.master, n - len(out))
+            except BlockingIOError:
+                pass
+        return bytes(out)
+
+
+class Bridge:
+    def __init__(self, *args):
+        self.log = b""
+        self.proc = subprocess.Popen([BIN, *args], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.lock = threading.Lock()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for chunk in iter(lambda: self.proc.stderr.read1(4096), b""):
+            with self.lock:
+                self.log += chunk
+
+    def text(self):
+        with self.lock:
+            return self.log.decode(errors="replace")
+
+    def wait_for(self, needle):
+        deadline = time.monotonic() + PATIENCE
+        while needle not in self.text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                fail(f"no {needle!r} in the log: {self.text()}")
+            time.sleep(0.005)
+
+    def port(self):
+        self.wait_for("listening on ")
+        return int(self.text().split("listening on ")[1].split(":")[1].split()[0])
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=10)
+        if code != 0:
+            fail(f"exit {code} after SIGINT: {self.text()}")
+
+    def exit_code(self):
+        return self.proc.wait(timeout=PATIENCE)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recv(ws):
+    return ws.recv(timeout=PATIENCE)
+
+
+def listen_exact():
+    """pty <-> ws-listen, both ways: text, binary, empty, 1 MB, a burst of 100."""
+    pty = Pty()
+    bridge = Bridge(pty.path, "ws-listen://127.0.0.1:0")
+    url = f"ws://127.0.0.1:{bridge.port()}/"
+    with connect(url, max_size=None) as ws:
+        bridge.wait_for("connected (1 of")
+        big = bytes((i * 7) % 251 + 1 for i in range(1_000_000)).replace(b"\n", b"x")
+        pty.write(b"text \xc3\xa9\n\xff\x00\r bin\n\n" + big + b"\n")
+        for want in ["text \u00e9", b"\xff\x00\r bin", "", big]:
+            got = recv(ws)
+            if isinstance(want, bytes) and isinstance(got, str):
+                got = got.encode()
+            if got != want:
+                fail(f"pty->ws: got {got[:60]!r}, want {want[:60]!r}")
+        burst = [b"burst %03d \xfe" % i for i in range(100)]
+        pty.write(b"".join(line + b"\n" for line in burst))
+        for want in burst:
+            got = recv(ws)
+            if got != want:
+                fail(f"pty->ws burst: got {got!r}, want {want!r}")
+        ws.send("from the browser \u00e9")
+        ws.send(b"\xfe\x00raw")
+        ws.send("")
+        ws.send("ends with newline\n")
+        want = "from the browser \u00e9\n".encode() + b"\xfe\x00raw\n\nends with newline\n"
+        if pty.read_exactly(len(want)) != want:
+            fail("ws->pty: bytes changed")
+        ws.send(big)
+        if pty.read_exactly(len(big) + 1) != big + b"\n":
+            fail("ws->pty: the 1 MB message changed")
+        for line in burst:
+            ws.send(line)
+        want = b"".join(line + b"\n" for line in burst)
+        if pty.read_exactly(len(want)) != want:
+            fail("ws->pty burst changed")
+    bridge.stop()
+
+
+def fanout():
+    """Three clients get every line; one that stops reading is dropped meanwhile."""
+    pty = Pty()
+    bridge = Bridge("--max-clients", "4", pty.path, "ws-listen://127.0.0.1:0")
+    url = f"ws://127.0.0.1:{bridge.port()}/"
+    stack = contextlib.ExitStack()
+    clients = [stack.enter_context(connect(url, max_size=None)) for _ in range(3)]
+    stuck = socket.create_connection(("127.0.0.1", bridge.port()))
+    stuck.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    bridge.wait_for("connected (4 of")
+    # Far more than the stuck client's socket buffers and queue hold.
+    lines = [b"line %06d " % i + b"x" * 500 for i in range(20_000)]
+    writer = threading.Thread(target=pty.write, args=(b"".join(l + b"\n" for l in lines),))
+    writer.start()
+    got = [[], [], []]
+
+    def drain(i):
+        for _ in lines:
+            got[i].append(recv(clients[i]))
+
+    readers = [threading.Thread(target=drain, args=(i,)) for i in range(3)]
+    for r in readers:
+        r.start()
+    for r in readers + [writer]:
+        r.join(PATIENCE)
+    for i in range(3):
+        if [g.encode() if isinstance(g, str) else g for g in got[i]] != lines:
+            fail(f"client {i} missed or changed lines ({len(got[i])} of {len(lines)})")
+    bridge.wait_for("is not reading; dropped it")
+    stack.close()
+    stuck.close()
+    bridge.stop()
+
+
+def guarded():
+    """token=, Origin checks, HTTP errors and the page."""
+    pty = Pty()
+    bridge = Bridge(pty.path, "ws-listen://127.0.0.1:0,token=s3cr\u00e9t,origin=http://dash.example")
+    port = bridge.port()
+    base = f"ws://127.0.0.1:{port}/"
+    for url, origin, status in [
+        (base, None, 401),
+        (base + "?token=wrong", None, 401),
+        (base + "?token=s3cr%C3%A9t", "http://evil.example", 403),
+    ]:
+        try:
+            with connect(url, origin=origin):
+                fail(f"{url} from {origin} was let in")
+        except InvalidStatus as e:
+            if e.response.status_code != status:
+                fail(f"{url} from {origin}: {e.response.status_code}, want {status}")
+    bridge.wait_for("wrong or missing token (401")
+    bridge.wait_for("origin http://evil.example is not allowed")
+    for origin in [None, f"http://127.0.0.1:{port}", "http://dash.example"]:
+        with connect(base + "?token=s3cr%C3%A9t", origin=origin) as ws:
+            pty.write(b"ok\n")
+            if recv(ws) != "ok":
+                fail(f"no line for a client from {origin}")
+    for request, status in [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"200"),
+        (b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", b"404"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", b"405"),
+        (b"\x16\x03\x01garbage\r\n\r\n", b"400"),
+    ]:
+        with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as s:
+            s.sendall(request)
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+        if not answer.startswith(b"HTTP/1.1 " + status):
+            fail(f"{request[:20]!r}: {answer[:40]!r}")
+        if status == b"200" and b"serial-bridge" not in answer:
+            fail("the page is not the console")
+    bridge.stop()
+
+
+def client():
+    """ws:// against a real server, then the server going away: exit 1, or a reconnect."""
+    port = free_port()
+    received = []
+    connections = []
+
+    def handler(ws):
+        connections.append(ws)
+        for message in ws:
+            received.append(message)
+
+    for reconnect in [False, True]:
+        received.clear()
+        server = serve(handler, "127.0.0.1", port, max_size=None)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        pty = Pty()
+        args = (["--reconnect"] if reconnect else []) + [pty.path, f"ws://127.0.0.1:{port}/boards/uno1?token=x"]
+        bridge = Bridge(*args)
+        bridge.wait_for("connected to")
+        if "token=x" in bridge.text():
+            fail("the token shows in the log")
+        pty.write(b"up \xff\n")
+        deadline = time.monotonic() + PATIENCE
+        while not received:
+            if time.monotonic() > deadline:
+                fail("nothing reached the server")
+            time.sleep(0.005)
+        if received[0] != b"up \xff":
+            fail(f"server got {received[0]!r}")
+        connections[-1].send("down \u00e9")
+        if pty.read_exactly(len("down \u00e9\n".encode())) != "down \u00e9\n".encode():
+            fail("server -> pty changed")
+        server.shutdown()
+        if not reconnect:
+            code = bridge.exit_code()
+            if code != 1 or "ws://127.0.0.1" not in bridge.text():
+                fail(f"exit {code} when the server went away: {bridge.text()}")
+            continue
+        bridge.wait_for("reconnecting")
+        server = serve(handler, "127.0.0.1", port, max_size=None)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        bridge.wait_for("back after")
+        received.clear()
+        pty.write(b"again\n")
+        deadline = time.monotonic() + PATIENCE
+        while received != ["again"]:
+            if time.monotonic() > deadline:
+                fail(f"after the reconnect the server got {received!r}")
+            time.sleep(0.005)
+        bridge.stop()
+        server.shutdown()
+
+
+def chain():
+    """pty A <-> ws-listen <-> ws:// <-> pty B: long lines cut at --max-line and partial
+    lines sent by --flush-after cross as fragments, with nothing added or lost."""
+    a, b = Pty(), Pty()
+    opts = ["--max-line", "10", "--flush-after", "50"]
+    server = Bridge(*opts, a.path, "ws-listen://127.0.0.1:0")
+    port = server.port()
+    client = Bridge(*opts, b.path, f"ws://127.0.0.1:{port}")
+    server.wait_for("connected (1 of")
+    long = bytes(range(32, 127)) * 3
+    a.write(long + b"\n")
+    if b.read_exactly(len(long) + 1) != long + b"\n":
+        fail("a long line changed on the way")
+    a.write(b"prompt> ")
+    if b.read_exactly(8) != b"prompt> ":
+        fail("the partial line did not cross")
+    a.write(b"ok\n")
+    if b.read_exactly(3) != b"ok\n":
+        fail("the rest of the line changed")
+    b.write(long + b"\r\n")
+    if a.read_exactly(len(long) + 2) != long + b"\r\n":
+        fail("the way back changed")
+    client.stop()
+    server.stop()
+
+
+def echo():
+    """A line longer than --max-line through ws-listen to a client that echoes every
+    message, and back: the same bytes."""
+    pty = Pty()
+    bridge = Bridge("--max-line", "16", pty.path, "ws-listen://127.0.0.1:0")
+    with connect(f"ws://127.0.0.1:{bridge.port()}/", max_size=None) as ws:
+        bridge.wait_for("connected (1 of")
+        line = b"0123456789abcdef" * 8 + b"\xff tail"
+        pty.write(line + b"\n" + b"short\n")
+        for _ in range(2):
+            ws.send(recv(ws))
+        if pty.read_exactly(len(line) + 7) != line + b"\nshort\n":
+            fail("the echo changed the bytes")
+    bridge.stop()
+
+
+SCENARIOS = {f.__name__: f for f in [listen_exact, fanout, guarded, client, chain, echo]}
+
+if __name__ == "__main__":
+    SCENARIOS[sys.argv[1]]()
+    print("ok")
