@@ -29,7 +29,8 @@ use check::{Unit, bounded_wait, check_log_file, same_endpoint};
     example = "Different speeds, CRLF-terminated lines:\n  $ {command_name} --delimiter '\\r\\n' /dev/ttyUSB0,baud=115200 /dev/ttyACM0",
     example = "A binary protocol such as Firmata, byte for byte:\n  $ {command_name} --raw --baud 57600 COM3 COM4",
     example = "Expose an Arduino to the network (this machine only without 0.0.0.0):\n  $ {command_name} /dev/ttyACM0 tcp-listen://0.0.0.0:5000",
-    note = "A port is a serial port PATH[,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, - for stdin/stdout, or pty[:LINK]."
+    example = "A board's lines in a browser, at http://localhost:8080/:\n  $ {command_name} /dev/ttyACM0 ws-listen://8080",
+    note = "A port is a serial port PATH[,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT[,token=SECRET][,origin=URL], - for stdin/stdout, or pty[:LINK]."
 )]
 pub struct Args {
     /// the two ports to bridge, A and B
@@ -56,7 +57,8 @@ pub struct Args {
     #[argh(option, arg_name = "MS")]
     pub flush_after: Option<u64>,
 
-    /// clients a tcp-listen:// endpoint serves at once (default 1)
+    /// clients a listening endpoint serves at once (default 1 for tcp-listen://,
+    /// 16 for ws-listen://)
     #[argh(option, arg_name = "N")]
     pub max_clients: Option<usize>,
 
