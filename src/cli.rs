@@ -26,6 +26,7 @@ use check::{Unit, bounded_wait, check_log_file, same_endpoint};
 #[derive(FromArgs, Debug)]
 #[argh(
     example = "Bridge two Arduinos at 9600 baud:\n  $ {command_name} /dev/ttyACM0 /dev/ttyACM1",
+    example = "No board at hand? A virtual null-modem cable: programs on /tmp/ttyA and /tmp/ttyB talk through it:\n  $ {command_name} pty:/tmp/ttyA pty:/tmp/ttyB",
     example = "Different speeds, CRLF-terminated lines:\n  $ {command_name} --delimiter '\\r\\n' /dev/ttyUSB0,baud=115200 /dev/ttyACM0",
     example = "A binary protocol such as Firmata, byte for byte:\n  $ {command_name} --raw --baud 57600 COM3 COM4",
     example = "Expose an Arduino to the network (this machine only without 0.0.0.0):\n  $ {command_name} /dev/ttyACM0 tcp-listen://0.0.0.0:5000",
