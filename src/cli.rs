@@ -6,29 +6,33 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use argh::FromArgs;
 use simplelog::LevelFilter;
 
 use crate::bridge::Options;
-use crate::endpoint::LONGEST_WAIT;
 use crate::endpoint::Spec;
 use crate::endpoint::serial::DEFAULT_BAUD;
 use crate::error::{Error, exit};
 use crate::escape::unescape;
 use crate::framing::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE, Framing, MAX_MAX_LINE};
 
+mod check;
+
+use check::{Unit, bounded_wait, check_log_file, same_endpoint};
+
 /// Bridge two endpoints (serial ports, TCP, stdin/stdout, a pty): every complete
 /// line read on one is written to the other, byte for byte.
 #[derive(FromArgs, Debug)]
 #[argh(
     example = "Bridge two Arduinos at 9600 baud:\n  $ {command_name} /dev/ttyACM0 /dev/ttyACM1",
+    example = "No board at hand? A virtual null-modem cable: programs on /tmp/ttyA and /tmp/ttyB talk through it:\n  $ {command_name} pty:/tmp/ttyA pty:/tmp/ttyB",
     example = "Different speeds, CRLF-terminated lines:\n  $ {command_name} --delimiter '\\r\\n' /dev/ttyUSB0,baud=115200 /dev/ttyACM0",
     example = "A binary protocol such as Firmata, byte for byte:\n  $ {command_name} --raw --baud 57600 COM3 COM4",
     example = "Expose an Arduino to the network (this machine only without 0.0.0.0):\n  $ {command_name} /dev/ttyACM0 tcp-listen://0.0.0.0:5000",
+    example = "A board's lines in a browser, at http://localhost:8080/:\n  $ {command_name} /dev/ttyACM0 ws-listen://8080",
     example = "Name a board, not a port (--list prints the selector), and follow it across replugs:\n  $ {command_name} --reconnect usb:2341:0043:85735313233351F0B1E1,baud=115200 -",
-    note = "A port is a serial port PATH[,key=value]... or usb:VID:PID[:SERIAL][,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, - for stdin/stdout, or pty[:LINK]."
+    note = "A port is a serial port PATH[,key=value]... or usb:VID:PID[:SERIAL][,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT[,token=SECRET][,origin=URL], - for stdin/stdout, or pty[:LINK]."
 )]
 pub struct Args {
     /// the two ports to bridge, A and B
@@ -55,7 +59,8 @@ pub struct Args {
     #[argh(option, arg_name = "MS")]
     pub flush_after: Option<u64>,
 
-    /// clients a tcp-listen:// endpoint serves at once (default 1)
+    /// clients a listening endpoint serves at once (default 1 for tcp-listen://,
+    /// 16 for ws-listen://)
     #[argh(option, arg_name = "N")]
     pub max_clients: Option<usize>,
 
@@ -372,100 +377,10 @@ impl Args {
     }
 }
 
-/// The unit an option's time is given in.
-#[derive(Clone, Copy)]
-enum Unit {
-    Millis,
-    Secs,
-}
-
-/// A time option: at least `least` and at most [`LONGEST_WAIT`], in `unit`s.
-fn bounded_wait(
-    flag: &str,
-    value: Option<u64>,
-    unit: Unit,
-    least: u64,
-) -> Result<Option<Duration>, Error> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
-    let (time, most, name) = match unit {
-        Unit::Millis => (Duration::from_millis(value), LONGEST_WAIT.as_millis(), "ms"),
-        Unit::Secs => (
-            Duration::from_secs(value),
-            LONGEST_WAIT.as_secs().into(),
-            "s",
-        ),
-    };
-    if value < least {
-        let name = match unit {
-            Unit::Millis => "ms",
-            Unit::Secs => "second",
-        };
-        return Err(Error::Usage(format!(
-            "{flag} must be at least {least} {name}"
-        )));
-    }
-    if u128::from(value) > most {
-        return Err(Error::Usage(format!(
-            "{flag} {value}: must be from {least} to {most} {name} (a day)"
-        )));
-    }
-    Ok(Some(time))
-}
-
-/// Whether two specs name the same endpoint: the same path (following links such as
-/// `/dev/serial/by-id/...` where they exist; a pty's link counts as its path), or the
-/// same address. Each `pty` is a new terminal and each `tcp-listen://...:0` a new port,
-/// so those are never the same. (The same device under names that only meet once
-/// opened, such as a pty's `/dev/pts/N`, is caught when opening.)
-fn same_endpoint(a: &Spec, b: &Spec) -> bool {
-    match (a, b) {
-        (Spec::Pty(None), _) | (_, Spec::Pty(None)) => false,
-        (Spec::TcpListen(x), Spec::TcpListen(y)) if x.addr.port() == 0 || y.addr.port() == 0 => {
-            false
-        }
-        _ => match (a.path(), b.path()) {
-            (Some(x), Some(y)) => same_path(x, y),
-            _ => a.to_string() == b.to_string(),
-        },
-    }
-}
-
-/// Whether two paths name the same file, by their canonical forms where both exist.
-fn same_path(a: &str, b: &str) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
-    }
-}
-
-/// Refuses a log file that is one of the bridged ports, whichever way it is named: log
-/// lines would go into the device's data. A terminal of its own stays allowed.
-fn check_log_file(file: &std::path::Path, ports: [&Spec; 2]) -> Result<(), Error> {
-    if file.as_os_str().is_empty() {
-        return Err(Error::Usage("--log-file needs a path".into()));
-    }
-    let device = crate::endpoint::device_of(file);
-    for port in ports {
-        let Some(path) = port.path() else { continue };
-        let same = match device {
-            Some(device) => crate::endpoint::device_of(std::path::Path::new(path)) == Some(device),
-            None => same_path(&file.to_string_lossy(), path),
-        };
-        if same {
-            return Err(Error::Usage(format!(
-                "--log-file {}: that is the port {port}; log lines would go into its data",
-                file.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parse(args: &[&str]) -> Result<Command, Error> {
         super::parse(args.iter().map(OsString::from))

@@ -24,24 +24,25 @@
 //! asked for (`tcp-listen://0.0.0.0:PORT`).
 
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use log::{debug, info, warn};
 
-use super::{Dropped, Inbox, Inlet, Messages, Outbox, Running, SendNow, Shape, Taken};
+use super::{Inbox, Inlet, Messages, Running, Shape};
 use crate::framing::Batch;
+
+mod hub;
+
+use hub::{Broadcast, Client, Hub, State, Stopper};
 
 /// Batches waiting to be written to one client. A client this far behind has
 /// stopped reading and is dropped.
 const CLIENT_QUEUE: usize = 256;
-
-/// How long stopping waits for the accepting thread to let go of the port.
-const STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// Clients a `tcp-listen://` endpoint serves at once unless `--max-clients` says.
 pub const DEFAULT_TCP_CLIENTS: usize = 1;
@@ -169,72 +170,6 @@ impl<P: Protocol> Messages for Listener<P> {
                 done: done_rx,
             }),
         })
-    }
-}
-
-/// One connected client, as the hub knows it.
-struct Client {
-    peer: SocketAddr,
-    stream: TcpStream,
-    queue: Sender<Arc<Batch>>,
-    /// Whether it may still send: false once it shut down its sending side.
-    sending: Arc<AtomicBool>,
-}
-
-/// The hub's state, under its mutex.
-#[derive(Default)]
-struct State {
-    clients: Vec<Client>,
-    /// Connections being greeted that were promised a place.
-    reserved: usize,
-    /// Pieces dropped since the last client left (or since the start).
-    unheard: u64,
-}
-
-/// The connected clients, shared by the acceptor, their threads and the outbox.
-struct Hub {
-    name: String,
-    state: Mutex<State>,
-    max_clients: usize,
-    /// Set when the bridge ends: take no more clients.
-    stopped: AtomicBool,
-}
-
-impl Hub {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Forgets a client and closes its socket, which ends its threads.
-    fn drop_client(&self, peer: SocketAddr, why: &str) {
-        let mut state = self.state();
-        if let Some(i) = state.clients.iter().position(|c| c.peer == peer) {
-            let client = state.clients.remove(i);
-            let _ = client.stream.shutdown(Shutdown::Both);
-            info!("{}: client {peer} {why}", self.name);
-        }
-    }
-
-    /// Promises `peer` a place if there is one, making room if a client that stopped
-    /// sending holds it.
-    fn reserve(&self, peer: SocketAddr) -> bool {
-        let mut state = self.state();
-        if state.clients.len() + state.reserved >= self.max_clients
-            && let Some(i) = state
-                .clients
-                .iter()
-                .position(|c| !c.sending.load(Ordering::Acquire))
-        {
-            let old = state.clients.remove(i);
-            let _ = old.stream.shutdown(Shutdown::Both);
-            info!(
-                "{}: client {} dropped to make room for {peer} (it had stopped sending)",
-                self.name, old.peer
-            );
-        }
-        let room = state.clients.len() + state.reserved < self.max_clients;
-        state.reserved += usize::from(room);
-        room
     }
 }
 
@@ -389,94 +324,5 @@ impl Protocol for Lines {
             stream.write_all(batch.bytes())?;
         }
         Ok(())
-    }
-}
-
-/// The listening endpoint's way out: every piece to every client, never waiting.
-struct Broadcast(Arc<Hub>);
-
-impl Broadcast {
-    /// Queues `batch` for every client; returns whether any client got it.
-    fn offer(&self, batch: &Batch) -> bool {
-        let hub = &self.0;
-        let batch = Arc::new(batch.clone());
-        let mut stalled = Vec::new();
-        let reached = {
-            let mut state = hub.state();
-            for client in &state.clients {
-                match client.queue.try_send(Arc::clone(&batch)) {
-                    Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                    Err(TrySendError::Full(_)) => stalled.push(client.peer),
-                }
-            }
-            let reached = !state.clients.is_empty();
-            if !reached {
-                if state.unheard == 0 {
-                    info!(
-                        "{}: no client connected; dropping lines until one connects",
-                        hub.name
-                    );
-                }
-                state.unheard += batch.pieces() as u64;
-            }
-            reached
-        };
-        for peer in stalled {
-            warn!("{}: client {peer} is not reading; dropped it", hub.name);
-            hub.drop_client(peer, "dropped");
-        }
-        reached
-    }
-}
-
-impl Outbox for Broadcast {
-    fn send(&mut self, batch: &Batch) -> io::Result<Dropped> {
-        match self.offer(batch) {
-            true => Ok(Dropped::default()),
-            false => Ok(Dropped::all(batch)),
-        }
-    }
-}
-
-impl SendNow for Broadcast {
-    fn send_now(&mut self, batch: &Batch) -> Taken {
-        let dropped = match self.offer(batch) {
-            true => Dropped::default(),
-            false => Dropped::all(batch),
-        };
-        Taken {
-            bytes: batch.bytes().len(),
-            dropped,
-        }
-    }
-}
-
-/// The running listener's guard: dropping it stops taking clients and closes them.
-struct Stopper {
-    hub: Arc<Hub>,
-    local: SocketAddr,
-    /// Disconnected once the accepting thread has ended.
-    done: Receiver<()>,
-}
-
-impl Drop for Stopper {
-    fn drop(&mut self) {
-        self.hub.stopped.store(true, Ordering::Release);
-        for client in self.hub.state().clients.drain(..) {
-            let _ = client.stream.shutdown(Shutdown::Both);
-        }
-        // Wake the acceptor from `accept` with a connection of our own; it sees the
-        // flag, closes it and ends, letting go of the port.
-        let ip = match self.local.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        let wake = SocketAddr::new(ip, self.local.port());
-        if let Err(e) = TcpStream::connect_timeout(&wake, STOP_WAIT) {
-            debug!("{}: could not wake the listener: {e}", self.hub.name);
-            return;
-        }
-        let _ = self.done.recv_timeout(STOP_WAIT);
     }
 }

@@ -10,6 +10,14 @@ fn help_version_and_list_exit_0() {
         out.contains("serial-bridge /dev/ttyACM0 /dev/ttyACM1"),
         "{out}"
     );
+    assert!(
+        out.contains("serial-bridge pty:/tmp/ttyA pty:/tmp/ttyB"),
+        "{out}"
+    );
+    // The exit codes, from their one list.
+    for (code, meaning) in serial_bridge::error::exit::CODES {
+        assert!(out.contains(&format!("  {code} {meaning}")), "{out}");
+    }
     let (code, out, _) = run(&["--version"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("serial-bridge "));

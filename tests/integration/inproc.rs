@@ -289,19 +289,24 @@ fn a_stop_during_a_hanging_connect_returns_at_once() {
         }
     }
     assert!(hung, "the backlog never filled");
-    let (stop, handle) = run_specs(
-        "pty",
-        &format!("tcp://127.0.0.1:{port}"),
-        Options::default(),
-    );
-    thread::sleep(Duration::from_millis(300));
-    let stopped = Instant::now();
-    stop.send(()).unwrap();
-    let traffic = handle.join().unwrap().expect("a stop is not a failure");
-    assert!(
-        stopped.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        stopped.elapsed()
-    );
-    assert_eq!(traffic[0], Traffic::default());
+    for reconnect in [false, true] {
+        let options = Options {
+            reconnect,
+            ..Options::default()
+        };
+        let (stop, handle) = run_specs("pty", &format!("tcp://127.0.0.1:{port}"), options);
+        // Not waiting for anything: the connect is under way by then, or not yet
+        // started; a stop must end it at once either way.
+        thread::sleep(Duration::from_millis(300));
+        let stopped = Instant::now();
+        stop.send(()).unwrap();
+        let traffic = handle.join().unwrap().expect("a stop is not a failure");
+        let took = stopped.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "reconnect {reconnect}: {took:?}"
+        );
+        assert_eq!(traffic[0], Traffic::default());
+    }
+    drop(fillers);
 }

@@ -8,6 +8,7 @@ mod cli;
 mod endpoints;
 mod inproc;
 mod pty;
+mod readme;
 mod reconnect;
 mod soak;
 mod usb;

@@ -263,9 +263,10 @@ fn ten_megabytes_without_a_delimiter_keep_memory_small() {
 fn a_stop_while_a_port_settles_sends_the_held_lines() {
     let (mut a, mut b) = (Pty::new(), Pty::new());
     let b_spec = format!("{},settle=60000", b.path);
-    let bridge = Bridge::start(&[&a.path, &b_spec]);
+    let bridge = Bridge::start(&["-v", &a.path, &b_spec]);
     write_all(&mut a.master, b"held\n");
-    a.wait_drained();
+    // Logged once read and handed on (a read that returns after the stop is not).
+    bridge.wait_for_log("5 bytes \"held\\n\"");
     bridge.signal("INT");
     let (status, log) = bridge.wait(Duration::from_secs(3));
     assert_eq!(status.code(), Some(0), "{log}");

@@ -11,27 +11,17 @@
 //! (not a browser) or from the page this endpoint serves is taken; others get 403
 //! unless allowed with `origin=URL`.
 
-use std::io;
-use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Sender, TrySendError, bounded};
-use log::{info, warn};
-use tungstenite::protocol::frame::coding::CloseCode;
+use super::listen::{self, Listen};
 
-use super::listen::{self, Listen, Protocol};
-use super::{Dropped, Inbox, Inlet, Messages, OpenOptions, Outbox, Running, SendNow, Shape, Taken};
-use crate::framing::{Batch, Framing};
-
+mod client;
 mod frames;
 mod http;
+mod server;
 
-use frames::{Conn, Role};
-
-/// The page `ws-listen://` serves: one self-contained file, no outside assets.
-const CONSOLE: &str = include_str!("console.html");
+pub use client::connect;
+pub use server::serve;
 
 /// How often an idle connection is pinged unless `keepalive=` says.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
@@ -40,9 +30,6 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
 /// `--max-clients` says: enough that a reload is never refused while the old socket
 /// is still closing.
 pub const DEFAULT_WS_CLIENTS: usize = 16;
-
-/// Batches waiting for a `ws://` connection's writer: a few reads' worth.
-const SEND_QUEUE: usize = 16;
 
 /// A `ws://` endpoint's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,246 +156,4 @@ pub fn parse_serve(text: &str, rest: &str) -> Result<Serve, String> {
         origins,
         keepalive: period,
     })
-}
-
-/// Connects to the WebSocket server of `connect`.
-pub fn connect(
-    name: &str,
-    connect: &Connect,
-    options: &OpenOptions,
-    interrupted: &dyn Fn() -> bool,
-) -> io::Result<Shape> {
-    let mut stream = super::tcp::connect_stream(&connect.addr, interrupted)?;
-    stream.set_nodelay(true)?;
-    http::handshake(&mut stream, &connect.addr, &connect.path)?;
-    info!("{name}: connected to {}", stream.peer_addr()?);
-    let conn = Conn::new(
-        Role::Client,
-        name.to_string(),
-        &options.framing,
-        connect.keepalive,
-        &stream,
-    )?;
-    Ok(Shape::Messages(Box::new(Client { stream, conn })))
-}
-
-/// A connected `ws://` endpoint, not yet started.
-struct Client {
-    stream: TcpStream,
-    conn: Conn,
-}
-
-impl Messages for Client {
-    fn start(self: Box<Self>, inbox: Box<dyn Inbox>) -> io::Result<Running> {
-        let conn = Arc::new(self.conn);
-        let (queue_tx, queue_rx) = bounded::<Arc<Batch>>(SEND_QUEUE);
-        let input = self.stream.try_clone()?;
-        let reading = Arc::clone(&conn);
-        let name = reading.peer().to_string();
-        thread::Builder::new()
-            .name(format!("read {name}"))
-            .spawn(move || {
-                let mut inlet = inbox.open(&name);
-                let result = reading.read(input, &mut *inlet);
-                match result {
-                    // The server closed: dropping the inlet and the inbox says so.
-                    Ok(()) => drop(inlet),
-                    Err(e) => inlet.fail(e),
-                }
-                reading.hang_up();
-            })?;
-        let writing = Arc::clone(&conn);
-        let output = self.stream;
-        let (done_tx, done_rx) = bounded::<()>(0);
-        thread::Builder::new()
-            .name(format!("write {}", conn.peer()))
-            .spawn(move || {
-                let _done = done_tx;
-                let _ = writing.write(output, queue_rx);
-            })?;
-        Ok(Running {
-            outbox: Box::new(Queue(queue_tx.clone())),
-            outbox_now: Some(Box::new(Queue(queue_tx))),
-            guard: Box::new(Closer {
-                conn,
-                done: done_rx,
-            }),
-        })
-    }
-}
-
-/// A `ws://` connection's way out: its writer's queue.
-struct Queue(Sender<Arc<Batch>>);
-
-impl Outbox for Queue {
-    fn send(&mut self, batch: &Batch) -> io::Result<Dropped> {
-        self.0
-            .send(Arc::new(batch.clone()))
-            .map_err(|_| io::ErrorKind::BrokenPipe)?;
-        Ok(Dropped::default())
-    }
-}
-
-impl SendNow for Queue {
-    fn send_now(&mut self, batch: &Batch) -> Taken {
-        let bytes = match self.0.try_send(Arc::new(batch.clone())) {
-            Ok(()) => batch.bytes().len(),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => 0,
-        };
-        Taken {
-            bytes,
-            dropped: Dropped::default(),
-        }
-    }
-}
-
-/// Closes a `ws://` connection when the bridge ends: a close frame, then the socket.
-struct Closer {
-    conn: Arc<Conn>,
-    /// Disconnected once the writer has ended.
-    done: crossbeam_channel::Receiver<()>,
-}
-
-impl Drop for Closer {
-    fn drop(&mut self) {
-        self.conn.close(CloseCode::Away, "the bridge is stopping");
-        let _ = self.done.recv_timeout(CLOSE_WAIT);
-        self.conn.hang_up();
-    }
-}
-
-/// How long closing waits for the close frame to go out.
-const CLOSE_WAIT: Duration = Duration::from_secs(1);
-
-/// Binds a `ws-listen://` endpoint.
-pub fn serve(name: &str, serve: &Serve, options: &OpenOptions) -> io::Result<Shape> {
-    let max = options.max_clients.unwrap_or(DEFAULT_WS_CLIENTS);
-    if serve.token.is_none() && !serve.listen.addr.ip().is_loopback() {
-        warn!(
-            "{name}: no token= and listening beyond this machine: anyone on the network can \
-             talk to the device (add ,token=SECRET)"
-        );
-    }
-    let server = Server {
-        name: name.to_string(),
-        settings: serve.clone(),
-        framing: options.framing.clone(),
-        max_clients: max,
-    };
-    listen::bind(name, &serve.listen, max, server)
-}
-
-/// The `ws-listen://` protocol: the page, the handshake and its checks.
-struct Server {
-    name: String,
-    settings: Serve,
-    framing: Framing,
-    max_clients: usize,
-}
-
-impl Server {
-    /// Whether a browser's `origin` may talk to the device: its own page's, or one the
-    /// user allowed.
-    fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
-        let origin = origin.trim_end_matches('/');
-        let own = host.is_some_and(|host| {
-            origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                == Some(host)
-        });
-        own || self
-            .settings
-            .origins
-            .iter()
-            .any(|o| o == "*" || o == origin)
-    }
-}
-
-impl Protocol for Server {
-    type Conn = Conn;
-
-    fn greet(
-        &self,
-        stream: &mut TcpStream,
-        peer: SocketAddr,
-        room: bool,
-    ) -> io::Result<Option<Conn>> {
-        let name = &self.name;
-        let Some(request) = http::read_request(stream)? else {
-            http::answer(stream, "400 Bad Request", "not an HTTP request\n", "")?;
-            return Ok(None);
-        };
-        if !request.upgrade {
-            return match (request.method.as_str(), request.path.as_str()) {
-                ("GET" | "HEAD", "/" | "/index.html") => http::page(stream, CONSOLE).map(|_| None),
-                ("GET" | "HEAD", _) => {
-                    http::answer(stream, "404 Not Found", "not found\n", "").map(|_| None)
-                }
-                _ => http::answer(
-                    stream,
-                    "405 Method Not Allowed",
-                    "only GET\n",
-                    "Allow: GET\r\n",
-                )
-                .map(|_| None),
-            };
-        }
-        let refuse = |stream: &mut TcpStream, status: &str, why: &str| {
-            info!("{name}: refused {peer}: {why} ({status})");
-            http::answer(stream, status, &format!("{why}\n"), "").map(|_| None)
-        };
-        let Some(key) = request.key.as_deref().filter(|_| request.method == "GET") else {
-            return refuse(stream, "400 Bad Request", "not a WebSocket request");
-        };
-        if request.version.as_deref() != Some("13") {
-            let extra = "Sec-WebSocket-Version: 13\r\n";
-            info!("{name}: refused {peer}: WebSocket version is not 13 (426)");
-            return http::answer(
-                stream,
-                "426 Upgrade Required",
-                "WebSocket version 13 only\n",
-                extra,
-            )
-            .map(|_| None);
-        }
-        if let Some(token) = &self.settings.token
-            && request.token.as_deref() != Some(token.as_str())
-        {
-            return refuse(stream, "401 Unauthorized", "wrong or missing token");
-        }
-        if let Some(origin) = &request.origin
-            && !self.origin_allowed(origin, request.host.as_deref())
-        {
-            let why = format!("origin {origin} is not allowed (see origin=)");
-            return refuse(stream, "403 Forbidden", &why);
-        }
-        if !room {
-            let why = format!("already serving {} (see --max-clients)", self.max_clients);
-            return refuse(stream, "503 Service Unavailable", &why);
-        }
-        http::switch(stream, key)?;
-        let peer = format!("{name} client {peer}");
-        Conn::new(
-            Role::Server,
-            peer,
-            &self.framing,
-            self.settings.keepalive,
-            stream,
-        )
-        .map(Some)
-    }
-
-    fn read(&self, conn: &Conn, stream: TcpStream, inlet: &mut dyn Inlet) -> io::Result<()> {
-        conn.read(stream, inlet)
-    }
-
-    fn write(
-        &self,
-        conn: &Conn,
-        stream: TcpStream,
-        queue: crossbeam_channel::Receiver<Arc<Batch>>,
-    ) -> io::Result<()> {
-        conn.write(stream, queue)
-    }
 }

@@ -1,0 +1,100 @@
+//! Checks on arguments that look beyond one value: times within bounds, the same
+//! endpoint given twice, a log file that is one of the ports.
+
+use std::time::Duration;
+
+use crate::endpoint::{LONGEST_WAIT, Spec};
+use crate::error::Error;
+
+/// The unit an option's time is given in.
+#[derive(Clone, Copy)]
+pub enum Unit {
+    /// Milliseconds.
+    Millis,
+    /// Seconds.
+    Secs,
+}
+
+/// A time option: at least `least` and at most [`LONGEST_WAIT`], in `unit`s.
+pub fn bounded_wait(
+    flag: &str,
+    value: Option<u64>,
+    unit: Unit,
+    least: u64,
+) -> Result<Option<Duration>, Error> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let (time, most, name) = match unit {
+        Unit::Millis => (Duration::from_millis(value), LONGEST_WAIT.as_millis(), "ms"),
+        Unit::Secs => (
+            Duration::from_secs(value),
+            LONGEST_WAIT.as_secs().into(),
+            "s",
+        ),
+    };
+    if value < least {
+        let name = match unit {
+            Unit::Millis => "ms",
+            Unit::Secs => "second",
+        };
+        return Err(Error::Usage(format!(
+            "{flag} must be at least {least} {name}"
+        )));
+    }
+    if u128::from(value) > most {
+        return Err(Error::Usage(format!(
+            "{flag} {value}: must be from {least} to {most} {name} (a day)"
+        )));
+    }
+    Ok(Some(time))
+}
+
+/// Whether two specs name the same endpoint: the same path (following links such as
+/// `/dev/serial/by-id/...` where they exist; a pty's link counts as its path), or the
+/// same address. Each `pty` is a new terminal and each `tcp-listen://...:0` a new port,
+/// so those are never the same. (The same device under names that only meet once
+/// opened, such as a pty's `/dev/pts/N`, is caught when opening.)
+pub fn same_endpoint(a: &Spec, b: &Spec) -> bool {
+    match (a, b) {
+        (Spec::Pty(None), _) | (_, Spec::Pty(None)) => false,
+        (Spec::TcpListen(x), Spec::TcpListen(y)) if x.addr.port() == 0 || y.addr.port() == 0 => {
+            false
+        }
+        _ => match (a.path(), b.path()) {
+            (Some(x), Some(y)) => same_path(x, y),
+            _ => a.to_string() == b.to_string(),
+        },
+    }
+}
+
+/// Whether two paths name the same file, by their canonical forms where both exist.
+fn same_path(a: &str, b: &str) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
+}
+
+/// Refuses a log file that is one of the bridged ports, whichever way it is named: log
+/// lines would go into the device's data. A terminal of its own stays allowed.
+pub fn check_log_file(file: &std::path::Path, ports: [&Spec; 2]) -> Result<(), Error> {
+    if file.as_os_str().is_empty() {
+        return Err(Error::Usage("--log-file needs a path".into()));
+    }
+    let device = crate::endpoint::device_of(file);
+    for port in ports {
+        let Some(path) = port.path() else { continue };
+        let same = match device {
+            Some(device) => crate::endpoint::device_of(std::path::Path::new(path)) == Some(device),
+            None => same_path(&file.to_string_lossy(), path),
+        };
+        if same {
+            return Err(Error::Usage(format!(
+                "--log-file {}: that is the port {port}; log lines would go into its data",
+                file.display()
+            )));
+        }
+    }
+    Ok(())
+}

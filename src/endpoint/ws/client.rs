@@ -1,0 +1,132 @@
+//! `ws://HOST:PORT[/PATH]`: a WebSocket client, one connection with a reader and a
+//! writer thread ([`super::frames`]). The server closing is the endpoint closing.
+
+use std::io;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, TrySendError, bounded};
+use log::info;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+use super::Connect;
+use super::frames::{Conn, Role};
+use super::http;
+use crate::endpoint::{
+    Dropped, Inbox, Messages, OpenOptions, Outbox, Running, SendNow, Shape, Taken,
+};
+use crate::framing::Batch;
+
+/// Batches waiting for a `ws://` connection's writer: a few reads' worth.
+const SEND_QUEUE: usize = 16;
+
+/// Connects to the WebSocket server of `connect`.
+pub fn connect(
+    name: &str,
+    connect: &Connect,
+    options: &OpenOptions,
+    interrupted: &dyn Fn() -> bool,
+) -> io::Result<Shape> {
+    let mut stream = crate::endpoint::tcp::connect_stream(&connect.addr, interrupted)?;
+    stream.set_nodelay(true)?;
+    http::handshake(&mut stream, &connect.addr, &connect.path)?;
+    info!("{name}: connected to {}", stream.peer_addr()?);
+    let conn = Conn::new(
+        Role::Client,
+        name.to_string(),
+        &options.framing,
+        connect.keepalive,
+        &stream,
+    )?;
+    Ok(Shape::Messages(Box::new(Client { stream, conn })))
+}
+
+/// A connected `ws://` endpoint, not yet started.
+struct Client {
+    stream: TcpStream,
+    conn: Conn,
+}
+
+impl Messages for Client {
+    fn start(self: Box<Self>, inbox: Box<dyn Inbox>) -> io::Result<Running> {
+        let conn = Arc::new(self.conn);
+        let (queue_tx, queue_rx) = bounded::<Arc<Batch>>(SEND_QUEUE);
+        let input = self.stream.try_clone()?;
+        let reading = Arc::clone(&conn);
+        let name = reading.peer().to_string();
+        thread::Builder::new()
+            .name(format!("read {name}"))
+            .spawn(move || {
+                let mut inlet = inbox.open(&name);
+                let result = reading.read(input, &mut *inlet);
+                match result {
+                    // The server closed: dropping the inlet and the inbox says so.
+                    Ok(()) => drop(inlet),
+                    Err(e) => inlet.fail(e),
+                }
+                reading.hang_up();
+            })?;
+        let writing = Arc::clone(&conn);
+        let output = self.stream;
+        let (done_tx, done_rx) = bounded::<()>(0);
+        thread::Builder::new()
+            .name(format!("write {}", conn.peer()))
+            .spawn(move || {
+                let _done = done_tx;
+                let _ = writing.write(output, queue_rx);
+            })?;
+        Ok(Running {
+            outbox: Box::new(Queue(queue_tx.clone())),
+            outbox_now: Some(Box::new(Queue(queue_tx))),
+            guard: Box::new(Closer {
+                conn,
+                done: done_rx,
+            }),
+        })
+    }
+}
+
+/// A `ws://` connection's way out: its writer's queue.
+struct Queue(Sender<Arc<Batch>>);
+
+impl Outbox for Queue {
+    fn send(&mut self, batch: &Batch) -> io::Result<Dropped> {
+        self.0
+            .send(Arc::new(batch.clone()))
+            .map_err(|_| io::ErrorKind::BrokenPipe)?;
+        Ok(Dropped::default())
+    }
+}
+
+impl SendNow for Queue {
+    fn send_now(&mut self, batch: &Batch) -> Taken {
+        let bytes = match self.0.try_send(Arc::new(batch.clone())) {
+            Ok(()) => batch.bytes().len(),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => 0,
+        };
+        Taken {
+            bytes,
+            dropped: Dropped::default(),
+        }
+    }
+}
+
+/// Closes a `ws://` connection when the bridge ends: a close frame, then the socket.
+struct Closer {
+    conn: Arc<Conn>,
+    /// Disconnected once the writer has ended.
+    done: crossbeam_channel::Receiver<()>,
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.conn.close(CloseCode::Away, "the bridge is stopping");
+        let _ = self.done.recv_timeout(CLOSE_WAIT);
+        self.conn.hang_up();
+    }
+}
+
+/// How long closing waits for the close frame to go out.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);

@@ -1,0 +1,146 @@
+//! `ws-listen://[ADDR:]PORT`: the [`Server`] protocol of the listener in `listen.rs`:
+//! the page, the handshake and its checks (token, origin, room).
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
+use log::{info, warn};
+
+use super::frames::{Conn, Role};
+use super::{DEFAULT_WS_CLIENTS, Serve, http};
+use crate::endpoint::listen::{self, Protocol};
+use crate::endpoint::{Inlet, OpenOptions, Shape};
+use crate::framing::{Batch, Framing};
+
+/// The page `ws-listen://` serves: one self-contained file, no outside assets.
+const CONSOLE: &str = include_str!("console.html");
+
+/// Binds a `ws-listen://` endpoint.
+pub fn serve(name: &str, serve: &Serve, options: &OpenOptions) -> io::Result<Shape> {
+    let max = options.max_clients.unwrap_or(DEFAULT_WS_CLIENTS);
+    if serve.token.is_none() && !serve.listen.addr.ip().is_loopback() {
+        warn!(
+            "{name}: no token= and listening beyond this machine: anyone on the network can \
+             talk to the device (add ,token=SECRET)"
+        );
+    }
+    let server = Server {
+        name: name.to_string(),
+        settings: serve.clone(),
+        framing: options.framing.clone(),
+        max_clients: max,
+    };
+    listen::bind(name, &serve.listen, max, server)
+}
+
+/// The `ws-listen://` protocol: the page, the handshake and its checks.
+struct Server {
+    name: String,
+    settings: Serve,
+    framing: Framing,
+    max_clients: usize,
+}
+
+impl Server {
+    /// Whether a browser's `origin` may talk to the device: its own page's, or one the
+    /// user allowed.
+    fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
+        let origin = origin.trim_end_matches('/');
+        let own = host.is_some_and(|host| {
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                == Some(host)
+        });
+        own || self
+            .settings
+            .origins
+            .iter()
+            .any(|o| o == "*" || o == origin)
+    }
+}
+
+impl Protocol for Server {
+    type Conn = Conn;
+
+    fn greet(
+        &self,
+        stream: &mut TcpStream,
+        peer: SocketAddr,
+        room: bool,
+    ) -> io::Result<Option<Conn>> {
+        let name = &self.name;
+        let Some(request) = http::read_request(stream)? else {
+            http::answer(stream, "400 Bad Request", "not an HTTP request\n", "")?;
+            return Ok(None);
+        };
+        if !request.upgrade {
+            return match (request.method.as_str(), request.path.as_str()) {
+                ("GET" | "HEAD", "/" | "/index.html") => http::page(stream, CONSOLE).map(|_| None),
+                ("GET" | "HEAD", _) => {
+                    http::answer(stream, "404 Not Found", "not found\n", "").map(|_| None)
+                }
+                _ => http::answer(
+                    stream,
+                    "405 Method Not Allowed",
+                    "only GET\n",
+                    "Allow: GET\r\n",
+                )
+                .map(|_| None),
+            };
+        }
+        let refuse = |stream: &mut TcpStream, status: &str, why: &str| {
+            info!("{name}: refused {peer}: {why} ({status})");
+            http::answer(stream, status, &format!("{why}\n"), "").map(|_| None)
+        };
+        let Some(key) = request.key.as_deref().filter(|_| request.method == "GET") else {
+            return refuse(stream, "400 Bad Request", "not a WebSocket request");
+        };
+        if request.version.as_deref() != Some("13") {
+            let extra = "Sec-WebSocket-Version: 13\r\n";
+            info!("{name}: refused {peer}: WebSocket version is not 13 (426)");
+            return http::answer(
+                stream,
+                "426 Upgrade Required",
+                "WebSocket version 13 only\n",
+                extra,
+            )
+            .map(|_| None);
+        }
+        if let Some(token) = &self.settings.token
+            && request.token.as_deref() != Some(token.as_str())
+        {
+            return refuse(stream, "401 Unauthorized", "wrong or missing token");
+        }
+        if let Some(origin) = &request.origin
+            && !self.origin_allowed(origin, request.host.as_deref())
+        {
+            let why = format!("origin {origin} is not allowed (see origin=)");
+            return refuse(stream, "403 Forbidden", &why);
+        }
+        if !room {
+            let why = format!("already serving {} (see --max-clients)", self.max_clients);
+            return refuse(stream, "503 Service Unavailable", &why);
+        }
+        http::switch(stream, key)?;
+        let peer = format!("{name} client {peer}");
+        Conn::new(
+            Role::Server,
+            peer,
+            &self.framing,
+            self.settings.keepalive,
+            stream,
+        )
+        .map(Some)
+    }
+
+    fn read(&self, conn: &Conn, stream: TcpStream, inlet: &mut dyn Inlet) -> io::Result<()> {
+        conn.read(stream, inlet)
+    }
+
+    fn write(&self, conn: &Conn, stream: TcpStream, queue: Receiver<Arc<Batch>>) -> io::Result<()> {
+        conn.write(stream, queue)
+    }
+}
