@@ -21,7 +21,7 @@ use log::{debug, warn};
 
 use super::Side;
 use super::lane::Lane;
-use crate::endpoint::{Dropped, Outbox, SendNow, Taken};
+use crate::endpoint::{Dropped, Outbox};
 use crate::error::Error;
 use crate::framing::Batch;
 
@@ -142,29 +142,5 @@ impl Outbox for StreamOut {
             }
         }
         Ok(Dropped::default())
-    }
-}
-
-/// A byte stream's never-waiting write half, for the fast path.
-pub struct StreamNow(pub Box<dyn Write + Send>);
-
-impl SendNow for StreamNow {
-    /// Writes what fits now. Errors end the attempt quietly: the writer meets them
-    /// again and reports them.
-    fn send_now(&mut self, batch: &Batch) -> Taken {
-        let mut data = batch.bytes();
-        let total = data.len();
-        while !data.is_empty() {
-            match self.0.write(data) {
-                Ok(0) => break,
-                Ok(n) => data = &data[n..],
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        Taken {
-            bytes: total - data.len(),
-            dropped: Dropped::default(),
-        }
     }
 }
