@@ -4,9 +4,14 @@
 //! (source -> dispatcher -> writer) has two of them per batch. So when nothing is
 //! queued for the destination (the lane's outstanding byte count is zero: nothing in
 //! the channel, held by the dispatcher, in a backlog or with the writer), the source
-//! writes the batch itself through the destination's never-waiting way out, as much as
-//! fits ([`Lane::route`]). What does not fit is counted as outstanding and queued, so
-//! every later batch queues behind it and order is kept.
+//! writes the batch itself through the destination's never-waiting way out
+//! ([`Lane::route`]). When the destination is full, the source waits for room and goes
+//! on writing, as a one-thread relay would: under a flood the queued route would
+//! otherwise take every later batch, at two thread hops a chunk. Backpressure is the
+//! same either way (the source stops reading), and it holds back only this direction.
+//! The wait ends within [`WAIT_SLICE`] once the bridge stops ([`Lane::stop`]); then,
+//! or if the way out cannot wait, what does not fit is counted as outstanding and
+//! queued, so every later batch queues behind it and order is kept.
 //!
 //! The route lock is held from the decision until the rest is in the channel: with
 //! several sources (clients) in one direction, the rest of a line cut by a full
@@ -21,6 +26,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::Traffic;
 use crate::endpoint::{Dropped, SendNow};
@@ -45,7 +51,15 @@ pub struct Lane {
     /// Pieces that will never be written: dropped from a full backlog, lost with a
     /// failed writer, or sent to a listener with no client.
     lost: AtomicU64,
+    /// Bytes written straight through by a source, without the dispatcher.
+    direct: AtomicU64,
+    /// Set when the bridge stops: no source waits for a full destination any more.
+    stopping: AtomicBool,
 }
+
+/// How long a source waits for room at a time before it looks whether the bridge is
+/// stopping. Only a full destination is waited for, so an idle bridge never wakes.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 impl Lane {
     /// Routes `batch`: written now if nothing is queued and the destination takes it,
@@ -62,12 +76,39 @@ impl Lane {
             && self.outstanding.load(Ordering::Acquire) == 0
             && let Some(out) = direct.as_mut()
         {
-            let taken = out.send_now(batch);
-            let pieces = batch.advance(taken.bytes);
-            self.count(pieces, taken.bytes, taken.dropped);
+            self.write_through(&mut **out, batch);
         }
         self.queued(batch.bytes().len());
         queue(batch)
+    }
+
+    /// Writes `batch` straight to the destination. When it is full, waits for room
+    /// rather than handing the rest over (the dispatcher and the writer would cost two
+    /// thread wake-ups per chunk), in slices, so a stop ends the wait within one; a way
+    /// out that cannot wait, or a destination that failed, leaves the rest to the
+    /// queued route, where the writer meets the error and reports it.
+    fn write_through(&self, out: &mut dyn SendNow, batch: &mut Batch) {
+        let mut idle = 0;
+        loop {
+            let taken = out.send_now(batch);
+            let pieces = batch.advance(taken.bytes);
+            self.count(pieces, taken.bytes, taken.dropped);
+            self.direct.fetch_add(taken.bytes as u64, Ordering::Relaxed);
+            // Room reported but nothing taken, more than once: stop asking.
+            idle = if taken.bytes == 0 { idle + 1 } else { 0 };
+            if batch.is_empty() || idle > 2 || self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            if out.wait_ready(WAIT_SLICE).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Ends any wait for a full destination, and every later one: the bridge is
+    /// stopping, and what is left takes the queued route to be written out or counted.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
     }
 
     /// Bytes queued outside [`Lane::route`]: a partial line the dispatcher took.
@@ -124,6 +165,11 @@ impl Lane {
     /// Pieces that will never be written.
     pub fn lost_pieces(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Bytes written straight through by a source, without the dispatcher.
+    pub fn direct_bytes(&self) -> u64 {
+        self.direct.load(Ordering::Relaxed)
     }
 
     /// Counts what was put out: written, but for what reached nobody.

@@ -45,7 +45,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, TryRecvError};
 use log::{info, warn};
 
-use crate::endpoint::{Endpoint, OpenOptions, Running, SendNow, Shape, Spec};
+use crate::endpoint::{Endpoint, OpenOptions, Running, Shape, Spec};
 use crate::error::Error;
 use crate::framing::Framing;
 
@@ -60,7 +60,7 @@ mod writer;
 
 use dispatcher::Dispatcher;
 use reconnect::Reconnect;
-use writer::{StreamNow, StreamOut};
+use writer::StreamOut;
 
 /// One of the two endpoints, or the direction that reads from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,12 +266,9 @@ fn start_endpoint(
     match endpoint.shape {
         Shape::Stream(stream) => {
             reader::spawn_reader(&endpoint.name, stream.reader, inbox)?;
-            let now = stream
-                .writer_now
-                .map(|w| Box::new(StreamNow(w)) as Box<dyn SendNow>);
             Ok(Running {
                 outbox: Box::new(StreamOut::new(stream.writer, &endpoint.name, abandon)),
-                outbox_now: now,
+                outbox_now: stream.writer_now,
                 guard: Box::new(stream.guard),
             })
         }

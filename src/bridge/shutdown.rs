@@ -38,6 +38,10 @@ impl Dispatcher {
         if let Some(reconnect) = &mut self.reconnect {
             reconnect.cancel();
         }
+        // Sources waiting for a full destination hand the rest over instead.
+        for side in Side::BOTH {
+            self.dirs[side].lane.stop();
+        }
         let mut patience = Patience {
             patient,
             deadline: Instant::now() + SHUTDOWN_GRACE,

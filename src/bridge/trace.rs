@@ -118,17 +118,24 @@ impl Dispatcher {
     }
 
     /// `A -> B: 12 lines, 345 bytes` and whatever else there is to say.
+    /// With `--stats`, also how much of it went straight through.
     pub fn traffic_line(&self, side: Side) -> String {
         let dir = &self.dirs[side];
         let cuts = dir.cuts + dir.feed.as_ref().map_or(0, Feed::cuts);
-        traffic(
+        let written = dir.lane.traffic();
+        let mut line = traffic(
             &dir.label,
-            &dir.lane.traffic(),
+            &written,
             &self.options.framing,
             dir.lane.lost_pieces(),
             self.reconnect.as_ref().map(Reconnect::reconnects),
             cuts,
-        )
+        );
+        if self.options.stats.is_some() && written.bytes > 0 {
+            let share = 100.0 * dir.lane.direct_bytes() as f64 / written.bytes as f64;
+            line += &format!(" ({share:.1}% straight through, the rest by the dispatcher)");
+        }
+        line
     }
 }
 

@@ -15,13 +15,14 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded};
 use log::{debug, warn};
 
 use super::Side;
 use super::lane::Lane;
-use crate::endpoint::{Dropped, Outbox, SendNow, Taken};
+use crate::endpoint::{Dropped, Outbox};
 use crate::error::Error;
 use crate::framing::Batch;
 
@@ -114,10 +115,14 @@ impl Outbox for StreamOut {
     /// Writes all of the batch, however long the port takes (see the module doc).
     fn send(&mut self, batch: &Batch) -> io::Result<Dropped> {
         let mut data = batch.bytes();
+        let mut stalled: Option<Instant> = None;
         while !data.is_empty() {
             match self.writer.write(data) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => data = &data[n..],
+                Ok(n) => {
+                    data = &data[n..];
+                    stalled = None;
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -127,14 +132,24 @@ impl Outbox for StreamOut {
                     if self.abandon.load(Ordering::Acquire) {
                         return Err(e);
                     }
-                    if !self.warned {
+                    // A serial port's handles share its non-blocking flag (the fast
+                    // path's), so a write can find no room right after a poll found
+                    // some: that is no news. A port is "not accepting" once its write
+                    // timed out, or once such answers go on for as long.
+                    let since = *stalled.get_or_insert_with(Instant::now);
+                    let stuck = e.kind() == io::ErrorKind::TimedOut || since.elapsed() >= STALL;
+                    if stuck && !self.warned {
                         self.warned = true;
                         warn!(
                             "{}: not accepting data; holding lines for it back",
                             self.name
                         );
-                    } else {
+                    } else if stuck {
                         debug!("{}: still not accepting data", self.name);
+                    }
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        // Not a write that waited: do not spin.
+                        thread::sleep(STALL_RETRY);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -145,26 +160,44 @@ impl Outbox for StreamOut {
     }
 }
 
-/// A byte stream's never-waiting write half, for the fast path.
-pub struct StreamNow(pub Box<dyn Write + Send>);
+/// How long a port may answer "no room" before it counts as not accepting data: the
+/// serial write timeout.
+const STALL: Duration = Duration::from_secs(1);
 
-impl SendNow for StreamNow {
-    /// Writes what fits now. Errors end the attempt quietly: the writer meets them
-    /// again and reports them.
-    fn send_now(&mut self, batch: &Batch) -> Taken {
-        let mut data = batch.bytes();
-        let total = data.len();
-        while !data.is_empty() {
-            match self.0.write(data) {
-                Ok(0) => break,
-                Ok(n) => data = &data[n..],
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+/// How long to wait before trying again after "no room" from a write that did not wait.
+const STALL_RETRY: Duration = Duration::from_millis(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers each write from a script: `None` takes everything, `Some(kind)` fails.
+    struct Port(Vec<Option<io::ErrorKind>>);
+
+    impl Write for Port {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            match self.0.pop() {
+                Some(Some(kind)) => Err(kind.into()),
+                _ => Ok(buf.len()),
             }
         }
-        Taken {
-            bytes: total - data.len(),
-            dropped: Dropped::default(),
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
         }
+    }
+
+    fn send(answers: Vec<Option<io::ErrorKind>>) -> StreamOut {
+        let mut out = StreamOut::new(Box::new(Port(answers)), "port", &Arc::default());
+        let mut batch = Batch::default();
+        batch.push(b"line\n");
+        out.send(&batch).unwrap();
+        out
+    }
+
+    #[test]
+    fn no_room_once_is_no_news_but_a_timeout_is() {
+        let would_block = Some(io::ErrorKind::WouldBlock);
+        assert!(!send(vec![None, would_block, would_block]).warned);
+        assert!(send(vec![None, Some(io::ErrorKind::TimedOut)]).warned);
     }
 }

@@ -102,9 +102,9 @@ pub struct Stream {
     /// Where bytes for it go. A write that times out (`TimedOut` or `WouldBlock`) means
     /// "not accepting data yet"; the bridge logs it once and tries again.
     pub writer: Box<dyn Write + Send>,
-    /// A second write half that never waits: a write takes what fits now and fails with
-    /// `WouldBlock` if nothing does. `None` where the OS offers no such write.
-    pub writer_now: Option<Box<dyn Write + Send>>,
+    /// A second way out that never waits: it takes what fits now, and can wait for
+    /// room ([`SendNow::wait_ready`]). `None` where the OS offers no such write.
+    pub writer_now: Option<Box<dyn SendNow>>,
     /// Kept until the bridge ends (or the endpoint is replaced), then dropped.
     pub guard: Option<Box<dyn Send>>,
     /// Which device it is (a terminal's device number), so that the same device named
@@ -211,6 +211,14 @@ pub trait SendNow: Send {
     /// Takes what fits now from the front of `batch`: bytes for a byte stream, whole
     /// pieces for messages. Errors are not reported here; the writer meets them again.
     fn send_now(&mut self, batch: &Batch) -> Taken;
+
+    /// Waits until the destination may take more, for at most `timeout`: `Ok(true)`
+    /// when it may, `Ok(false)` when the time is up. An error means it cannot wait (the
+    /// default) or the destination failed; either way the rest takes the queued route.
+    fn wait_ready(&mut self, timeout: Duration) -> io::Result<bool> {
+        let _ = timeout;
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// What [`SendNow::send_now`] took.
@@ -291,6 +299,55 @@ impl WriteNow {
     /// For a descriptor already in non-blocking mode, such as a terminal.
     pub fn nonblocking(fd: std::os::fd::OwnedFd) -> WriteNow {
         WriteNow { fd, socket: false }
+    }
+}
+
+#[cfg(unix)]
+impl SendNow for WriteNow {
+    /// Writes what fits now; an error ends the attempt quietly (the writer meets it
+    /// again and reports it).
+    fn send_now(&mut self, batch: &Batch) -> Taken {
+        let mut data = batch.bytes();
+        let total = data.len();
+        while !data.is_empty() {
+            match self.write(data) {
+                Ok(0) => break,
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        Taken {
+            bytes: total - data.len(),
+            dropped: Dropped::default(),
+        }
+    }
+
+    /// `poll` for room to write. A hang-up or an error on the descriptor is an error.
+    fn wait_ready(&mut self, timeout: Duration) -> io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let mut fd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: polls one pollfd that lives on this stack for the whole call.
+        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        match n {
+            0 => Ok(false),
+            1.. if fd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 => {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            1.. => Ok(true),
+            _ => {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => Ok(false),
+                    _ => Err(e),
+                }
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded};
 use serial_bridge::bridge::{self, Options, Traffic};
-use serial_bridge::endpoint::{Endpoint, Shape, Spec, Stream, WriteNow};
+use serial_bridge::endpoint::{Endpoint, SendNow, Shape, Spec, Stream, WriteNow};
 use serial_bridge::error::Error;
 use serial_bridge::framing::Framing;
 
@@ -22,7 +22,7 @@ fn endpoint(name: &str, fast: bool) -> (Endpoint, UnixStream) {
     let (ours, theirs) = UnixStream::pair().expect("socket pair");
     ours.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
-    let writer_now: Option<Box<dyn Write + Send>> = match fast {
+    let writer_now: Option<Box<dyn SendNow>> = match fast {
         true => Some(Box::new(WriteNow::socket(
             theirs.try_clone().unwrap().into(),
         ))),
