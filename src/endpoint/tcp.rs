@@ -45,16 +45,16 @@ pub fn connect(name: &str, addr: &str, interrupted: &dyn Fn() -> bool) -> io::Re
     let stream = connect_stream(addr, interrupted)?;
     stream.set_nodelay(true)?;
     info!("{name}: connected to {}", stream.peer_addr()?);
-    let mut endpoint = Stream::new(
-        Box::new(Reader(stream.try_clone()?)),
-        Box::new(stream.try_clone()?),
-    );
-    #[cfg(unix)]
-    {
-        endpoint.writer_now = Some(Box::new(super::WriteNow::socket(
+    let endpoint = Stream {
+        #[cfg(unix)]
+        writer_now: Some(Box::new(super::WriteNow::socket(
             std::os::fd::OwnedFd::from(stream.try_clone()?),
-        )));
-    }
+        ))),
+        ..Stream::new(
+            Box::new(Reader(stream.try_clone()?)),
+            Box::new(stream.try_clone()?),
+        )
+    };
     Ok(Shape::Stream(endpoint))
 }
 

@@ -161,7 +161,10 @@ def fanout():
     url = f"ws://127.0.0.1:{bridge.port()}/"
     stack = contextlib.ExitStack()
     clients = [stack.enter_context(connect(url, max_size=None)) for _ in range(3)]
-    stuck = socket.create_connection(("127.0.0.1", bridge.port()))
+    # A client that never reads, with a small window, so its buffers fill early.
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(("127.0.0.1", bridge.port()))
     stuck.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
     bridge.wait_for("connected (4 of")
