@@ -138,6 +138,8 @@ pub struct Framer {
     pending: Vec<u8>,
     /// How many over-long lines were cut so far.
     cuts: u64,
+    /// The line under way was cut already: its next cut is not a new over-long line.
+    cutting: bool,
 }
 
 #[derive(Debug)]
@@ -173,6 +175,7 @@ impl Framer {
             mode,
             pending: Vec::new(),
             cuts: 0,
+            cutting: false,
         }
     }
 
@@ -199,10 +202,12 @@ impl Framer {
                 if let Some(start) = finder.find(view) {
                     let end = start + delim_len;
                     out.push(&data[..end]);
+                    self.cutting = false;
                     data = &data[end..];
                 } else if view.len() == window {
                     out.push(&data[..max_line]);
-                    self.cuts += 1;
+                    self.cuts += u64::from(!self.cutting);
+                    self.cutting = true;
                     data = &data[max_line..];
                 } else {
                     self.pending.extend_from_slice(data);
@@ -217,11 +222,13 @@ impl Framer {
                 if let Some(start) = finder.find(&self.pending[from..]) {
                     let end = from + start + delim_len;
                     out.push(&self.pending[..end]);
+                    self.cutting = false;
                     data = &data[end - held..];
                     self.pending.clear();
                 } else if self.pending.len() == window {
                     out.push(&self.pending[..max_line]);
-                    self.cuts += 1;
+                    self.cuts += u64::from(!self.cutting);
+                    self.cutting = true;
                     if held > max_line {
                         // Keep the held bytes past the cut; the new ones are framed again.
                         self.pending.truncate(held);
@@ -242,6 +249,7 @@ impl Framer {
     pub fn take_partial(&mut self, out: &mut Batch) {
         out.push(&self.pending);
         self.pending.clear();
+        self.cutting = false;
     }
 
     /// How many bytes of an unfinished line the framer holds.

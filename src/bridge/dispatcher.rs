@@ -180,6 +180,7 @@ impl Dispatcher {
             lane: Arc::clone(&self.dirs[into].lane),
             fail: self.fail_tx.clone(),
             done: self.done.clone().expect("endpoints attach before shutdown"),
+            abandon: Arc::clone(&self.abandon),
         };
         let out = spawn_writer(running.outbox, writing).map_err(setup("the writer thread"))?;
         self.dirs[into].out = Some(out);

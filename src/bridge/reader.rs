@@ -298,6 +298,20 @@ impl endpoint::Inlet for Inlet {
         fed
     }
 
+    fn drop_partial(&mut self) {
+        let mut state = self.source.lock();
+        let mut gone = Batch::default();
+        state.framer.take_partial(&mut gone);
+        self.tail.clear();
+        if !gone.is_empty() {
+            log::debug!(
+                "{}: dropped {} bytes of a message it never finished",
+                self.source.name,
+                gone.bytes().len()
+            );
+        }
+    }
+
     fn fail(mut self: Box<Self>, error: io::Error) {
         self.finish();
         let mut state = self.source.lock();

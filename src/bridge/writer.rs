@@ -53,6 +53,8 @@ pub struct Writing {
     pub fail: Sender<Failure>,
     /// Dropped when the thread ends; shutdown waits for that.
     pub done: Sender<()>,
+    /// Set when shutdown can wait no longer.
+    pub abandon: Arc<AtomicBool>,
 }
 
 /// Starts a writer; returns its queue. Dropping the queue lets it finish and end.
@@ -85,6 +87,8 @@ pub fn spawn_writer(mut outbox: Box<dyn Outbox>, w: Writing) -> io::Result<Sende
                     }
                 }
             }
+            // The queue ended: what the outbox still holds goes out, within patience.
+            outbox.finish(&w.abandon);
         })?;
     Ok(tx)
 }

@@ -61,6 +61,11 @@ pub fn same_endpoint(a: &Spec, b: &Spec) -> bool {
         (Spec::TcpListen(x), Spec::TcpListen(y)) if x.addr.port() == 0 || y.addr.port() == 0 => {
             false
         }
+        (Spec::WsListen(x), Spec::WsListen(y))
+            if x.listen.addr.port() == 0 || y.listen.addr.port() == 0 =>
+        {
+            false
+        }
         _ => match (a.path(), b.path()) {
             (Some(x), Some(y)) => same_path(x, y),
             _ => a.to_string() == b.to_string(),
@@ -82,19 +87,61 @@ pub fn check_log_file(file: &std::path::Path, ports: [&Spec; 2]) -> Result<(), E
     if file.as_os_str().is_empty() {
         return Err(Error::Usage("--log-file needs a path".into()));
     }
+    let that_port = |port: &Spec| {
+        Error::Usage(format!(
+            "--log-file {}: that is the port {port}; log lines would go into its data",
+            file.display()
+        ))
+    };
+    let target = follow_links(file);
     let device = crate::endpoint::device_of(file);
     for port in ports {
+        if *port == Spec::Stdio && same_file(file, std::path::Path::new("/dev/stdout")) {
+            return Err(that_port(port));
+        }
         let Some(path) = port.path() else { continue };
         let same = match device {
             Some(device) => crate::endpoint::device_of(std::path::Path::new(path)) == Some(device),
-            None => same_path(&file.to_string_lossy(), path),
+            None => same_path(&target.to_string_lossy(), path),
         };
         if same {
-            return Err(Error::Usage(format!(
-                "--log-file {}: that is the port {port}; log lines would go into its data",
-                file.display()
-            )));
+            return Err(that_port(port));
         }
     }
     Ok(())
+}
+
+/// Where `path` leads through its symlinks, even to a file that does not exist yet
+/// (such as a pty link the bridge is about to make).
+fn follow_links(path: &std::path::Path) -> std::path::PathBuf {
+    let mut path = path.to_path_buf();
+    for _ in 0..16 {
+        match std::fs::read_link(&path) {
+            Ok(next) => {
+                path = match path.parent() {
+                    Some(parent) if next.is_relative() => parent.join(next),
+                    _ => next,
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    path
+}
+
+/// Whether two paths open the same file (same device and inode), where both exist.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
+    }
 }

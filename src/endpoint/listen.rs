@@ -25,12 +25,12 @@
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, bounded};
 use log::{debug, info, warn};
 
 use super::{Inbox, Inlet, Messages, Running, Shape};
@@ -87,12 +87,13 @@ pub trait Protocol: Send + Sync + 'static {
     type Conn: Send + Sync + 'static;
 
     /// Greets a new connection: a handshake, or an answer (a page, a refusal) after
-    /// which it is closed (`Ok(None)`). `room` is false when no client may be added.
+    /// which it is closed (`Ok(None)`). `room()` asks for a client's place, once the
+    /// connection is known to want one; false means there is none.
     fn greet(
         &self,
         stream: &mut TcpStream,
         peer: SocketAddr,
-        room: bool,
+        room: &mut dyn FnMut() -> bool,
     ) -> io::Result<Option<Self::Conn>>;
 
     /// The client's reader: what it sends, into `inlet`, until it stops sending (`Ok`)
@@ -105,9 +106,44 @@ pub trait Protocol: Send + Sync + 'static {
         &self,
         conn: &Self::Conn,
         stream: TcpStream,
-        queue: Receiver<Arc<Batch>>,
+        queue: Receiver<Parcel>,
     ) -> io::Result<()>;
 }
+
+/// A batch on its way to one client. It counts as pending for that client until it is
+/// dropped, written or not, so that stopping can wait until every client has its lines.
+pub struct Parcel {
+    batch: Arc<Batch>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Parcel {
+    /// `batch`, counted in `pending` until dropped.
+    pub fn new(batch: Arc<Batch>, pending: &Arc<AtomicUsize>) -> Parcel {
+        pending.fetch_add(1, Ordering::AcqRel);
+        Parcel {
+            batch,
+            pending: Arc::clone(pending),
+        }
+    }
+}
+
+impl std::ops::Deref for Parcel {
+    type Target = Batch;
+    fn deref(&self) -> &Batch {
+        &self.batch
+    }
+}
+
+impl Drop for Parcel {
+    fn drop(&mut self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Connections being greeted at once, at most: more are closed at once, so a flood
+/// of silent connections cannot pile up threads.
+const MAX_GREETINGS: usize = 64;
 
 /// Binds `listen.addr` for `protocol`, as the endpoint `name`; clients are taken once
 /// the bridge starts it.
@@ -155,12 +191,15 @@ impl<P: Protocol> Messages for Listener<P> {
             hub: Arc::clone(&hub),
             inbox: Mutex::new(inbox),
             protocol: self.protocol,
-            _done: done_tx,
+            greeting: AtomicUsize::new(0),
         });
         let listener = self.listener;
         thread::Builder::new()
             .name(format!("accept {}", self.name))
-            .spawn(move || server.accept(listener))?;
+            .spawn(move || {
+                let _done = done_tx;
+                server.accept(listener);
+            })?;
         Ok(Running {
             outbox: Box::new(Broadcast(Arc::clone(&hub))),
             outbox_now: Some(Box::new(Broadcast(Arc::clone(&hub)))),
@@ -178,8 +217,8 @@ struct Server<P> {
     hub: Arc<Hub>,
     inbox: Mutex<Box<dyn Inbox>>,
     protocol: P,
-    /// Dropped when the accepting thread and every greeting have ended.
-    _done: Sender<()>,
+    /// Connections being greeted now.
+    greeting: AtomicUsize,
 }
 
 impl<P: Protocol> Server<P> {
@@ -197,12 +236,22 @@ impl<P: Protocol> Server<P> {
                     continue;
                 }
             };
+            if self.greeting.fetch_add(1, Ordering::AcqRel) >= MAX_GREETINGS {
+                self.greeting.fetch_sub(1, Ordering::AcqRel);
+                debug!(
+                    "{}: too many connections being greeted; closed one",
+                    self.hub.name
+                );
+                continue;
+            }
             let server = Arc::clone(&self);
             let spawned = thread::Builder::new()
                 .name(format!("greet {}", self.hub.name))
                 .spawn(move || {
                     let name = server.hub.name.clone();
-                    if let Err(e) = server.serve(stream) {
+                    let served = Arc::clone(&server).serve(stream);
+                    server.greeting.fetch_sub(1, Ordering::AcqRel);
+                    if let Err(e) = served {
                         debug!("{name}: a connection ended early: {e}");
                     }
                 });
@@ -215,8 +264,11 @@ impl<P: Protocol> Server<P> {
     /// Greets a connection and, if it becomes a client, starts its threads.
     fn serve(self: Arc<Self>, mut stream: TcpStream) -> io::Result<()> {
         let peer = stream.peer_addr()?;
-        let room = self.hub.reserve(peer);
-        let greeted = self.protocol.greet(&mut stream, peer, room);
+        let mut room = None;
+        let greeted = self.protocol.greet(&mut stream, peer, &mut || {
+            *room.get_or_insert_with(|| self.hub.reserve(peer))
+        });
+        let room = room.unwrap_or(false);
         let mut state = self.hub.state();
         state.reserved -= usize::from(room);
         let Some(conn) = greeted? else {
@@ -229,7 +281,7 @@ impl<P: Protocol> Server<P> {
         stream.set_nodelay(true)?;
         let conn = Arc::new(conn);
         let name = &self.hub.name;
-        let (queue_tx, queue_rx) = bounded::<Arc<Batch>>(CLIENT_QUEUE);
+        let (queue_tx, queue_rx) = bounded::<Parcel>(CLIENT_QUEUE);
         let sending = Arc::new(AtomicBool::new(true));
         let mut inlet = self.inbox().open(&format!("{name} client {peer}"));
         let (input, output) = (stream.try_clone()?, stream.try_clone()?);
@@ -263,6 +315,7 @@ impl<P: Protocol> Server<P> {
             stream,
             queue: queue_tx,
             sending,
+            pending: Arc::default(),
         });
         let count = state.clients.len();
         info!(
@@ -299,9 +352,9 @@ impl Protocol for Lines {
         &self,
         stream: &mut TcpStream,
         peer: SocketAddr,
-        room: bool,
+        room: &mut dyn FnMut() -> bool,
     ) -> io::Result<Option<()>> {
-        if room {
+        if room() {
             return Ok(Some(()));
         }
         let n = self.max_clients;
@@ -319,7 +372,7 @@ impl Protocol for Lines {
         super::pump(&mut stream, inlet)
     }
 
-    fn write(&self, _: &(), mut stream: TcpStream, queue: Receiver<Arc<Batch>>) -> io::Result<()> {
+    fn write(&self, _: &(), mut stream: TcpStream, queue: Receiver<Parcel>) -> io::Result<()> {
         for batch in queue {
             stream.write_all(batch.bytes())?;
         }

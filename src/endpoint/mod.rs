@@ -193,6 +193,9 @@ pub trait Inlet: Send {
     fn message(&mut self, data: &[u8]) -> bool {
         self.feed(data) && self.end_line()
     }
+    /// Forgets what was fed since the last complete line: a message that never ended
+    /// (its peer vanished in the middle of it) is not a message.
+    fn drop_partial(&mut self);
     /// The source failed: what it sent so far goes on, then `error` ends the endpoint.
     fn fail(self: Box<Self>, error: io::Error);
 }
@@ -204,6 +207,13 @@ pub trait Outbox: Send {
     /// direction. Returns what reached nobody (no client was connected), or an error
     /// when the endpoint as a whole has failed.
     fn send(&mut self, batch: &Batch) -> io::Result<Dropped>;
+
+    /// Called once the bridge hands over nothing more: waits until what was handed
+    /// over is out (a listener's clients have written their queues), or until
+    /// `abandon` is set because the bridge can wait no longer.
+    fn finish(&mut self, abandon: &std::sync::atomic::AtomicBool) {
+        let _ = abandon;
+    }
 }
 
 /// A way out that never waits, used by a reader on the fast path.

@@ -172,12 +172,32 @@ fn log_file_errors_are_bad_arguments_with_their_own_message() {
         assert!(err.contains("log lines would go into its data"), "{err}");
     }
     std::fs::remove_file(&link).unwrap();
+    // Stdout, when it is a port, whichever way it is named.
+    for file in ["/dev/stdout", "/proc/self/fd/1"] {
+        let (code, _, err) = run(&["--log-file", file, "-", &b.path]);
+        assert_eq!(code, 2, "{file}: {err}");
+        assert!(err.contains("that is the port -"), "{err}");
+    }
+    // A link to a pty link the bridge is about to make: refused, and nothing made.
+    let dir = std::env::temp_dir().join(format!("sb-loglink-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (made, to_it) = (dir.join("lB"), dir.join("lBlink"));
+    std::os::unix::fs::symlink(&made, &to_it).unwrap();
+    let spec = format!("pty:{}", made.display());
+    let (code, _, err) = run(&["--log-file", to_it.to_str().unwrap(), &spec, "pty"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!made.exists(), "the log file was made at the pty's link");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn two_new_ptys_or_ephemeral_listeners_are_not_the_same_port() {
     use crate::util::Bridge;
-    for args in [["pty", "pty"], ["tcp-listen://0", "tcp-listen://0"]] {
+    for args in [
+        ["pty", "pty"],
+        ["tcp-listen://0", "tcp-listen://0"],
+        ["ws-listen://0", "ws-listen://0,origin=*"],
+    ] {
         let bridge = Bridge::start(&args);
         bridge.signal("INT");
         let (status, log) = bridge.wait(std::time::Duration::from_secs(5));

@@ -76,3 +76,17 @@ fn the_console_page_in_a_real_browser() {
         scenario("browser.py", "console");
     }
 }
+
+#[test]
+fn a_stop_sends_listener_clients_everything_read() {
+    if websockets() {
+        scenario("ws_peer.py", "drain");
+    }
+}
+
+#[test]
+fn peers_that_stall_vanish_or_lie_about_their_host() {
+    if websockets() {
+        scenario("ws_peer.py", "hostile");
+    }
+}

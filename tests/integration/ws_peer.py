@@ -329,7 +329,129 @@ def echo():
     bridge.stop()
 
 
-SCENARIOS = {f.__name__: f for f in [listen_exact, fanout, guarded, client, chain, echo]}
+def unread(pty):
+    import fcntl
+    import termios
+    buf = bytearray(4)
+    fcntl.ioctl(pty.slave, termios.FIONREAD, buf)
+    return int.from_bytes(buf, sys.byteorder)
+
+
+def raw_request(port, headers):
+    """Sends a WebSocket upgrade request by hand; returns the status line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as s:
+        s.sendall(("GET / HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                   + "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        return s.recv(4096).split(b"\r\n")[0].decode()
+
+
+def drain():
+    """A stop sends clients everything the bridge read, for ws-listen and tcp-listen."""
+    for scheme in ["ws-listen", "tcp-listen"]:
+        pty = Pty()
+        bridge = Bridge(pty.path, f"{scheme}://127.0.0.1:0")
+        port = bridge.port()
+        data = b"".join(b"%07d " % i + b"z" * 90 + b"\n" for i in range(50_000))
+        got = bytearray()
+        if scheme == "ws-listen":
+            ws = connect(f"ws://127.0.0.1:{port}/", max_size=None).__enter__()
+            recv_one = lambda: recv(ws).encode() + b"\n"
+        else:
+            ws = socket.create_connection(("127.0.0.1", port))
+            recv_one = lambda: ws.recv(65536)
+        bridge.wait_for("connected (1 of")
+        writer = threading.Thread(target=pty.write, args=(data,))
+        writer.start()
+
+        def read_all():
+            while len(got) < len(data):
+                chunk = recv_one()
+                if not chunk:
+                    return
+                got.extend(chunk)
+
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        writer.join(PATIENCE)
+        # Everything read by the bridge: the terminal's queue empty for a while (the
+        # kernel's buffer in front of it is not counted there).
+        deadline = time.monotonic() + PATIENCE
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < 0.1 and time.monotonic() < deadline:
+            if unread(pty):
+                quiet_since = time.monotonic()
+            time.sleep(0.001)
+        bridge.stop()
+        reader.join(PATIENCE)
+        summary = [l for l in bridge.text().splitlines() if f"-> {scheme}" in l][-1]
+        written = int(summary.split(" lines, ")[1].split(" bytes")[0])
+        if bytes(got) != data[:len(got)] or len(got) != written:
+            fail(f"{scheme}: {len(got)} bytes arrived, the summary says {written}: {summary}")
+        ws.close()
+
+
+def hostile():
+    """Peers that stall, vanish mid-message or lie about their host."""
+    pty = Pty()
+    bridge = Bridge("--max-clients", "1", pty.path, "ws-listen://127.0.0.1:0,token=a+b")
+    port = bridge.port()
+    # A connection that sends nothing does not take the one client's place.
+    silent = socket.create_connection(("127.0.0.1", port))
+    with connect(f"ws://127.0.0.1:{port}/?token=a+b") as ws:
+        bridge.wait_for("connected (1 of")
+        pty.write(b"hi\n")
+        if recv(ws) != "hi":
+            fail("no line for the client next to a silent connection")
+    silent.close()
+    bridge.stop()
+    # A message left unfinished by a client that vanished is not glued to the next.
+    bridge = Bridge(pty.path, "ws-listen://127.0.0.1:0,token=a+b")
+    port = bridge.port()
+    vanish = socket.create_connection(("127.0.0.1", port))
+    vanish.sendall(b"GET /?token=a+b HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    vanish.recv(4096)
+    mask = b"\x01\x02\x03\x04"
+    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(b"GARBAGE"))
+    vanish.sendall(b"\x01\x87" + mask + payload)  # text, not final
+    vanish.close()
+    bridge.wait_for("left")
+    with connect(f"ws://127.0.0.1:{port}/?token=a+b") as ws:
+        ws.send("reboot")
+        if pty.read_exactly(7) != b"reboot\n":
+            fail("an unfinished message was glued to the next line")
+    bridge.stop()
+    # Without a token, a page's "own" origin counts only for an address or localhost.
+    bridge = Bridge(pty.path, "ws-listen://127.0.0.1:0")
+    port = bridge.port()
+    evil = raw_request(port, {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"})
+    own = raw_request(port, {"Host": f"127.0.0.1:{port}", "Origin": f"http://127.0.0.1:{port}"})
+    if "403" not in evil or "101" not in own:
+        fail(f"rebinding: {evil!r}; own page: {own!r}")
+    bridge.stop()
+    # A ws:// server that never answers the handshake: a stop ends the wait at once.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    bridge = Bridge(pty.path, f"ws://127.0.0.1:{server.getsockname()[1]}/")
+    conn, _ = server.accept()
+    started = time.monotonic()
+    bridge.stop()
+    if time.monotonic() - started > 1.5:
+        fail(f"a stop during the handshake took {time.monotonic() - started:.1f} s")
+    conn.close()
+    server.close()
+    # What a server answered, not "connection refused".
+    listener = Bridge(Pty().path, "ws-listen://127.0.0.1:0,token=x")
+    lport = listener.port()
+    refused = Bridge(pty.path, f"ws://127.0.0.1:{lport}/")
+    if refused.exit_code() != 3 or "the server answered 401" not in refused.text():
+        fail(f"a 401: {refused.text()}")
+    listener.stop()
+
+
+SCENARIOS = {f.__name__: f for f in [listen_exact, fanout, guarded, client, chain, echo, drain, hostile]}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]]()

@@ -4,13 +4,15 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use log::{debug, info, warn};
 
+use super::Parcel;
 use crate::endpoint::{Dropped, Outbox, SendNow, Taken};
 use crate::framing::Batch;
 
@@ -21,9 +23,11 @@ const STOP_WAIT: Duration = Duration::from_secs(1);
 pub struct Client {
     pub peer: SocketAddr,
     pub stream: TcpStream,
-    pub queue: Sender<Arc<Batch>>,
+    pub queue: Sender<Parcel>,
     /// Whether it may still send: false once it shut down its sending side.
     pub sending: Arc<AtomicBool>,
+    /// Batches queued for it and not yet written.
+    pub pending: Arc<AtomicUsize>,
 }
 
 /// The hub's state, under its mutex.
@@ -83,61 +87,112 @@ impl Hub {
     }
 }
 
-/// The listening endpoint's way out: every piece to every client, never waiting.
+/// The listening endpoint's way out: every piece to every client.
+///
+/// A client whose queue is full holds the batch back for up to [`STALL`] (the whole
+/// direction waits, as it would for one slow port); one that takes nothing in that time
+/// has stopped reading and is dropped, so it stalls the others no longer than that.
 pub struct Broadcast(pub Arc<Hub>);
 
+/// How long a client may leave its queue full before it counts as not reading.
+const STALL: Duration = Duration::from_secs(1);
+
+/// How often stopping looks whether every client has its lines.
+const DRAIN_TICK: Duration = Duration::from_millis(10);
+
 impl Broadcast {
-    /// Queues `batch` for every client; returns whether any client got it.
-    fn offer(&self, batch: &Batch) -> bool {
+    /// Each client's queue, pending count and address.
+    fn clients(&self) -> Vec<(SocketAddr, Sender<Parcel>, Arc<AtomicUsize>)> {
+        let state = self.0.state();
+        state
+            .clients
+            .iter()
+            .map(|c| (c.peer, c.queue.clone(), Arc::clone(&c.pending)))
+            .collect()
+    }
+
+    /// Counts a batch that reached nobody; logs the first of a run.
+    fn unheard(&self, batch: &Batch) -> Dropped {
         let hub = &self.0;
-        let batch = Arc::new(batch.clone());
-        let mut stalled = Vec::new();
-        let reached = {
-            let mut state = hub.state();
-            for client in &state.clients {
-                match client.queue.try_send(Arc::clone(&batch)) {
-                    Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                    Err(TrySendError::Full(_)) => stalled.push(client.peer),
-                }
-            }
-            let reached = !state.clients.is_empty();
-            if !reached {
-                if state.unheard == 0 {
-                    info!(
-                        "{}: no client connected; dropping lines until one connects",
-                        hub.name
-                    );
-                }
-                state.unheard += batch.pieces() as u64;
-            }
-            reached
-        };
-        for peer in stalled {
-            warn!("{}: client {peer} is not reading; dropped it", hub.name);
-            hub.drop_client(peer, "dropped");
+        let mut state = hub.state();
+        if state.unheard == 0 {
+            info!(
+                "{}: no client connected; dropping lines until one connects",
+                hub.name
+            );
         }
-        reached
+        state.unheard += batch.pieces() as u64;
+        Dropped::all(batch)
+    }
+
+    /// Drops a client that took nothing for [`STALL`].
+    fn stalled(&self, peer: SocketAddr, pending: &AtomicUsize) {
+        let hub = &self.0;
+        let waiting = pending.load(Ordering::Acquire);
+        warn!(
+            "{}: client {peer} is not reading; dropped it ({waiting} batches it had not taken are lost to it)",
+            hub.name
+        );
+        hub.drop_client(peer, "dropped");
     }
 }
 
 impl Outbox for Broadcast {
     fn send(&mut self, batch: &Batch) -> io::Result<Dropped> {
-        match self.offer(batch) {
-            true => Ok(Dropped::default()),
-            false => Ok(Dropped::all(batch)),
+        let clients = self.clients();
+        if clients.is_empty() {
+            return Ok(self.unheard(batch));
+        }
+        let batch = Arc::new(batch.clone());
+        for (peer, queue, pending) in clients {
+            let parcel = Parcel::new(Arc::clone(&batch), &pending);
+            if let Err(SendTimeoutError::Timeout(_)) = queue.send_timeout(parcel, STALL) {
+                self.stalled(peer, &pending);
+            }
+        }
+        Ok(Dropped::default())
+    }
+
+    /// Waits until every client has written what it was given, or the bridge gives up.
+    fn finish(&mut self, abandon: &AtomicBool) {
+        while !abandon.load(Ordering::Acquire)
+            && self
+                .clients()
+                .iter()
+                .any(|(_, _, pending)| pending.load(Ordering::Acquire) > 0)
+        {
+            thread::sleep(DRAIN_TICK);
         }
     }
 }
 
 impl SendNow for Broadcast {
+    /// Takes the whole batch if every client has room for it now, else nothing.
     fn send_now(&mut self, batch: &Batch) -> Taken {
-        let dropped = match self.offer(batch) {
-            true => Dropped::default(),
-            false => Dropped::all(batch),
-        };
+        let clients = self.clients();
+        let all = batch.bytes().len();
+        if clients.is_empty() {
+            return Taken {
+                bytes: all,
+                dropped: self.unheard(batch),
+            };
+        }
+        if clients.iter().any(|(_, queue, _)| queue.is_full()) {
+            return Taken::default();
+        }
+        let batch = Arc::new(batch.clone());
+        for (peer, queue, pending) in clients {
+            // Only this thread adds to the queues now (the route lock is held), so the
+            // room seen above is still there; a client that left meanwhile is gone.
+            if let Err(TrySendError::Full(_)) =
+                queue.try_send(Parcel::new(Arc::clone(&batch), &pending))
+            {
+                self.stalled(peer, &pending);
+            }
+        }
         Taken {
-            bytes: batch.bytes().len(),
-            dropped,
+            bytes: all,
+            dropped: Dropped::default(),
         }
     }
 }
@@ -154,7 +209,13 @@ impl Drop for Stopper {
     fn drop(&mut self) {
         self.hub.stopped.store(true, Ordering::Release);
         for client in self.hub.state().clients.drain(..) {
-            let _ = client.stream.shutdown(Shutdown::Both);
+            // Its queue goes with it, so its writer ends after a goodbye (a WebSocket
+            // close frame); a writer still stuck on lines it could not send is cut off.
+            let how = match client.pending.load(Ordering::Acquire) {
+                0 => Shutdown::Read,
+                _ => Shutdown::Both,
+            };
+            let _ = client.stream.shutdown(how);
         }
         // Wake the acceptor from `accept` with a connection of our own; it sees the
         // flag, closes it and ends, letting go of the port.

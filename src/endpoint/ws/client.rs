@@ -4,6 +4,7 @@
 use std::io;
 use std::net::TcpStream;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use super::Connect;
 use super::frames::{Conn, Role};
 use super::http;
+use crate::endpoint::listen::Parcel;
 use crate::endpoint::{
     Dropped, Inbox, Messages, OpenOptions, Outbox, Running, SendNow, Shape, Taken,
 };
@@ -31,7 +33,7 @@ pub fn connect(
 ) -> io::Result<Shape> {
     let mut stream = crate::endpoint::tcp::connect_stream(&connect.addr, interrupted)?;
     stream.set_nodelay(true)?;
-    http::handshake(&mut stream, &connect.addr, &connect.path)?;
+    http::handshake(&mut stream, &connect.addr, &connect.path, interrupted)?;
     info!("{name}: connected to {}", stream.peer_addr()?);
     let conn = Conn::new(
         Role::Client,
@@ -52,7 +54,8 @@ struct Client {
 impl Messages for Client {
     fn start(self: Box<Self>, inbox: Box<dyn Inbox>) -> io::Result<Running> {
         let conn = Arc::new(self.conn);
-        let (queue_tx, queue_rx) = bounded::<Arc<Batch>>(SEND_QUEUE);
+        let (queue_tx, queue_rx) = bounded::<Parcel>(SEND_QUEUE);
+        let pending = Arc::new(AtomicUsize::new(0));
         let input = self.stream.try_clone()?;
         let reading = Arc::clone(&conn);
         let name = reading.peer().to_string();
@@ -78,8 +81,8 @@ impl Messages for Client {
                 let _ = writing.write(output, queue_rx);
             })?;
         Ok(Running {
-            outbox: Box::new(Queue(queue_tx.clone())),
-            outbox_now: Some(Box::new(Queue(queue_tx))),
+            outbox: Box::new(Queue(queue_tx.clone(), Arc::clone(&pending))),
+            outbox_now: Some(Box::new(Queue(queue_tx, pending))),
             guard: Box::new(Closer {
                 conn,
                 done: done_rx,
@@ -88,21 +91,28 @@ impl Messages for Client {
     }
 }
 
-/// A `ws://` connection's way out: its writer's queue.
-struct Queue(Sender<Arc<Batch>>);
+/// A `ws://` connection's way out: its writer's queue, and how much it holds.
+struct Queue(Sender<Parcel>, Arc<AtomicUsize>);
 
 impl Outbox for Queue {
     fn send(&mut self, batch: &Batch) -> io::Result<Dropped> {
-        self.0
-            .send(Arc::new(batch.clone()))
-            .map_err(|_| io::ErrorKind::BrokenPipe)?;
+        let parcel = Parcel::new(Arc::new(batch.clone()), &self.1);
+        self.0.send(parcel).map_err(|_| io::ErrorKind::BrokenPipe)?;
         Ok(Dropped::default())
+    }
+
+    /// Waits until the connection's writer has sent what it was given.
+    fn finish(&mut self, abandon: &AtomicBool) {
+        while self.1.load(Ordering::Acquire) > 0 && !abandon.load(Ordering::Acquire) {
+            thread::sleep(DRAIN_TICK);
+        }
     }
 }
 
 impl SendNow for Queue {
     fn send_now(&mut self, batch: &Batch) -> Taken {
-        let bytes = match self.0.try_send(Arc::new(batch.clone())) {
+        let parcel = Parcel::new(Arc::new(batch.clone()), &self.1);
+        let bytes = match self.0.try_send(parcel) {
             Ok(()) => batch.bytes().len(),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => 0,
         };
@@ -112,6 +122,9 @@ impl SendNow for Queue {
         }
     }
 }
+
+/// How often stopping looks whether the writer has sent everything.
+const DRAIN_TICK: Duration = Duration::from_millis(10);
 
 /// Closes a `ws://` connection when the bridge ends: a close frame, then the socket.
 struct Closer {
@@ -128,5 +141,6 @@ impl Drop for Closer {
     }
 }
 
-/// How long closing waits for the close frame to go out.
-const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// How long closing waits for the close frame to go out (the bridge's own grace for
+/// writing out lines is over by then).
+const CLOSE_WAIT: Duration = Duration::from_millis(200);

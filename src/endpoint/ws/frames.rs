@@ -20,7 +20,6 @@
 
 use std::io;
 use std::net::{Shutdown, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -31,11 +30,15 @@ use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::{Frame, FrameSocket};
 
 use crate::endpoint::Inlet;
-use crate::framing::{Batch, Framing};
+use crate::endpoint::listen::Parcel;
+use crate::framing::Framing;
 
 /// The largest frame taken from a peer: a 16 MiB line in one frame is plenty, and the
 /// bridge frames it further as it goes.
 const MAX_FRAME: usize = 16 << 20;
+
+/// The longest control frame (ping, pong, close) RFC 6455 allows.
+const MAX_CONTROL: usize = 125;
 
 /// Control frames (pongs, a close reply) waiting for the writer.
 const CONTROL_QUEUE: usize = 8;
@@ -106,14 +109,38 @@ impl Conn {
     /// the connection fails.
     pub fn read(&self, stream: TcpStream, inlet: &mut dyn Inlet) -> io::Result<()> {
         let mut socket = FrameSocket::new(stream);
+        // A data message is under way: its first frame came, its last did not yet.
+        let mut open = false;
         loop {
             let frame = match socket.read(Some(MAX_FRAME)) {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(io_error(e)),
+                Ok(None) => {
+                    // Gone without a closing frame: a message it left unfinished is
+                    // not a message, and its writer need not wait for it any more.
+                    if open {
+                        inlet.drop_partial();
+                    }
+                    self.hang_up();
+                    return Ok(());
+                }
+                Err(e) => {
+                    if open {
+                        inlet.drop_partial();
+                    }
+                    return Err(io_error(e));
+                }
             };
             let header = frame.header();
             let (opcode, last, mask) = (header.opcode, header.is_final, header.mask);
+            if let OpCode::Control(_) = opcode
+                && (!last || frame.payload().len() > MAX_CONTROL)
+            {
+                self.close(CloseCode::Protocol, "control frames are short and whole");
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a control frame longer than 125 bytes, or in pieces",
+                ));
+            }
             let mut payload = frame.into_payload().to_vec();
             if let Some(mask) = mask {
                 payload
@@ -123,6 +150,7 @@ impl Conn {
             }
             let more = match opcode {
                 OpCode::Data(Data::Text | Data::Binary | Data::Continue) => {
+                    open = !last;
                     let raw = matches!(self.framing, Framing::Raw);
                     inlet.feed(&payload) && (raw || !last || inlet.end_line())
                 }
@@ -153,7 +181,7 @@ impl Conn {
     /// The writer: every batch of `queue` out as frames, the reader's control frames, and
     /// a ping every keepalive period; ends when the queue ends or a close is sent (`Ok`),
     /// or when a write fails or the peer does not answer a ping.
-    pub fn write(&self, stream: TcpStream, queue: Receiver<Arc<Batch>>) -> io::Result<()> {
+    pub fn write(&self, stream: TcpStream, queue: Receiver<Parcel>) -> io::Result<()> {
         let mut socket = FrameSocket::new(stream);
         let mut open = false;
         let mut pinged: Option<u64> = None;
@@ -163,17 +191,25 @@ impl Conn {
                 recv(queue) -> batch => match batch {
                     Ok(batch) => {
                         for piece in batch.iter() {
-                            let frame = self.frame(piece, &mut open);
-                            socket.write(frame).map_err(io_error)?;
+                            for frame in self.frames(piece, &mut open) {
+                                socket.write(frame).map_err(io_error)?;
+                            }
                         }
                         socket.flush().map_err(io_error)?;
                     }
                     Err(_) => {
+                        // A line cut short at a stop still ends its message, so the far
+                        // side gets what was sent of it.
+                        if open {
+                            let end = Frame::message(Vec::new(), OpCode::Data(Data::Continue), true);
+                            let _ = socket.write(self.masked(end));
+                        }
                         let close = Frame::close(Some(CloseFrame {
                             code: CloseCode::Away,
                             reason: "the bridge is stopping".into(),
                         }));
                         let _ = socket.send(self.masked(close));
+                        let _ = self.stream.shutdown(Shutdown::Write);
                         break Ok(());
                     }
                 },
@@ -207,22 +243,53 @@ impl Conn {
         result
     }
 
-    /// The frame for one piece; `open` says whether a fragmented message is under way.
-    fn frame(&self, piece: &[u8], open: &mut bool) -> Frame {
-        let (data, last) = match &self.framing {
+    /// The frames for one piece: one, or a piece over [`MAX_FRAME`] cut into several,
+    /// so that a peer with the same limit takes it.
+    fn frames<'a>(
+        &'a self,
+        piece: &'a [u8],
+        open: &'a mut bool,
+    ) -> impl Iterator<Item = Frame> + 'a {
+        let (data, last) = self.strip(piece);
+        let chunks = data.len().div_ceil(MAX_FRAME).max(1);
+        (0..chunks).map(move |i| {
+            let chunk =
+                &data[(i * MAX_FRAME).min(data.len())..((i + 1) * MAX_FRAME).min(data.len())];
+            let end = last && i + 1 == chunks;
+            self.frame_of(chunk, end, data, open)
+        })
+    }
+
+    /// A line's data and whether the piece ends the line.
+    fn strip<'a>(&self, piece: &'a [u8]) -> (&'a [u8], bool) {
+        match &self.framing {
             Framing::Lines { delimiter, .. } => match piece.strip_suffix(delimiter.as_slice()) {
                 Some(line) => (line, true),
                 None => (piece, false),
             },
             Framing::Raw => (piece, true),
-        };
-        let opcode = match (*open, last && std::str::from_utf8(data).is_ok()) {
+        }
+    }
+
+    /// One frame of `chunk`, part of `whole`; `last` if it ends the message.
+    fn frame_of(&self, chunk: &[u8], last: bool, whole: &[u8], open: &mut bool) -> Frame {
+        let opcode = match (
+            *open,
+            last && chunk.len() == whole.len() && std::str::from_utf8(whole).is_ok(),
+        ) {
             (true, _) => Data::Continue,
             (false, true) => Data::Text,
             (false, false) => Data::Binary,
         };
         *open = !last;
-        self.masked(Frame::message(data.to_vec(), OpCode::Data(opcode), last))
+        self.masked(Frame::message(chunk.to_vec(), OpCode::Data(opcode), last))
+    }
+
+    /// The frame for one piece no longer than [`MAX_FRAME`].
+    #[cfg(test)]
+    fn frame(&self, piece: &[u8], open: &mut bool) -> Frame {
+        let (data, last) = self.strip(piece);
+        self.frame_of(data, last, data, open)
     }
 
     /// A client masks every frame it sends (RFC 6455 5.3); a server never does.

@@ -9,7 +9,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tungstenite::handshake::client::generate_key;
 use tungstenite::handshake::derive_accept_key;
@@ -23,9 +23,10 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Headers looked at, at most.
 const MAX_HEADERS: usize = 64;
 
-/// Reads a head up to and including its blank line.
-fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
-    stream.set_read_timeout(Some(HEAD_TIMEOUT))?;
+/// Reads a head up to and including its blank line, within [`HEAD_TIMEOUT`] in all,
+/// giving up (`Interrupted`) once `interrupted` says so.
+fn read_head(stream: &mut TcpStream, interrupted: &dyn Fn() -> bool) -> io::Result<Vec<u8>> {
+    let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
     let mut byte = [0];
     while !head.ends_with(b"\r\n\r\n") {
@@ -35,16 +36,36 @@ fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
                 "the head is too large",
             ));
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no complete head in time",
+            ));
+        }
+        if interrupted() {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        stream.set_read_timeout(Some(left.min(HEAD_POLL)))?;
         match stream.read(&mut byte) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(_) => head.push(byte[0]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e),
         }
     }
     stream.set_read_timeout(None)?;
     Ok(head)
 }
+
+/// How often a read of a head looks at the clock and the stop signal.
+const HEAD_POLL: Duration = Duration::from_millis(50);
 
 /// A parsed request: what the server decides on.
 #[derive(Debug, Default)]
@@ -69,7 +90,7 @@ pub struct Request {
 
 /// Reads and parses a request head; `Ok(None)` for one that is not HTTP.
 pub fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
-    let head = read_head(stream)?;
+    let head = read_head(stream, &|| false)?;
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     if !matches!(parsed.parse(&head), Ok(httparse::Status::Complete(_))) {
@@ -114,10 +135,6 @@ fn percent_decode(text: &str) -> String {
                 out.push(byte);
                 i += 3;
             }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
             (byte, _) => {
                 out.push(byte);
                 i += 1;
@@ -138,8 +155,8 @@ pub fn answer(stream: &mut TcpStream, status: &str, body: &str, extra: &str) -> 
     stream.flush()
 }
 
-/// Serves the console page, and closes.
-pub fn page(stream: &mut TcpStream, html: &str) -> io::Result<()> {
+/// Serves the console page (or, for `HEAD`, only its head), and closes.
+pub fn page(stream: &mut TcpStream, html: &str, body: bool) -> io::Result<()> {
     let response = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
          Content-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
@@ -147,7 +164,9 @@ pub fn page(stream: &mut TcpStream, html: &str) -> io::Result<()> {
         html.len()
     );
     stream.write_all(response.as_bytes())?;
-    stream.write_all(html.as_bytes())?;
+    if body {
+        stream.write_all(html.as_bytes())?;
+    }
     stream.flush()
 }
 
@@ -163,7 +182,12 @@ pub fn switch(stream: &mut TcpStream, key: &str) -> io::Result<()> {
 }
 
 /// The client's side of the handshake: asks `host` for `path` and checks the answer.
-pub fn handshake(stream: &mut TcpStream, host: &str, path: &str) -> io::Result<()> {
+pub fn handshake(
+    stream: &mut TcpStream,
+    host: &str,
+    path: &str,
+    interrupted: &dyn Fn() -> bool,
+) -> io::Result<()> {
     let key = generate_key();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -172,11 +196,11 @@ pub fn handshake(stream: &mut TcpStream, host: &str, path: &str) -> io::Result<(
         env!("CARGO_PKG_VERSION")
     );
     stream.write_all(request.as_bytes())?;
-    let head = read_head(stream).map_err(|e| match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the server did not answer the WebSocket request",
-        ),
+    let head = read_head(stream, interrupted).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::other(format!(
+            "the server took the connection but did not answer the WebSocket request within {} s",
+            HEAD_TIMEOUT.as_secs()
+        )),
         _ => e,
     })?;
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -196,10 +220,9 @@ pub fn handshake(stream: &mut TcpStream, host: &str, path: &str) -> io::Result<(
             404 => " (is the path right?)",
             _ => "",
         };
-        return Err(io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            format!("the server answered {code} {reason}{hint}"),
-        ));
+        return Err(io::Error::other(format!(
+            "the server answered {code} {reason}{hint}"
+        )));
     }
     let accept = parsed
         .headers
@@ -221,7 +244,7 @@ mod tests {
 
     #[test]
     fn tokens_are_decoded() {
-        assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
+        assert_eq!(percent_decode("a%20b+c%2"), "a b+c%2");
         assert_eq!(percent_decode("s3cr%C3%A9t"), "s3cr\u{e9}t");
     }
 }

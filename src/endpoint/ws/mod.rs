@@ -139,7 +139,7 @@ pub fn parse_serve(text: &str, rest: &str) -> Result<Serve, String> {
         match key {
             "token" if value.is_empty() => return Err("the token is empty".into()),
             "token" => token = Some(value.to_string()),
-            "origin" if !value.contains("://") => {
+            "origin" if value != "*" && !value.contains("://") => {
                 return Err(
                     "an origin is a scheme and host, e.g. origin=https://dash.example".into(),
                 );

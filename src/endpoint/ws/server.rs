@@ -3,16 +3,17 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
+
+use crate::endpoint::listen::Parcel;
 use log::{info, warn};
 
 use super::frames::{Conn, Role};
 use super::{DEFAULT_WS_CLIENTS, Serve, http};
 use crate::endpoint::listen::{self, Protocol};
 use crate::endpoint::{Inlet, OpenOptions, Shape};
-use crate::framing::{Batch, Framing};
+use crate::framing::Framing;
 
 /// The page `ws-listen://` serves: one self-contained file, no outside assets.
 const CONSOLE: &str = include_str!("console.html");
@@ -48,18 +49,34 @@ impl Server {
     /// user allowed.
     fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
         let origin = origin.trim_end_matches('/');
-        let own = host.is_some_and(|host| {
-            origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                == Some(host)
-        });
-        own || self
+        if self
             .settings
             .origins
             .iter()
             .any(|o| o == "*" || o == origin)
+        {
+            return true;
+        }
+        let Some(host) = host else { return false };
+        let own = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            == Some(host);
+        // A page's own origin is only as good as its Host, which a DNS rebinding page
+        // chooses: without a token, take it only for an address or localhost.
+        own && (self.settings.token.is_some() || plain_host(host))
     }
+}
+
+/// Whether `host` (with its port) is an IP address or localhost, not a name that any
+/// DNS server could point at this machine.
+fn plain_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 impl Protocol for Server {
@@ -69,16 +86,33 @@ impl Protocol for Server {
         &self,
         stream: &mut TcpStream,
         peer: SocketAddr,
-        room: bool,
+        room: &mut dyn FnMut() -> bool,
     ) -> io::Result<Option<Conn>> {
         let name = &self.name;
-        let Some(request) = http::read_request(stream)? else {
-            http::answer(stream, "400 Bad Request", "not an HTTP request\n", "")?;
-            return Ok(None);
+        let request = match http::read_request(stream) {
+            Ok(Some(request)) => request,
+            Ok(None) => {
+                http::answer(stream, "400 Bad Request", "not an HTTP request\n", "")?;
+                return Ok(None);
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                let _ = http::answer(
+                    stream,
+                    "431 Request Header Fields Too Large",
+                    "too large\n",
+                    "",
+                );
+                return Err(e);
+            }
+            Err(e) => {
+                let _ = http::answer(stream, "408 Request Timeout", "no request in time\n", "");
+                return Err(e);
+            }
         };
         if !request.upgrade {
             return match (request.method.as_str(), request.path.as_str()) {
-                ("GET" | "HEAD", "/" | "/index.html") => http::page(stream, CONSOLE).map(|_| None),
+                ("GET", "/" | "/index.html") => http::page(stream, CONSOLE, true).map(|_| None),
+                ("HEAD", "/" | "/index.html") => http::page(stream, CONSOLE, false).map(|_| None),
                 ("GET" | "HEAD", _) => {
                     http::answer(stream, "404 Not Found", "not found\n", "").map(|_| None)
                 }
@@ -95,7 +129,11 @@ impl Protocol for Server {
             info!("{name}: refused {peer}: {why} ({status})");
             http::answer(stream, status, &format!("{why}\n"), "").map(|_| None)
         };
-        let Some(key) = request.key.as_deref().filter(|_| request.method == "GET") else {
+        let Some(key) = request
+            .key
+            .as_deref()
+            .filter(|key| request.method == "GET" && !key.is_empty())
+        else {
             return refuse(stream, "400 Bad Request", "not a WebSocket request");
         };
         if request.version.as_deref() != Some("13") {
@@ -120,7 +158,7 @@ impl Protocol for Server {
             let why = format!("origin {origin} is not allowed (see origin=)");
             return refuse(stream, "403 Forbidden", &why);
         }
-        if !room {
+        if !room() {
             let why = format!("already serving {} (see --max-clients)", self.max_clients);
             return refuse(stream, "503 Service Unavailable", &why);
         }
@@ -140,7 +178,7 @@ impl Protocol for Server {
         conn.read(stream, inlet)
     }
 
-    fn write(&self, conn: &Conn, stream: TcpStream, queue: Receiver<Arc<Batch>>) -> io::Result<()> {
+    fn write(&self, conn: &Conn, stream: TcpStream, queue: Receiver<Parcel>) -> io::Result<()> {
         conn.write(stream, queue)
     }
 }
