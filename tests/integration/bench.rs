@@ -49,3 +49,39 @@ fn bench_smoke_runs_every_reference_without_loss() {
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn bench_smoke_runs_the_websocket_scenarios_without_loss() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = env!("CARGO_BIN_EXE_serial-bridge");
+    let out = std::env::temp_dir().join(format!("bench-ws-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let (json, svg) = (out.join("bench.json"), out.join("bench.svg"));
+    let output = Command::new("python3")
+        .arg(root.join("scripts/bench"))
+        .args(["--ws", "--smoke", "--bridge"])
+        .arg(format!(
+            "mine={exe} -q {{a}} ws-listen://127.0.0.1:{{port}}"
+        ))
+        .arg("--json")
+        .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .expect("run scripts/bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report = std::fs::read_to_string(&json).unwrap();
+    // The bridge and the client's own ceiling, each in the summary and its round.
+    assert_eq!(report.matches("\"status\": \"OK\"").count(), 4, "{report}");
+    // Invalid UTF-8, NUL, CR and an empty line went both ways unchanged.
+    assert_eq!(
+        report.matches("\"bytes\": \"exact\"").count(),
+        2,
+        "{report}"
+    );
+    assert!(stdout.contains("mine: bytes exact"), "{stdout}");
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    std::fs::remove_dir_all(&out).unwrap();
+}
