@@ -27,6 +27,7 @@
 //! | `/dev/ttyACM0,baud=115200`, `COM3` | serial port, [`serial`] |
 //! | `tcp://HOST:PORT`, `socket://HOST:PORT` | TCP client, [`tcp`] |
 //! | `tcp-listen://[ADDR:]PORT` | TCP server for line clients, [`listen`] |
+//! | `mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER` | MQTT client, [`mqtt`] |
 //! | `-` | stdin and stdout, [`stdio`] |
 //! | `pty`, `pty:LINK` | a new pseudo-terminal, [`pty`] (Unix) |
 
@@ -39,6 +40,7 @@ use crate::error::Error;
 use crate::framing::{Batch, Framing};
 
 pub mod listen;
+pub mod mqtt;
 #[cfg(unix)]
 pub mod pty;
 pub mod serial;
@@ -58,6 +60,8 @@ pub enum Spec {
     Stdio,
     /// A new pseudo-terminal, optionally reached through a symlink at this path.
     Pty(Option<String>),
+    /// A client of an MQTT broker: lines are messages on topics.
+    Mqtt(mqtt::Settings),
 }
 
 /// The longest time any option or setting may name (`--flush-after`, `--settle`,
@@ -132,6 +136,7 @@ impl Spec {
             Spec::Serial(settings) => serial::open(settings),
             Spec::Tcp(addr) => tcp::connect(&name, addr, interrupted),
             Spec::TcpListen(listen) => listen::open(&name, listen, options),
+            Spec::Mqtt(settings) => mqtt::open(&name, settings, options, interrupted),
             Spec::Stdio => Ok(stdio::open()),
             #[cfg(unix)]
             Spec::Pty(link) => pty::open(&name, link.as_deref()),
@@ -172,6 +177,11 @@ impl FromStr for Spec {
             return match scheme {
                 "tcp" | "socket" => tcp::parse_connect(text, rest).map(Spec::Tcp),
                 "tcp-listen" => listen::parse(text, rest).map(Spec::TcpListen),
+                "mqtt" => mqtt::parse(text, rest).map(Spec::Mqtt),
+                "mqtts" => Err(format!(
+                    "{text}: MQTT over TLS is not supported yet; use mqtt://HOST (port 1883) \
+                     on a trusted network"
+                )),
                 _ => Err(format!(
                     "{text}: unknown scheme '{scheme}://'; use tcp://HOST:PORT, \
                      tcp-listen://[ADDR:]PORT, -, pty, or a serial port path"
@@ -192,6 +202,7 @@ impl fmt::Display for Spec {
             Spec::Stdio => f.write_str("-"),
             Spec::Pty(None) => f.write_str("pty"),
             Spec::Pty(Some(link)) => write!(f, "pty:{link}"),
+            Spec::Mqtt(settings) => write!(f, "{settings}"),
         }
     }
 }

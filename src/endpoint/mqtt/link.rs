@@ -1,0 +1,524 @@
+//! A running broker connection: its reader and writer threads, the outbox the bridge
+//! publishes through, and the guard that says goodbye.
+//!
+//! - The **reader** thread decodes packets: each PUBLISH payload goes to the bridge
+//!   through the connection's one inlet (a QoS 1 one is acknowledged once the bridge
+//!   has taken it), each PUBACK to the [`Session`]. A payload longer than `--max-line`
+//!   is streamed through the framer, so memory stays bounded whatever the broker sends.
+//!   When the connection ends it marks the link dead and fails the inlet with the
+//!   reason, which the bridge takes as the endpoint closing.
+//! - The **writer** thread owns every write: buffers from the outbox, acknowledgements
+//!   from the reader, a PINGREQ after a keepalive without traffic, and at a clean stop
+//!   the retained `offline` and DISCONNECT. Its queue is bounded, so the bridge's writer
+//!   waits while the broker catches up: backpressure on this direction only.
+//! - The **guard** ([`Stopper`]) asks the writer for the goodbye, waits (bounded) for
+//!   the broker to close, then shuts the socket, which ends both threads.
+
+use std::borrow::Cow;
+use std::io::{self, BufReader, Cursor, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use log::{info, warn};
+
+use super::codec::{self, kind};
+use super::session::Session;
+use super::{OFFLINE, Settings};
+use crate::endpoint::{
+    Dropped, Inbox, Inlet, Messages, Outbox, READ_BUFFER, Running, SendNow, Taken,
+};
+use crate::framing::{Batch, Framing, MAX_MAX_LINE};
+
+/// Buffers waiting for the writer thread. Each holds a whole batch of publishes, so a
+/// few keep the socket busy; the bridge's writer waits beyond that.
+const LINK_QUEUE: usize = 4;
+
+/// QoS 1 publishes registered before waiting for their acknowledgements: enough to keep
+/// a round trip to the broker busy, far below the 65535 packet ids.
+const WINDOW: usize = 1024;
+
+/// How long the goodbye may take: for the writer to take it, and for the broker to
+/// close the connection after DISCONNECT.
+const STOP_WAIT: Duration = Duration::from_millis(500);
+
+/// A connection that finished its handshake, waiting for the bridge to start it.
+pub struct Opened {
+    pub name: String,
+    pub settings: Settings,
+    pub stream: TcpStream,
+    /// Bytes the handshake read past the SUBACK.
+    pub leftover: Vec<u8>,
+    /// Messages that arrived before the SUBACK.
+    pub early: Vec<Early>,
+    /// With QoS 1.
+    pub session: Option<Arc<Session>>,
+    pub framing: Framing,
+    /// How long the broker may stay silent before the connection counts as dead.
+    pub silence: Duration,
+}
+
+/// A message that arrived during the handshake.
+pub struct Early {
+    pid: Option<u16>,
+    payload: Vec<u8>,
+}
+
+impl Early {
+    /// Reads a PUBLISH whose `header` was read; `None` if it is too long to keep.
+    pub fn read(input: &mut impl Read, header: codec::Header) -> io::Result<Option<Early>> {
+        let publish = codec::read_publish(input, header)?;
+        if publish.payload > MAX_MAX_LINE {
+            super::too_long_early(publish.payload);
+            skip(input, publish.payload)?;
+            return Ok(None);
+        }
+        let mut payload = vec![0; publish.payload];
+        input.read_exact(&mut payload)?;
+        Ok(Some(Early {
+            pid: publish.pid,
+            payload,
+        }))
+    }
+}
+
+/// What the writer thread is asked to do.
+enum Command {
+    /// Write these bytes (whole packets).
+    Write(Vec<u8>),
+    /// Say goodbye and end.
+    Stop,
+}
+
+/// What the threads, the outbox and the guard of one connection share.
+struct Link {
+    name: String,
+    /// The connection is gone: nothing more is sent or registered for it.
+    dead: AtomicBool,
+    /// The bridge is stopping it: its end is not a failure.
+    stopping: AtomicBool,
+    session: Option<Arc<Session>>,
+    /// Why the writer failed, for the reader to report.
+    error: Mutex<Option<io::Error>>,
+}
+
+impl Link {
+    /// Marks the connection dead, waking anyone waiting for acknowledgements.
+    fn kill(&self) {
+        match &self.session {
+            Some(session) => session.kill(&self.dead),
+            None => self.dead.store(true, Ordering::Release),
+        }
+    }
+
+    fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+
+    /// The error for a send after the connection is gone.
+    fn lost(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the connection to the broker was lost",
+        )
+    }
+}
+
+impl Messages for Opened {
+    fn start(self: Box<Self>, inbox: Box<dyn Inbox>) -> io::Result<Running> {
+        let s = &self.settings;
+        let link = Arc::new(Link {
+            name: self.name.clone(),
+            dead: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            session: self.session.clone(),
+            error: Mutex::new(None),
+        });
+        let (tx, rx) = bounded(LINK_QUEUE);
+        if let Some(session) = &link.session {
+            let (resend, count) = session.resend();
+            if count > 0 {
+                info!(
+                    "{}: publishing {count} unacknowledged lines again",
+                    self.name
+                );
+                tx.try_send(Command::Write(resend))
+                    .expect("a new queue has room");
+            }
+        }
+        let mut farewell = Vec::new();
+        if let Some(status) = &s.status {
+            codec::publish(&mut farewell, status, OFFLINE, 0, 0, true);
+        }
+        farewell.extend_from_slice(&codec::DISCONNECT);
+        let keepalive = Duration::from_secs(u64::from(s.keepalive));
+        let (out, l) = (self.stream.try_clone()?, Arc::clone(&link));
+        thread::Builder::new()
+            .name(format!("write {}", self.name))
+            .spawn(move || write_loop(&l, out, &rx, keepalive, farewell))?;
+        let inlet = inbox.open(&self.name);
+        // The connection's inlet is the direction's only source: once it ends, the
+        // bridge sees the endpoint close.
+        drop(inbox);
+        let (done_tx, done) = bounded::<()>(0);
+        let input = Cursor::new(self.leftover).chain(BufReader::with_capacity(
+            READ_BUFFER,
+            self.stream.try_clone()?,
+        ));
+        let reader = Reader {
+            link: Arc::clone(&link),
+            inlet: Some(inlet),
+            acks: tx.clone(),
+            whole: match &self.framing {
+                Framing::Lines { max_line, .. } => *max_line,
+                Framing::Raw => READ_BUFFER,
+            },
+            silence: self.silence,
+            _done: done_tx,
+        };
+        let early = self.early;
+        thread::Builder::new()
+            .name(format!("read {}", self.name))
+            .spawn(move || reader.run(input, early))?;
+        let publish = s.publish.as_ref().map(|topic| Publishing {
+            topic: topic.clone(),
+            qos: s.qos,
+            retain: s.retain,
+            delimiter: match &self.framing {
+                Framing::Lines { delimiter, .. } => Some(delimiter.clone()),
+                Framing::Raw => None,
+            },
+        });
+        let out = Out {
+            link: Arc::clone(&link),
+            tx: tx.clone(),
+            publish: publish.map(Arc::new),
+            warned: false,
+        };
+        // The fast path takes whole batches at QoS 0 only: at QoS 1 a line counts as
+        // written once acknowledged, which is never at once.
+        let now = (s.qos == 0).then(|| Box::new(out.clone()) as Box<dyn SendNow>);
+        Ok(Running {
+            outbox: Box::new(out),
+            outbox_now: now,
+            guard: Box::new(Stopper {
+                link,
+                tx,
+                stream: self.stream,
+                done,
+            }),
+        })
+    }
+}
+
+/// The writer thread: see the module documentation.
+fn write_loop(
+    link: &Link,
+    mut out: TcpStream,
+    rx: &Receiver<Command>,
+    keepalive: Duration,
+    farewell: Vec<u8>,
+) {
+    let mut last = Instant::now();
+    loop {
+        let (bytes, stop): (Cow<'_, [u8]>, bool) = match rx.recv_deadline(last + keepalive) {
+            Ok(Command::Write(bytes)) => (bytes.into(), false),
+            Ok(Command::Stop) => (farewell.as_slice().into(), true),
+            Err(RecvTimeoutError::Timeout) => (codec::PINGREQ.as_slice().into(), false),
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        if let Err(e) = out.write_all(&bytes) {
+            if !link.stopping.load(Ordering::Acquire) {
+                let mut error = link.error.lock().unwrap_or_else(|e| e.into_inner());
+                error.get_or_insert(e);
+            }
+            link.kill();
+            // Wakes the reader, which reports the error.
+            let _ = out.shutdown(Shutdown::Both);
+            return;
+        }
+        last = Instant::now();
+        if stop {
+            // The broker closes the connection once it reads DISCONNECT.
+            let _ = out.shutdown(Shutdown::Write);
+            return;
+        }
+    }
+}
+
+/// The reader thread's state.
+struct Reader {
+    link: Arc<Link>,
+    /// `None` once the bridge takes nothing more.
+    inlet: Option<Box<dyn Inlet>>,
+    /// The writer's queue, for acknowledgements.
+    acks: Sender<Command>,
+    /// Payloads up to this long are handed over as one message; longer ones are
+    /// streamed through the framer (`--max-line`).
+    whole: usize,
+    silence: Duration,
+    /// Dropped when the thread ends; the guard waits for that.
+    _done: Sender<()>,
+}
+
+impl Reader {
+    fn run(mut self, mut input: impl Read, early: Vec<Early>) {
+        let mut result = Ok(());
+        for message in early {
+            let mut payload = &message.payload[..];
+            result = self.hand_over(&mut payload, message.payload.len(), message.pid);
+        }
+        if result.is_ok() {
+            result = self.read(&mut input);
+        }
+        let Err(error) = result else { return };
+        let error = match error.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "no answer from the broker for {} s (keepalive)",
+                    self.silence.as_secs()
+                ),
+            ),
+            _ => error,
+        };
+        let first = self
+            .link
+            .error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        self.link.kill();
+        match self.inlet.take() {
+            Some(inlet) if !self.link.stopping.load(Ordering::Acquire) => {
+                inlet.fail(first.unwrap_or(error));
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads packets until the connection ends, which is always an error here.
+    fn read(&mut self, input: &mut impl Read) -> io::Result<()> {
+        loop {
+            let Some(header) = codec::read_header(input)? else {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the broker closed the connection",
+                ));
+            };
+            match header.kind {
+                kind::PUBLISH => {
+                    let publish = codec::read_publish(input, header)?;
+                    self.hand_over(input, publish.payload, publish.pid)?;
+                }
+                kind::PUBACK => {
+                    let pid = codec::pid(&codec::read_body(input, header)?)?;
+                    if let Some(session) = &self.link.session {
+                        session.ack(pid);
+                    }
+                }
+                kind::PINGRESP | kind::SUBACK => {
+                    codec::read_body(input, header)?;
+                }
+                other => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("unexpected type {other} packet from the broker"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Hands a payload of `len` bytes from `input` to the bridge as one line, and
+    /// acknowledges it (QoS 1, `pid`) once the bridge took it.
+    fn hand_over(&mut self, input: &mut impl Read, len: usize, pid: Option<u16>) -> io::Result<()> {
+        let Some(inlet) = self.inlet.as_mut() else {
+            return skip(input, len);
+        };
+        let taken = if len <= self.whole {
+            let mut payload = vec![0; len];
+            input.read_exact(&mut payload)?;
+            inlet.message(&payload)
+        } else {
+            let mut buf = vec![0; READ_BUFFER];
+            let (mut left, mut taken) = (len, true);
+            while left > 0 {
+                let n = left.min(buf.len());
+                input.read_exact(&mut buf[..n])?;
+                left -= n;
+                taken = taken && inlet.feed(&buf[..n]);
+            }
+            // The delimiter after what was fed (raw: nothing).
+            taken && inlet.message(&[])
+        };
+        match (taken, pid) {
+            (false, _) => self.inlet = None,
+            (true, Some(pid)) => {
+                let mut ack = Vec::with_capacity(4);
+                codec::puback(&mut ack, pid);
+                // Fails only once the writer is gone, and the connection with it.
+                let _ = self.acks.send(Command::Write(ack));
+            }
+            (true, None) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Reads and forgets `len` bytes.
+fn skip(input: &mut impl Read, len: usize) -> io::Result<()> {
+    let skipped = io::copy(&mut input.take(len as u64), &mut io::sink())?;
+    match skipped == len as u64 {
+        true => Ok(()),
+        false => Err(io::ErrorKind::UnexpectedEof.into()),
+    }
+}
+
+/// How lines become PUBLISH packets.
+struct Publishing {
+    topic: String,
+    qos: u8,
+    retain: bool,
+    /// Stripped from the end of each piece (none with `--raw`).
+    delimiter: Option<Vec<u8>>,
+}
+
+impl Publishing {
+    fn encode(&self, out: &mut Vec<u8>, piece: &[u8], pid: u16) {
+        let payload = match &self.delimiter {
+            Some(delimiter) => piece.strip_suffix(delimiter.as_slice()).unwrap_or(piece),
+            None => piece,
+        };
+        codec::publish(out, &self.topic, payload, self.qos, pid, self.retain);
+    }
+
+    /// All of `batch`, encoded at QoS 0.
+    fn encode_all(&self, batch: &Batch) -> Vec<u8> {
+        let overhead = self.topic.len() + 8;
+        let mut out = Vec::with_capacity(batch.bytes().len() + batch.pieces() * overhead);
+        batch
+            .iter()
+            .for_each(|piece| self.encode(&mut out, piece, 0));
+        out
+    }
+}
+
+/// The connection's way in from the bridge.
+#[derive(Clone)]
+struct Out {
+    link: Arc<Link>,
+    tx: Sender<Command>,
+    /// `None` without `pub=`: lines for it reach nobody.
+    publish: Option<Arc<Publishing>>,
+    /// Whether "no pub= topic" was logged.
+    warned: bool,
+}
+
+impl Out {
+    /// QoS 1: registers each window of pieces in the session, sends it, and waits for
+    /// its acknowledgements. Pieces registered count as written even if the connection
+    /// drops before they are acknowledged: they go out again after the reconnect.
+    fn send_acknowledged(&self, publish: &Publishing, batch: &Batch) -> io::Result<Dropped> {
+        let session = self.link.session.as_ref().expect("QoS 1 has a session");
+        let pieces: Vec<&[u8]> = batch.iter().collect();
+        let mut kept = 0;
+        for window in pieces.chunks(WINDOW) {
+            let mut buf = Vec::new();
+            let encode = |out: &mut Vec<u8>, piece: &[u8], pid| publish.encode(out, piece, pid);
+            let pieces = window.iter().copied();
+            let Some(registered) = session.register(pieces, &self.link.dead, &mut buf, encode)
+            else {
+                break;
+            };
+            kept += window.len();
+            let sent = self.tx.send(Command::Write(buf)).is_ok();
+            if !sent || !session.wait(registered, &self.link.dead) {
+                break;
+            }
+        }
+        match kept {
+            0 if !pieces.is_empty() => Err(self.link.lost()),
+            _ => Ok(Dropped {
+                pieces: pieces.len() - kept,
+                bytes: pieces[kept..].iter().map(|p| p.len()).sum(),
+            }),
+        }
+    }
+
+    /// Counts a batch for an endpoint without `pub=` as reaching nobody.
+    fn unheard(&mut self, batch: &Batch) -> Dropped {
+        if !self.warned {
+            self.warned = true;
+            warn!(
+                "{}: no pub= topic; lines from the other side are dropped",
+                self.link.name
+            );
+        }
+        Dropped::all(batch)
+    }
+}
+
+impl Outbox for Out {
+    fn send(&mut self, batch: &Batch) -> io::Result<Dropped> {
+        let Some(publish) = self.publish.clone() else {
+            return Ok(self.unheard(batch));
+        };
+        if self.link.is_dead() {
+            return Err(self.link.lost());
+        }
+        if publish.qos == 1 {
+            return self.send_acknowledged(&publish, batch);
+        }
+        self.tx
+            .send(Command::Write(publish.encode_all(batch)))
+            .map_err(|_| self.link.lost())?;
+        Ok(Dropped::default())
+    }
+}
+
+impl SendNow for Out {
+    /// QoS 0 only: the whole batch if the writer's queue has room, else nothing.
+    fn send_now(&mut self, batch: &Batch) -> Taken {
+        let all = Taken {
+            bytes: batch.bytes().len(),
+            dropped: Dropped::default(),
+        };
+        let Some(publish) = self.publish.clone() else {
+            return Taken {
+                dropped: self.unheard(batch),
+                ..all
+            };
+        };
+        if self.link.is_dead() {
+            return Taken::default();
+        }
+        match self.tx.try_send(Command::Write(publish.encode_all(batch))) {
+            Ok(()) => all,
+            Err(_) => Taken::default(),
+        }
+    }
+}
+
+/// The running connection's guard: see the module documentation.
+struct Stopper {
+    link: Arc<Link>,
+    tx: Sender<Command>,
+    stream: TcpStream,
+    /// Disconnected once the reader thread has ended.
+    done: Receiver<()>,
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        self.link.stopping.store(true, Ordering::Release);
+        if !self.link.is_dead() && self.tx.send_timeout(Command::Stop, STOP_WAIT).is_ok() {
+            let _ = self.done.recv_timeout(STOP_WAIT);
+        }
+        self.link.kill();
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}

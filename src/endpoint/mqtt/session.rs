@@ -1,0 +1,246 @@
+//! The client side of a persistent QoS 1 session: lines published but not yet
+//! acknowledged, kept across connections.
+//!
+//! With `--reconnect` the bridge reopens a lost endpoint by calling `Spec::open` again,
+//! which makes a new connection with new threads. What must outlive the old connection
+//! lives here, in a process-wide store keyed by broker and client id: every PUBLISH
+//! sent at QoS 1 stays in [`Session`] until its PUBACK arrives, and a new connection
+//! sends whatever is left first, with the DUP flag, before any new line. Packet ids
+//! come from here too, so a new connection never reuses one still in flight.
+//!
+//! A connection that dies is marked dead under the session's lock, and nothing is
+//! added for a dead connection; so every entry was put in before the bridge learned of
+//! the loss, that is before the reopen that resends it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+
+use super::codec::DUP;
+
+/// One client's session: see the module documentation.
+#[derive(Debug, Default)]
+pub struct Session {
+    state: Mutex<State>,
+    /// Signalled when a PUBACK arrives or a connection dies.
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The last packet id handed out.
+    last_pid: u16,
+    /// Increases with every PUBLISH registered: tells windows apart.
+    next_seq: u64,
+    /// Published, not yet acknowledged, oldest first.
+    inflight: VecDeque<Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    pid: u16,
+    /// The encoded PUBLISH, as first sent.
+    packet: Vec<u8>,
+}
+
+/// Sequence numbers `first..end` of the PUBLISH packets one call registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    first: u64,
+    end: u64,
+}
+
+/// The session of `client_id` at `broker`, new or kept from an earlier connection.
+pub fn of(broker: &str, client_id: &str) -> Arc<Session> {
+    static STORE: OnceLock<Mutex<HashMap<String, Arc<Session>>>> = OnceLock::new();
+    let store = STORE.get_or_init(Default::default);
+    let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+    let key = format!("{broker}\0{client_id}");
+    Arc::clone(store.entry(key).or_default())
+}
+
+impl Session {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding it; if something did, the entries are whole.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A packet id not in flight, for a SUBSCRIBE.
+    pub fn pid(&self) -> u16 {
+        self.lock().next_pid()
+    }
+
+    /// Registers one PUBLISH per item of `payloads`, encoded by `encode` with a fresh
+    /// packet id, and appends them all to `out`. Registers nothing and returns `None`
+    /// if `dead` is set: the connection they were meant for is gone.
+    pub fn register<'p, E>(
+        &self,
+        payloads: impl Iterator<Item = &'p [u8]>,
+        dead: &AtomicBool,
+        out: &mut Vec<u8>,
+        mut encode: E,
+    ) -> Option<Window>
+    where
+        E: FnMut(&mut Vec<u8>, &[u8], u16),
+    {
+        let mut state = self.lock();
+        if dead.load(Ordering::Acquire) {
+            return None;
+        }
+        let first = state.next_seq;
+        for payload in payloads {
+            let pid = state.next_pid();
+            let mut packet = Vec::new();
+            encode(&mut packet, payload, pid);
+            out.extend_from_slice(&packet);
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            state.inflight.push_back(Entry { seq, pid, packet });
+        }
+        Some(Window {
+            first,
+            end: state.next_seq,
+        })
+    }
+
+    /// Waits until every PUBLISH of `window` is acknowledged (true) or `dead` is set
+    /// (false; what is left stays for the next connection).
+    pub fn wait(&self, window: Window, dead: &AtomicBool) -> bool {
+        let mut state = self.lock();
+        loop {
+            if !state.holds(window) {
+                return true;
+            }
+            if dead.load(Ordering::Acquire) {
+                return false;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// A PUBACK for `pid` arrived.
+    pub fn ack(&self, pid: u16) {
+        let mut state = self.lock();
+        if let Some(at) = state.inflight.iter().position(|e| e.pid == pid) {
+            state.inflight.remove(at);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Sets `dead` under the session's lock and wakes every waiter.
+    pub fn kill(&self, dead: &AtomicBool) {
+        let _state = self.lock();
+        dead.store(true, Ordering::Release);
+        self.changed.notify_all();
+    }
+
+    /// Every PUBLISH still in flight, oldest first, marked as a resend; and how many.
+    pub fn resend(&self) -> (Vec<u8>, usize) {
+        let state = self.lock();
+        let mut out = Vec::new();
+        for entry in &state.inflight {
+            let start = out.len();
+            out.extend_from_slice(&entry.packet);
+            out[start] |= DUP;
+        }
+        (out, state.inflight.len())
+    }
+
+    /// How many PUBLISH packets are in flight.
+    #[cfg(test)]
+    fn inflight(&self) -> usize {
+        self.lock().inflight.len()
+    }
+}
+
+impl State {
+    /// The next packet id (1 to 65535) that is not in flight. Windows are far
+    /// smaller than the id space, so one is always free.
+    fn next_pid(&mut self) -> u16 {
+        loop {
+            self.last_pid = self.last_pid.checked_add(1).unwrap_or(1);
+            let pid = self.last_pid;
+            if !self.inflight.iter().any(|e| e.pid == pid) {
+                return pid;
+            }
+        }
+    }
+
+    /// Whether any PUBLISH of `window` is still in flight. Entries are in sequence
+    /// order, so only the front of the queue is looked at.
+    fn holds(&self, window: Window) -> bool {
+        self.inflight
+            .iter()
+            .take_while(|e| e.seq < window.end)
+            .any(|e| e.seq >= window.first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread;
+
+    fn encode(out: &mut Vec<u8>, payload: &[u8], pid: u16) {
+        out.push(0x32);
+        out.extend_from_slice(&pid.to_be_bytes());
+        out.extend_from_slice(payload);
+    }
+
+    #[test]
+    fn acknowledged_windows_end_the_wait_and_the_rest_is_resent_marked() {
+        let session = Session::default();
+        let dead = AtomicBool::new(false);
+        let mut out = Vec::new();
+        let one = session
+            .register([&b"a"[..], b"b"].into_iter(), &dead, &mut out, encode)
+            .unwrap();
+        assert_eq!(out, [0x32, 0, 1, b'a', 0x32, 0, 2, b'b']);
+        session.ack(2);
+        session.ack(1);
+        assert!(session.wait(one, &dead));
+        let two = session
+            .register([&b"c"[..]].into_iter(), &dead, &mut Vec::new(), encode)
+            .unwrap();
+        let (resend, count) = session.resend();
+        assert_eq!((resend, count), (vec![0x3a, 0, 3, b'c'], 1));
+        session.kill(&dead);
+        assert!(!session.wait(two, &dead));
+        // Nothing is registered for a dead connection.
+        assert!(
+            session
+                .register([&b"d"[..]].into_iter(), &dead, &mut Vec::new(), encode)
+                .is_none()
+        );
+        assert_eq!(session.inflight(), 1);
+    }
+
+    #[test]
+    fn a_waiter_wakes_when_the_last_ack_arrives() {
+        let session = Arc::new(Session::default());
+        let dead = Arc::new(AtomicBool::new(false));
+        let window = session
+            .register([&b"x"[..]].into_iter(), &dead, &mut Vec::new(), encode)
+            .unwrap();
+        let (s, d) = (Arc::clone(&session), Arc::clone(&dead));
+        let waiter = thread::spawn(move || s.wait(window, &d));
+        session.ack(1);
+        assert!(waiter.join().unwrap());
+    }
+
+    #[test]
+    fn packet_ids_skip_those_in_flight_and_wrap_past_zero() {
+        let session = Session::default();
+        let dead = AtomicBool::new(false);
+        session.lock().last_pid = u16::MAX - 1;
+        session
+            .register([&b"x"[..]].into_iter(), &dead, &mut Vec::new(), encode)
+            .unwrap();
+        // u16::MAX is in flight: the next id wraps to 1, never 0.
+        session.lock().last_pid = u16::MAX - 1;
+        assert_eq!(session.pid(), 1);
+        assert!(Arc::ptr_eq(&of("b:1", "id"), &of("b:1", "id")));
+        assert!(!Arc::ptr_eq(&of("b:1", "id"), &of("b:1", "other")));
+    }
+}
