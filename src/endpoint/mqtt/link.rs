@@ -96,6 +96,8 @@ enum Command {
 /// What the threads, the outbox and the guard of one connection share.
 struct Link {
     name: String,
+    /// Its number in the session (QoS 1).
+    connection: u64,
     /// The connection is gone: nothing more is sent or registered for it.
     dead: AtomicBool,
     /// The bridge is stopping it: its end is not a failure.
@@ -130,16 +132,11 @@ impl Link {
 impl Messages for Opened {
     fn start(self: Box<Self>, inbox: Box<dyn Inbox>) -> io::Result<Running> {
         let s = &self.settings;
-        let link = Arc::new(Link {
-            name: self.name.clone(),
-            dead: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
-            session: self.session.clone(),
-            error: Mutex::new(None),
-        });
         let (tx, rx) = bounded(LINK_QUEUE);
-        if let Some(session) = &link.session {
-            let (resend, count) = session.resend();
+        let mut connection = 0;
+        if let Some(session) = &self.session {
+            let (number, resend, count) = session.begin();
+            connection = number;
             if count > 0 {
                 info!(
                     "{}: publishing {count} unacknowledged lines again",
@@ -149,6 +146,14 @@ impl Messages for Opened {
                     .expect("a new queue has room");
             }
         }
+        let link = Arc::new(Link {
+            name: self.name.clone(),
+            connection,
+            dead: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            session: self.session.clone(),
+            error: Mutex::new(None),
+        });
         let mut farewell = Vec::new();
         if let Some(status) = &s.status {
             codec::publish(&mut farewell, status, OFFLINE, 0, 0, true);
@@ -276,6 +281,10 @@ impl Reader {
         }
         let Err(error) = result else { return };
         let error = match error.kind() {
+            io::ErrorKind::ConnectionReset => io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the broker closed the connection",
+            ),
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
@@ -430,7 +439,9 @@ impl Out {
             let mut buf = Vec::new();
             let encode = |out: &mut Vec<u8>, piece: &[u8], pid| publish.encode(out, piece, pid);
             let pieces = window.iter().copied();
-            let Some(registered) = session.register(pieces, &self.link.dead, &mut buf, encode)
+            let dead = &self.link.dead;
+            let connection = self.link.connection;
+            let Some(registered) = session.register(connection, pieces, dead, &mut buf, encode)
             else {
                 break;
             };
@@ -467,11 +478,11 @@ impl Outbox for Out {
         let Some(publish) = self.publish.clone() else {
             return Ok(self.unheard(batch));
         };
-        if self.link.is_dead() {
-            return Err(self.link.lost());
-        }
         if publish.qos == 1 {
             return self.send_acknowledged(&publish, batch);
+        }
+        if self.link.is_dead() {
+            return Err(self.link.lost());
         }
         self.tx
             .send(Command::Write(publish.encode_all(batch)))
@@ -520,5 +531,14 @@ impl Drop for Stopper {
         }
         self.link.kill();
         let _ = self.stream.shutdown(Shutdown::Both);
+        if let Some(session) = &self.link.session {
+            let left = session.unacknowledged(self.link.connection);
+            if left > 0 {
+                warn!(
+                    "{}: {left} lines published at QoS 1 were never acknowledged by the broker",
+                    self.link.name
+                );
+            }
+        }
     }
 }

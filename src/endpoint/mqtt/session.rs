@@ -8,9 +8,12 @@
 //! sends whatever is left first, with the DUP flag, before any new line. Packet ids
 //! come from here too, so a new connection never reuses one still in flight.
 //!
-//! A connection that dies is marked dead under the session's lock, and nothing is
-//! added for a dead connection; so every entry was put in before the bridge learned of
-//! the loss, that is before the reopen that resends it.
+//! Each connection that starts takes a number and the resend in one step, under the
+//! session's lock. A connection that died may still register lines (the batches the
+//! bridge had already queued for it) as long as no newer connection has started: they
+//! wait in the session and go out with the next connection's resend. Once a newer one
+//! has started, a dead connection registers nothing, and the bridge counts those lines
+//! as dropped. So no line is kept where no connection will ever send it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +31,8 @@ pub struct Session {
 
 #[derive(Debug, Default)]
 struct State {
+    /// The number of the latest connection that started.
+    connection: u64,
     /// The last packet id handed out.
     last_pid: u16,
     /// Increases with every PUBLISH registered: tells windows apart.
@@ -71,11 +76,27 @@ impl Session {
         self.lock().next_pid()
     }
 
-    /// Registers one PUBLISH per item of `payloads`, encoded by `encode` with a fresh
-    /// packet id, and appends them all to `out`. Registers nothing and returns `None`
-    /// if `dead` is set: the connection they were meant for is gone.
+    /// A new connection starts: its number, and every PUBLISH still in flight, oldest
+    /// first, marked as a resend, with how many there are.
+    pub fn begin(&self) -> (u64, Vec<u8>, usize) {
+        let mut state = self.lock();
+        state.connection += 1;
+        let mut out = Vec::new();
+        for entry in &state.inflight {
+            let start = out.len();
+            out.extend_from_slice(&entry.packet);
+            out[start] |= DUP;
+        }
+        (state.connection, out, state.inflight.len())
+    }
+
+    /// Registers one PUBLISH per item of `payloads` for `connection`, encoded by
+    /// `encode` with a fresh packet id, and appends them all to `out`. If the
+    /// connection is `dead`, they are kept for the next one, unless a newer one has
+    /// started already: then nothing is registered and the result is `None`.
     pub fn register<'p, E>(
         &self,
+        connection: u64,
         payloads: impl Iterator<Item = &'p [u8]>,
         dead: &AtomicBool,
         out: &mut Vec<u8>,
@@ -85,7 +106,7 @@ impl Session {
         E: FnMut(&mut Vec<u8>, &[u8], u16),
     {
         let mut state = self.lock();
-        if dead.load(Ordering::Acquire) {
+        if dead.load(Ordering::Acquire) && state.connection != connection {
             return None;
         }
         let first = state.next_seq;
@@ -135,22 +156,14 @@ impl Session {
         self.changed.notify_all();
     }
 
-    /// Every PUBLISH still in flight, oldest first, marked as a resend; and how many.
-    pub fn resend(&self) -> (Vec<u8>, usize) {
+    /// How many PUBLISH packets are in flight if `connection` is the latest one;
+    /// otherwise a newer connection has them, and this one has none.
+    pub fn unacknowledged(&self, connection: u64) -> usize {
         let state = self.lock();
-        let mut out = Vec::new();
-        for entry in &state.inflight {
-            let start = out.len();
-            out.extend_from_slice(&entry.packet);
-            out[start] |= DUP;
+        match state.connection == connection {
+            true => state.inflight.len(),
+            false => 0,
         }
-        (out, state.inflight.len())
-    }
-
-    /// How many PUBLISH packets are in flight.
-    #[cfg(test)]
-    fn inflight(&self) -> usize {
-        self.lock().inflight.len()
     }
 }
 
@@ -192,28 +205,56 @@ mod tests {
     fn acknowledged_windows_end_the_wait_and_the_rest_is_resent_marked() {
         let session = Session::default();
         let dead = AtomicBool::new(false);
+        let (first, _, _) = session.begin();
         let mut out = Vec::new();
         let one = session
-            .register([&b"a"[..], b"b"].into_iter(), &dead, &mut out, encode)
+            .register(
+                first,
+                [&b"a"[..], b"b"].into_iter(),
+                &dead,
+                &mut out,
+                encode,
+            )
             .unwrap();
         assert_eq!(out, [0x32, 0, 1, b'a', 0x32, 0, 2, b'b']);
         session.ack(2);
         session.ack(1);
         assert!(session.wait(one, &dead));
         let two = session
-            .register([&b"c"[..]].into_iter(), &dead, &mut Vec::new(), encode)
+            .register(
+                first,
+                [&b"c"[..]].into_iter(),
+                &dead,
+                &mut Vec::new(),
+                encode,
+            )
             .unwrap();
-        let (resend, count) = session.resend();
-        assert_eq!((resend, count), (vec![0x3a, 0, 3, b'c'], 1));
         session.kill(&dead);
         assert!(!session.wait(two, &dead));
-        // Nothing is registered for a dead connection.
-        assert!(
-            session
-                .register([&b"d"[..]].into_iter(), &dead, &mut Vec::new(), encode)
-                .is_none()
+        // A dead connection's lines wait for the next one while none has started...
+        let kept = session.register(
+            first,
+            [&b"d"[..]].into_iter(),
+            &dead,
+            &mut Vec::new(),
+            encode,
         );
-        assert_eq!(session.inflight(), 1);
+        assert!(kept.is_some());
+        assert_eq!(session.unacknowledged(first), 2);
+        let (second, resend, count) = session.begin();
+        assert_eq!(count, 2);
+        assert_eq!(resend, [0x3a, 0, 3, b'c', 0x3a, 0, 4, b'd']);
+        // ...but not once one has: nobody would send them.
+        let late = session.register(
+            first,
+            [&b"e"[..]].into_iter(),
+            &dead,
+            &mut Vec::new(),
+            encode,
+        );
+        assert!(late.is_none());
+        assert_eq!(session.unacknowledged(first), 0);
+        assert_eq!(session.unacknowledged(second), 2);
     }
 
     #[test]
@@ -221,7 +262,7 @@ mod tests {
         let session = Arc::new(Session::default());
         let dead = Arc::new(AtomicBool::new(false));
         let window = session
-            .register([&b"x"[..]].into_iter(), &dead, &mut Vec::new(), encode)
+            .register(0, [&b"x"[..]].into_iter(), &dead, &mut Vec::new(), encode)
             .unwrap();
         let (s, d) = (Arc::clone(&session), Arc::clone(&dead));
         let waiter = thread::spawn(move || s.wait(window, &d));
@@ -235,7 +276,7 @@ mod tests {
         let dead = AtomicBool::new(false);
         session.lock().last_pid = u16::MAX - 1;
         session
-            .register([&b"x"[..]].into_iter(), &dead, &mut Vec::new(), encode)
+            .register(0, [&b"x"[..]].into_iter(), &dead, &mut Vec::new(), encode)
             .unwrap();
         // u16::MAX is in flight: the next id wraps to 1, never 0.
         session.lock().last_pid = u16::MAX - 1;
