@@ -27,7 +27,8 @@ use crate::framing::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE, Framing, MAX_MAX_LINE}
     example = "Different speeds, CRLF-terminated lines:\n  $ {command_name} --delimiter '\\r\\n' /dev/ttyUSB0,baud=115200 /dev/ttyACM0",
     example = "A binary protocol such as Firmata, byte for byte:\n  $ {command_name} --raw --baud 57600 COM3 COM4",
     example = "Expose an Arduino to the network (this machine only without 0.0.0.0):\n  $ {command_name} /dev/ttyACM0 tcp-listen://0.0.0.0:5000",
-    note = "A port is a serial port PATH[,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, - for stdin/stdout, or pty[:LINK]."
+    example = "Put a board on an MQTT broker, lines out on one topic and in from another:\n  $ {command_name} /dev/ttyACM0 mqtt://broker,pub=lab/uno1,sub=lab/uno2",
+    note = "A port is a serial port PATH[,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER (qos=0|1, retain=on|off, client-id=ID, keepalive=SECS, password-file=PATH, status=TOPIC), - for stdin/stdout, or pty[:LINK]."
 )]
 pub struct Args {
     /// the two ports to bridge, A and B

@@ -481,6 +481,10 @@ mod tests {
             "/dev/ttyS0".parse::<Spec>().unwrap(),
             Spec::Serial(_)
         ));
+        let Spec::Mqtt(mqtt) = "mqtt://broker,pub=a,sub=b".parse::<Spec>().unwrap() else {
+            panic!("not mqtt");
+        };
+        assert_eq!(mqtt.address(), "broker:1883");
     }
 
     #[test]
@@ -491,6 +495,7 @@ mod tests {
             "pty:/tmp/x",
             "tcp://h:1",
             "tcp-listen://[::1]:80",
+            "mqtt://me@broker:1884,pub=lab/uno1,sub=lab/uno2",
             "COM3",
         ] {
             assert_eq!(text.parse::<Spec>().unwrap().to_string(), text);
