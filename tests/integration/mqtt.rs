@@ -292,6 +292,35 @@ fn raw_mode_publishes_reads_and_adds_nothing() {
 }
 
 #[test]
+fn a_bridge_that_only_publishes_keeps_its_connection_alive() {
+    if !have_mosquitto() {
+        return;
+    }
+    // Nothing comes back to a bridge that only publishes at QoS 0, however busy it is:
+    // its pings must go out anyway, or it would take the broker's silence for death.
+    let broker = Broker::start("");
+    let sub = broker.sub("busy/out", 0);
+    let mut pty = Pty::new();
+    let bridge = Bridge::start(&[&pty.path, &broker.url("pub=busy/out,keepalive=1")]);
+    let start = Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < Duration::from_millis(3500) {
+        write_all(&mut pty.master, b"tick\n");
+        sent += 1;
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(sub.wait(sent).len(), sent);
+    assert!(
+        !bridge.stderr().contains("no answer"),
+        "{}",
+        bridge.stderr()
+    );
+    bridge.signal("INT");
+    let (status, stderr) = bridge.wait(PATIENCE);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+#[test]
 fn wildcard_filters_take_matching_topics_only() {
     if !have_mosquitto() {
         return;

@@ -162,7 +162,7 @@ impl Messages for Opened {
         let keepalive = Duration::from_secs(u64::from(s.keepalive));
         let (out, l) = (self.stream.try_clone()?, Arc::clone(&link));
         thread::Builder::new()
-            .name(format!("write {}", self.name))
+            .name(format!("send {}", self.name))
             .spawn(move || write_loop(&l, out, &rx, keepalive, farewell))?;
         let inlet = inbox.open(&self.name);
         // The connection's inlet is the direction's only source: once it ends, the
@@ -186,7 +186,7 @@ impl Messages for Opened {
         };
         let early = self.early;
         thread::Builder::new()
-            .name(format!("read {}", self.name))
+            .name(format!("receive {}", self.name))
             .spawn(move || reader.run(input, early))?;
         let publish = s.publish.as_ref().map(|topic| Publishing {
             topic: topic.clone(),
@@ -220,6 +220,10 @@ impl Messages for Opened {
 }
 
 /// The writer thread: see the module documentation.
+///
+/// It pings every keepalive whatever else it writes: the PINGRESP is what tells the
+/// reader the broker is alive when nothing else comes back (a bridge that only
+/// publishes at QoS 0 hears nothing otherwise).
 fn write_loop(
     link: &Link,
     mut out: TcpStream,
@@ -227,15 +231,20 @@ fn write_loop(
     keepalive: Duration,
     farewell: Vec<u8>,
 ) {
-    let mut last = Instant::now();
+    let mut ping_at = Instant::now() + keepalive;
     loop {
-        let (bytes, stop): (Cow<'_, [u8]>, bool) = match rx.recv_deadline(last + keepalive) {
+        let (bytes, stop): (Cow<'_, [u8]>, bool) = match rx.recv_deadline(ping_at) {
             Ok(Command::Write(bytes)) => (bytes.into(), false),
             Ok(Command::Stop) => (farewell.as_slice().into(), true),
-            Err(RecvTimeoutError::Timeout) => (codec::PINGREQ.as_slice().into(), false),
+            Err(RecvTimeoutError::Timeout) => (Cow::Borrowed(&[]), false),
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        if let Err(e) = out.write_all(&bytes) {
+        let mut result = out.write_all(&bytes);
+        if result.is_ok() && !stop && Instant::now() >= ping_at {
+            result = out.write_all(&codec::PINGREQ);
+            ping_at = Instant::now() + keepalive;
+        }
+        if let Err(e) = result {
             if !link.stopping.load(Ordering::Acquire) {
                 let mut error = link.error.lock().unwrap_or_else(|e| e.into_inner());
                 error.get_or_insert(e);
@@ -245,7 +254,6 @@ fn write_loop(
             let _ = out.shutdown(Shutdown::Both);
             return;
         }
-        last = Instant::now();
         if stop {
             // The broker closes the connection once it reads DISCONNECT.
             let _ = out.shutdown(Shutdown::Write);
