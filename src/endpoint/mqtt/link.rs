@@ -1,21 +1,19 @@
-//! A running broker connection: its reader and writer threads, the outbox the bridge
-//! publishes through, and the guard that says goodbye.
+//! A running broker connection: its threads, the outbox the bridge publishes through,
+//! and the guard that says goodbye.
 //!
-//! - The **reader** thread decodes packets: each PUBLISH payload goes to the bridge
-//!   through the connection's one inlet (a QoS 1 one is acknowledged once the bridge
-//!   has taken it), each PUBACK to the [`Session`]. A payload longer than `--max-line`
-//!   is streamed through the framer, so memory stays bounded whatever the broker sends.
-//!   When the connection ends it marks the link dead and fails the inlet with the
-//!   reason, which the bridge takes as the endpoint closing.
+//! - The **reader** thread ([`super::receive`]) decodes packets: PUBLISH payloads go to
+//!   the bridge through the connection's one inlet, PUBACKs to the [`Session`]. When
+//!   the connection ends it marks the link dead and fails the inlet with the reason,
+//!   which the bridge takes as the endpoint closing.
 //! - The **writer** thread owns every write: buffers from the outbox, acknowledgements
-//!   from the reader, a PINGREQ after a keepalive without traffic, and at a clean stop
-//!   the retained `offline` and DISCONNECT. Its queue is bounded, so the bridge's writer
-//!   waits while the broker catches up: backpressure on this direction only.
+//!   from the reader, a PINGREQ every keepalive, and at a clean stop the retained
+//!   `offline` and DISCONNECT. Its queue is bounded, so the bridge's writer waits while
+//!   the broker catches up: backpressure on this direction only.
 //! - The **guard** ([`Stopper`]) asks the writer for the goodbye, waits (bounded) for
 //!   the broker to close, then shuts the socket, which ends both threads.
 
 use std::borrow::Cow;
-use std::io::{self, BufReader, Cursor, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,13 +23,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use log::{info, warn};
 
-use super::codec::{self, kind};
+use super::codec;
+use super::receive::{Early, Handover, Input, Reader};
 use super::session::Session;
 use super::{OFFLINE, Settings};
-use crate::endpoint::{
-    Dropped, Inbox, Inlet, Messages, Outbox, READ_BUFFER, Running, SendNow, Taken,
-};
-use crate::framing::{Batch, Framing, MAX_MAX_LINE};
+use crate::endpoint::{Dropped, Inbox, Messages, Outbox, READ_BUFFER, Running, SendNow, Taken};
+use crate::framing::{Batch, Framing};
 
 /// Buffers waiting for the writer thread. Each holds a whole batch of publishes, so a
 /// few keep the socket busy; the bridge's writer waits beyond that.
@@ -61,32 +58,8 @@ pub struct Opened {
     pub silence: Duration,
 }
 
-/// A message that arrived during the handshake.
-pub struct Early {
-    pid: Option<u16>,
-    payload: Vec<u8>,
-}
-
-impl Early {
-    /// Reads a PUBLISH whose `header` was read; `None` if it is too long to keep.
-    pub fn read(input: &mut impl Read, header: codec::Header) -> io::Result<Option<Early>> {
-        let publish = codec::read_publish(input, header)?;
-        if publish.payload > MAX_MAX_LINE {
-            super::too_long_early(publish.payload);
-            skip(input, publish.payload)?;
-            return Ok(None);
-        }
-        let mut payload = vec![0; publish.payload];
-        input.read_exact(&mut payload)?;
-        Ok(Some(Early {
-            pid: publish.pid,
-            payload,
-        }))
-    }
-}
-
 /// What the writer thread is asked to do.
-enum Command {
+pub enum Command {
     /// Write these bytes (whole packets).
     Write(Vec<u8>),
     /// Say goodbye and end.
@@ -94,22 +67,22 @@ enum Command {
 }
 
 /// What the threads, the outbox and the guard of one connection share.
-struct Link {
+pub struct Link {
     name: String,
     /// Its number in the session (QoS 1).
     connection: u64,
     /// The connection is gone: nothing more is sent or registered for it.
     dead: AtomicBool,
     /// The bridge is stopping it: its end is not a failure.
-    stopping: AtomicBool,
-    session: Option<Arc<Session>>,
+    pub stopping: AtomicBool,
+    pub session: Option<Arc<Session>>,
     /// Why the writer failed, for the reader to report.
-    error: Mutex<Option<io::Error>>,
+    pub error: Mutex<Option<io::Error>>,
 }
 
 impl Link {
     /// Marks the connection dead, waking anyone waiting for acknowledgements.
-    fn kill(&self) {
+    pub fn kill(&self) {
         match &self.session {
             Some(session) => session.kill(&self.dead),
             None => self.dead.store(true, Ordering::Release),
@@ -169,20 +142,20 @@ impl Messages for Opened {
         // bridge sees the endpoint close.
         drop(inbox);
         let (done_tx, done) = bounded::<()>(0);
-        let input = Cursor::new(self.leftover).chain(BufReader::with_capacity(
-            READ_BUFFER,
-            self.stream.try_clone()?,
-        ));
+        let input = Input::new(self.stream.try_clone()?, self.leftover);
+        let (whole, delimiter) = match &self.framing {
+            Framing::Lines {
+                max_line,
+                delimiter,
+            } => (*max_line, Some(delimiter.clone())),
+            Framing::Raw => (READ_BUFFER, None),
+        };
         let reader = Reader {
             link: Arc::clone(&link),
-            inlet: Some(inlet),
+            handover: Handover::new(inlet, whole, delimiter),
             acks: tx.clone(),
-            whole: match &self.framing {
-                Framing::Lines { max_line, .. } => *max_line,
-                Framing::Raw => READ_BUFFER,
-            },
             silence: self.silence,
-            _done: done_tx,
+            done: done_tx,
         };
         let early = self.early;
         thread::Builder::new()
@@ -259,139 +232,6 @@ fn write_loop(
             let _ = out.shutdown(Shutdown::Write);
             return;
         }
-    }
-}
-
-/// The reader thread's state.
-struct Reader {
-    link: Arc<Link>,
-    /// `None` once the bridge takes nothing more.
-    inlet: Option<Box<dyn Inlet>>,
-    /// The writer's queue, for acknowledgements.
-    acks: Sender<Command>,
-    /// Payloads up to this long are handed over as one message; longer ones are
-    /// streamed through the framer (`--max-line`).
-    whole: usize,
-    silence: Duration,
-    /// Dropped when the thread ends; the guard waits for that.
-    _done: Sender<()>,
-}
-
-impl Reader {
-    fn run(mut self, mut input: impl Read, early: Vec<Early>) {
-        let mut result = Ok(());
-        for message in early {
-            let mut payload = &message.payload[..];
-            result = self.hand_over(&mut payload, message.payload.len(), message.pid);
-        }
-        if result.is_ok() {
-            result = self.read(&mut input);
-        }
-        let Err(error) = result else { return };
-        let error = match error.kind() {
-            io::ErrorKind::ConnectionReset => io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "the broker closed the connection",
-            ),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "no answer from the broker for {} s (keepalive)",
-                    self.silence.as_secs()
-                ),
-            ),
-            _ => error,
-        };
-        let first = self
-            .link
-            .error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        self.link.kill();
-        match self.inlet.take() {
-            Some(inlet) if !self.link.stopping.load(Ordering::Acquire) => {
-                inlet.fail(first.unwrap_or(error));
-            }
-            _ => {}
-        }
-    }
-
-    /// Reads packets until the connection ends, which is always an error here.
-    fn read(&mut self, input: &mut impl Read) -> io::Result<()> {
-        loop {
-            let Some(header) = codec::read_header(input)? else {
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "the broker closed the connection",
-                ));
-            };
-            match header.kind {
-                kind::PUBLISH => {
-                    let publish = codec::read_publish(input, header)?;
-                    self.hand_over(input, publish.payload, publish.pid)?;
-                }
-                kind::PUBACK => {
-                    let pid = codec::pid(&codec::read_body(input, header)?)?;
-                    if let Some(session) = &self.link.session {
-                        session.ack(pid);
-                    }
-                }
-                kind::PINGRESP | kind::SUBACK => {
-                    codec::read_body(input, header)?;
-                }
-                other => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("unexpected type {other} packet from the broker"),
-                    ));
-                }
-            }
-        }
-    }
-
-    /// Hands a payload of `len` bytes from `input` to the bridge as one line, and
-    /// acknowledges it (QoS 1, `pid`) once the bridge took it.
-    fn hand_over(&mut self, input: &mut impl Read, len: usize, pid: Option<u16>) -> io::Result<()> {
-        let Some(inlet) = self.inlet.as_mut() else {
-            return skip(input, len);
-        };
-        let taken = if len <= self.whole {
-            let mut payload = vec![0; len];
-            input.read_exact(&mut payload)?;
-            inlet.message(&payload)
-        } else {
-            let mut buf = vec![0; READ_BUFFER];
-            let (mut left, mut taken) = (len, true);
-            while left > 0 {
-                let n = left.min(buf.len());
-                input.read_exact(&mut buf[..n])?;
-                left -= n;
-                taken = taken && inlet.feed(&buf[..n]);
-            }
-            // The delimiter after what was fed (raw: nothing).
-            taken && inlet.message(&[])
-        };
-        match (taken, pid) {
-            (false, _) => self.inlet = None,
-            (true, Some(pid)) => {
-                let mut ack = Vec::with_capacity(4);
-                codec::puback(&mut ack, pid);
-                // Fails only once the writer is gone, and the connection with it.
-                let _ = self.acks.send(Command::Write(ack));
-            }
-            (true, None) => {}
-        }
-        Ok(())
-    }
-}
-
-/// Reads and forgets `len` bytes.
-fn skip(input: &mut impl Read, len: usize) -> io::Result<()> {
-    let skipped = io::copy(&mut input.take(len as u64), &mut io::sink())?;
-    match skipped == len as u64 {
-        true => Ok(()),
-        false => Err(io::ErrorKind::UnexpectedEof.into()),
     }
 }
 

@@ -49,6 +49,7 @@ use crate::framing::MAX_MAX_LINE;
 
 mod codec;
 mod link;
+mod receive;
 mod session;
 mod settings;
 
@@ -184,7 +185,7 @@ fn handshake(
                     }
                 }
                 // A persistent session's backlog can arrive before the SUBACK.
-                codec::kind::PUBLISH => early.extend(link::Early::read(&mut input, header)?),
+                codec::kind::PUBLISH => early.extend(receive::Early::read(&mut input, header)?),
                 _ => {
                     codec::read_body(&mut input, header)?;
                 }
@@ -260,7 +261,7 @@ impl Read for Patient<'_> {
 }
 
 /// Logs once that a message was too long to keep before the subscription was
-/// confirmed; used by [`link::Early::read`].
+/// confirmed; used by [`receive::Early::read`].
 fn too_long_early(len: usize) {
     warn!(
         "a message of {len} bytes arrived while subscribing, more than {MAX_MAX_LINE} \

@@ -39,6 +39,9 @@ struct State {
     next_seq: u64,
     /// Published, not yet acknowledged, oldest first.
     inflight: VecDeque<Entry>,
+    /// The window a sender waits for: an acknowledgement wakes it only once that
+    /// window is complete, not at every PUBACK.
+    wanted: Option<Window>,
 }
 
 #[derive(Debug)]
@@ -131,11 +134,14 @@ impl Session {
         let mut state = self.lock();
         loop {
             if !state.holds(window) {
+                state.wanted = None;
                 return true;
             }
             if dead.load(Ordering::Acquire) {
+                state.wanted = None;
                 return false;
             }
+            state.wanted = Some(window);
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -145,7 +151,9 @@ impl Session {
         let mut state = self.lock();
         if let Some(at) = state.inflight.iter().position(|e| e.pid == pid) {
             state.inflight.remove(at);
-            self.changed.notify_all();
+            if state.wanted.is_some_and(|window| !state.holds(window)) {
+                self.changed.notify_all();
+            }
         }
     }
 
