@@ -25,7 +25,7 @@ use log::{info, warn};
 
 use super::codec;
 use super::receive::{Early, Handover, Input, Reader};
-use super::session::Session;
+use super::session::{Session, UNACKED};
 use super::{OFFLINE, Settings};
 use crate::endpoint::{Dropped, Inbox, Messages, Outbox, READ_BUFFER, Running, SendNow, Taken};
 use crate::framing::{Batch, Framing};
@@ -34,8 +34,7 @@ use crate::framing::{Batch, Framing};
 /// few keep the socket busy; the bridge's writer waits beyond that.
 const LINK_QUEUE: usize = 4;
 
-/// QoS 1 publishes registered before waiting for their acknowledgements: enough to keep
-/// a round trip to the broker busy, far below the 65535 packet ids.
+/// QoS 1 publishes registered and sent at a time: a whole read of short lines.
 const WINDOW: usize = 1024;
 
 /// How long the goodbye may take: for the writer to take it, and for the broker to
@@ -276,26 +275,29 @@ struct Out {
 }
 
 impl Out {
-    /// QoS 1: registers each window of pieces in the session, sends it, and waits for
-    /// its acknowledgements. Pieces registered count as written even if the connection
-    /// drops before they are acknowledged: they go out again after the reconnect.
+    /// QoS 1: registers the pieces in the session, a window at a time, and sends
+    /// them, waiting first while [`UNACKED`] lines are in flight. A registered piece
+    /// counts as written: the session keeps it until its PUBACK arrives, and a
+    /// reconnect sends it again. (Waiting for each PUBACK would let a slow port on the
+    /// other side hold back this direction: PUBACKs arrive behind the messages for
+    /// it.)
     fn send_acknowledged(&self, publish: &Publishing, batch: &Batch) -> io::Result<Dropped> {
         let session = self.link.session.as_ref().expect("QoS 1 has a session");
+        let (dead, connection) = (&self.link.dead, self.link.connection);
         let pieces: Vec<&[u8]> = batch.iter().collect();
         let mut kept = 0;
         for window in pieces.chunks(WINDOW) {
+            // False once the connection is dead; `register` then decides.
+            session.wait(UNACKED - window.len(), dead, None);
             let mut buf = Vec::new();
             let encode = |out: &mut Vec<u8>, piece: &[u8], pid| publish.encode(out, piece, pid);
-            let pieces = window.iter().copied();
-            let dead = &self.link.dead;
-            let connection = self.link.connection;
-            let Some(registered) = session.register(connection, pieces, dead, &mut buf, encode)
-            else {
+            if !session.register(connection, window.iter().copied(), dead, &mut buf, encode) {
                 break;
-            };
+            }
             kept += window.len();
-            let sent = self.tx.send(Command::Write(buf)).is_ok();
-            if !sent || !session.wait(registered, &self.link.dead) {
+            if self.tx.send(Command::Write(buf)).is_err() {
+                // The writer is gone, and the connection with it; the session keeps
+                // what was registered for the next one.
                 break;
             }
         }
@@ -374,6 +376,11 @@ struct Stopper {
 impl Drop for Stopper {
     fn drop(&mut self) {
         self.link.stopping.store(true, Ordering::Release);
+        if let Some(session) = &self.link.session {
+            // Lines published a moment ago: give their PUBACKs a moment to arrive.
+            let deadline = Instant::now() + STOP_WAIT;
+            session.wait(0, &self.link.dead, Some(deadline));
+        }
         if !self.link.is_dead() && self.tx.send_timeout(Command::Stop, STOP_WAIT).is_ok() {
             let _ = self.done.recv_timeout(STOP_WAIT);
         }

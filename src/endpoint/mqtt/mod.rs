@@ -19,10 +19,13 @@
 //! write (publishes, acknowledgements, pings, the goodbye). The bridge's writer thread
 //! publishes through the outbox, which encodes a whole batch into one buffer.
 //!
-//! **QoS 1** ([`session`]): a published line counts as written once its PUBACK arrives,
-//! or once it is kept for resending if the connection drops first. Lines published and
-//! not acknowledged stay in a process-wide session that outlives the connection; when
-//! `--reconnect` opens the endpoint again, they go out first with the DUP flag. The
+//! **QoS 1** ([`session`]): every line published stays in a process-wide session until
+//! its PUBACK arrives; the session outlives the connection, and when `--reconnect`
+//! opens the endpoint again, what is unacknowledged goes out first with the DUP flag.
+//! A line counts as written once it is in the session and on its way. The outbox does
+//! not wait for each PUBACK (they queue behind the messages for the other side, so a
+//! slow port there would hold back this direction); it waits once 4096 are
+//! outstanding. The
 //! connection keeps a persistent session at the broker (clean session off, the stable
 //! client id) and subscribes at QoS 1, so messages for it wait while it is away. An
 //! incoming QoS 1 message is acknowledged once the bridge has taken it (written to the

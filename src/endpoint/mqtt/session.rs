@@ -8,6 +8,11 @@
 //! sends whatever is left first, with the DUP flag, before any new line. Packet ids
 //! come from here too, so a new connection never reuses one still in flight.
 //!
+//! A sender does not wait for each PUBACK: they arrive on the same socket as the
+//! messages for the other side, and when that side is slow they queue behind them, so
+//! waiting would let a slow port hold back the direction out of it. Instead at most
+//! [`UNACKED`] lines may be in flight; a sender waits for room beyond that.
+//!
 //! Each connection that starts takes a number and the resend in one step, under the
 //! session's lock. A connection that died may still register lines (the batches the
 //! bridge had already queued for it) as long as no newer connection has started: they
@@ -18,14 +23,20 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
 
 use super::codec::DUP;
+
+/// Lines published and not yet acknowledged, at most: a few round trips' worth at any
+/// rate a port reaches, a few hundred KiB at the default `--max-line`, and far below
+/// the 65535 packet ids.
+pub const UNACKED: usize = 4096;
 
 /// One client's session: see the module documentation.
 #[derive(Debug, Default)]
 pub struct Session {
     state: Mutex<State>,
-    /// Signalled when a PUBACK arrives or a connection dies.
+    /// Signalled when a waiter's wish comes true, or a connection dies.
     changed: Condvar,
 }
 
@@ -35,28 +46,18 @@ struct State {
     connection: u64,
     /// The last packet id handed out.
     last_pid: u16,
-    /// Increases with every PUBLISH registered: tells windows apart.
-    next_seq: u64,
     /// Published, not yet acknowledged, oldest first.
     inflight: VecDeque<Entry>,
-    /// The window a sender waits for: an acknowledgement wakes it only once that
-    /// window is complete, not at every PUBACK.
-    wanted: Option<Window>,
+    /// A waiter wants at most this many in flight: a PUBACK wakes it only then, not
+    /// at every acknowledgement.
+    wanted: Option<usize>,
 }
 
 #[derive(Debug)]
 struct Entry {
-    seq: u64,
     pid: u16,
     /// The encoded PUBLISH, as first sent.
     packet: Vec<u8>,
-}
-
-/// Sequence numbers `first..end` of the PUBLISH packets one call registered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    first: u64,
-    end: u64,
 }
 
 /// The session of `client_id` at `broker`, new or kept from an earlier connection.
@@ -96,7 +97,7 @@ impl Session {
     /// Registers one PUBLISH per item of `payloads` for `connection`, encoded by
     /// `encode` with a fresh packet id, and appends them all to `out`. If the
     /// connection is `dead`, they are kept for the next one, unless a newer one has
-    /// started already: then nothing is registered and the result is `None`.
+    /// started already: then nothing is registered and the result is false.
     pub fn register<'p, E>(
         &self,
         connection: u64,
@@ -104,46 +105,47 @@ impl Session {
         dead: &AtomicBool,
         out: &mut Vec<u8>,
         mut encode: E,
-    ) -> Option<Window>
+    ) -> bool
     where
         E: FnMut(&mut Vec<u8>, &[u8], u16),
     {
         let mut state = self.lock();
         if dead.load(Ordering::Acquire) && state.connection != connection {
-            return None;
+            return false;
         }
-        let first = state.next_seq;
         for payload in payloads {
             let pid = state.next_pid();
             let mut packet = Vec::new();
             encode(&mut packet, payload, pid);
             out.extend_from_slice(&packet);
-            let seq = state.next_seq;
-            state.next_seq += 1;
-            state.inflight.push_back(Entry { seq, pid, packet });
+            state.inflight.push_back(Entry { pid, packet });
         }
-        Some(Window {
-            first,
-            end: state.next_seq,
-        })
+        true
     }
 
-    /// Waits until every PUBLISH of `window` is acknowledged (true) or `dead` is set
-    /// (false; what is left stays for the next connection).
-    pub fn wait(&self, window: Window, dead: &AtomicBool) -> bool {
+    /// Waits until at most `most` PUBLISH packets are in flight (true), or `dead` is
+    /// set or `deadline` passes first (false).
+    pub fn wait(&self, most: usize, dead: &AtomicBool, deadline: Option<Instant>) -> bool {
         let mut state = self.lock();
-        loop {
-            if !state.holds(window) {
-                state.wanted = None;
-                return true;
+        let done = loop {
+            if state.inflight.len() <= most {
+                break true;
             }
             if dead.load(Ordering::Acquire) {
-                state.wanted = None;
-                return false;
+                break false;
             }
-            state.wanted = Some(window);
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
+            state.wanted = Some(most);
+            state = match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+                None => self.changed.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(left) if left.is_zero() => break false,
+                Some(left) => {
+                    let waited = self.changed.wait_timeout(state, left);
+                    waited.unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        };
+        state.wanted = None;
+        done
     }
 
     /// A PUBACK for `pid` arrived.
@@ -151,7 +153,10 @@ impl Session {
         let mut state = self.lock();
         if let Some(at) = state.inflight.iter().position(|e| e.pid == pid) {
             state.inflight.remove(at);
-            if state.wanted.is_some_and(|window| !state.holds(window)) {
+            if state
+                .wanted
+                .is_some_and(|most| state.inflight.len() <= most)
+            {
                 self.changed.notify_all();
             }
         }
@@ -176,8 +181,8 @@ impl Session {
 }
 
 impl State {
-    /// The next packet id (1 to 65535) that is not in flight. Windows are far
-    /// smaller than the id space, so one is always free.
+    /// The next packet id (1 to 65535) that is not in flight. At most [`UNACKED`] are,
+    /// far fewer than there are ids, so one is always free.
     fn next_pid(&mut self) -> u16 {
         loop {
             self.last_pid = self.last_pid.checked_add(1).unwrap_or(1);
@@ -187,21 +192,13 @@ impl State {
             }
         }
     }
-
-    /// Whether any PUBLISH of `window` is still in flight. Entries are in sequence
-    /// order, so only the front of the queue is looked at.
-    fn holds(&self, window: Window) -> bool {
-        self.inflight
-            .iter()
-            .take_while(|e| e.seq < window.end)
-            .any(|e| e.seq >= window.first)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::thread;
+    use std::time::Duration;
 
     fn encode(out: &mut Vec<u8>, payload: &[u8], pid: u16) {
         out.push(0x32);
@@ -209,71 +206,53 @@ mod tests {
         out.extend_from_slice(payload);
     }
 
+    fn register(session: &Session, connection: u64, dead: &AtomicBool, payload: &[u8]) -> bool {
+        session.register(
+            connection,
+            [payload].into_iter(),
+            dead,
+            &mut Vec::new(),
+            encode,
+        )
+    }
+
     #[test]
-    fn acknowledged_windows_end_the_wait_and_the_rest_is_resent_marked() {
+    fn acknowledged_lines_leave_and_the_rest_is_resent_marked() {
         let session = Session::default();
         let dead = AtomicBool::new(false);
         let (first, _, _) = session.begin();
         let mut out = Vec::new();
-        let one = session
-            .register(
-                first,
-                [&b"a"[..], b"b"].into_iter(),
-                &dead,
-                &mut out,
-                encode,
-            )
-            .unwrap();
+        let payloads = [&b"a"[..], b"b"];
+        assert!(session.register(first, payloads.into_iter(), &dead, &mut out, encode));
         assert_eq!(out, [0x32, 0, 1, b'a', 0x32, 0, 2, b'b']);
         session.ack(2);
         session.ack(1);
-        assert!(session.wait(one, &dead));
-        let two = session
-            .register(
-                first,
-                [&b"c"[..]].into_iter(),
-                &dead,
-                &mut Vec::new(),
-                encode,
-            )
-            .unwrap();
+        assert!(session.wait(0, &dead, None));
+        assert!(register(&session, first, &dead, b"c"));
         session.kill(&dead);
-        assert!(!session.wait(two, &dead));
+        assert!(!session.wait(0, &dead, None));
         // A dead connection's lines wait for the next one while none has started...
-        let kept = session.register(
-            first,
-            [&b"d"[..]].into_iter(),
-            &dead,
-            &mut Vec::new(),
-            encode,
-        );
-        assert!(kept.is_some());
+        assert!(register(&session, first, &dead, b"d"));
         assert_eq!(session.unacknowledged(first), 2);
         let (second, resend, count) = session.begin();
         assert_eq!(count, 2);
         assert_eq!(resend, [0x3a, 0, 3, b'c', 0x3a, 0, 4, b'd']);
         // ...but not once one has: nobody would send them.
-        let late = session.register(
-            first,
-            [&b"e"[..]].into_iter(),
-            &dead,
-            &mut Vec::new(),
-            encode,
-        );
-        assert!(late.is_none());
+        assert!(!register(&session, first, &dead, b"e"));
         assert_eq!(session.unacknowledged(first), 0);
         assert_eq!(session.unacknowledged(second), 2);
     }
 
     #[test]
-    fn a_waiter_wakes_when_the_last_ack_arrives() {
+    fn a_waiter_wakes_when_few_enough_are_in_flight_or_at_its_deadline() {
         let session = Arc::new(Session::default());
         let dead = Arc::new(AtomicBool::new(false));
-        let window = session
-            .register(0, [&b"x"[..]].into_iter(), &dead, &mut Vec::new(), encode)
-            .unwrap();
+        assert!(register(&session, 0, &dead, b"x"));
+        assert!(register(&session, 0, &dead, b"y"));
+        let soon = Some(Instant::now() + Duration::from_millis(20));
+        assert!(!session.wait(1, &dead, soon));
         let (s, d) = (Arc::clone(&session), Arc::clone(&dead));
-        let waiter = thread::spawn(move || s.wait(window, &d));
+        let waiter = thread::spawn(move || s.wait(1, &d, None));
         session.ack(1);
         assert!(waiter.join().unwrap());
     }
@@ -283,9 +262,7 @@ mod tests {
         let session = Session::default();
         let dead = AtomicBool::new(false);
         session.lock().last_pid = u16::MAX - 1;
-        session
-            .register(0, [&b"x"[..]].into_iter(), &dead, &mut Vec::new(), encode)
-            .unwrap();
+        assert!(register(&session, 0, &dead, b"x"));
         // u16::MAX is in flight: the next id wraps to 1, never 0.
         session.lock().last_pid = u16::MAX - 1;
         assert_eq!(session.pid(), 1);
