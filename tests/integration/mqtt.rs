@@ -155,8 +155,10 @@ impl Broker {
                 .stderr(Stdio::null()),
         );
         let out = collect(child.stdout.take().unwrap());
+        // Made first, so a failed wait still kills it.
+        let sub = Sub { child, out };
         self.wait_for_log(&format!("{id} {qos} {filter}"));
-        Sub { child, out }
+        sub
     }
 
     /// mosquitto_pub of `payload` (any bytes) on `topic`.
