@@ -294,6 +294,42 @@ fn raw_mode_publishes_reads_and_adds_nothing() {
 }
 
 #[test]
+fn a_message_longer_than_max_line_arrives_whole_in_pieces() {
+    if !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("");
+    let mut pty = Pty::new();
+    let url = broker.url("sub=long/in");
+    let bridge = Bridge::start(&["--max-line", "100", &pty.path, &url]);
+    let payload: Vec<u8> = (0..50_000u32)
+        .map(|i| (i % 251) as u8)
+        .filter(|&b| b != b'\n')
+        .collect();
+    broker.publish("long/in", &payload, 0);
+    let line = [payload.as_slice(), b"\n"].concat();
+    assert!(read_exactly(&mut pty.master, line.len(), PATIENCE) == line);
+    bridge.wait_for_log("longer than --max-line");
+}
+
+#[test]
+fn ctrl_c_stops_a_handshake_the_broker_never_answers() {
+    // Something that takes the connection and never says a word, as a wrong port might.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = thread::spawn(move || silent.accept().map(|(stream, _)| stream));
+    let bridge = Bridge::spawn(&["-", &format!("mqtt://127.0.0.1:{port},pub=x")]);
+    let _stream = held.join().unwrap().expect("the bridge connects");
+    bridge.signal("INT");
+    let (status, stderr) = bridge.wait(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("stopping before the bridge started"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_bridge_that_only_publishes_keeps_its_connection_alive() {
     if !have_mosquitto() {
         return;
