@@ -10,7 +10,7 @@
 //!   runs a reader thread on the read half and frames what it reads. An optional second
 //!   write half never waits; with it the bridge writes lines straight from the other
 //!   side's reader when nothing is queued (the fast path).
-//! - **Messages** ([`Messages`]: `tcp-listen://`, `ws://`, `ws-listen://`): the endpoint runs its own
+//! - **Messages** ([`Messages`]: `tcp-listen://`, `ws://`, `ws-listen://`, `mqtt://`): the endpoint runs its own
 //!   threads (one per client, or one that owns a socket which cannot be shared) and
 //!   hands whatever they receive to an [`Inbox`] the bridge gives it. Each source it
 //!   opens there (a client) is framed by the bridge's framer and handed over with the
@@ -30,6 +30,7 @@
 //! | `tcp-listen://[ADDR:]PORT` | TCP server for line clients, [`listen`] |
 //! | `ws://HOST:PORT[/PATH]` | WebSocket client, [`ws`] |
 //! | `ws-listen://[ADDR:]PORT` | WebSocket server with a console page, [`ws`] |
+//! | `mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER` | MQTT client, [`mqtt`] |
 //! | `-` | stdin and stdout, [`stdio`] |
 //! | `pty`, `pty:LINK` | a new pseudo-terminal, [`pty`] (Unix) |
 
@@ -40,6 +41,7 @@ use std::time::Duration;
 use crate::framing::{Batch, Framing};
 
 pub mod listen;
+pub mod mqtt;
 #[cfg(unix)]
 pub mod pty;
 pub mod serial;

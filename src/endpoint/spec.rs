@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{Endpoint, OpenOptions, listen, serial, tcp, ws};
+use super::{Endpoint, OpenOptions, listen, mqtt, serial, tcp, ws};
 use crate::error::Error;
 
 /// One side of the bridge, as the user described it.
@@ -22,6 +22,8 @@ pub enum Spec {
     Ws(ws::Connect),
     /// A WebSocket server, with its console page.
     WsListen(ws::Serve),
+    /// A client of an MQTT broker: lines are messages on topics.
+    Mqtt(mqtt::Settings),
     /// Standard input and output.
     Stdio,
     /// A new pseudo-terminal, optionally reached through a symlink at this path.
@@ -86,6 +88,7 @@ impl Spec {
             }
             Spec::Ws(connect) => ws::connect(&name, connect, options, interrupted),
             Spec::WsListen(serve) => ws::serve(&name, serve, options),
+            Spec::Mqtt(settings) => mqtt::open(&name, settings, options, interrupted),
             Spec::Stdio => Ok(super::stdio::open()),
             #[cfg(unix)]
             Spec::Pty(link) => super::pty::open(&name, link.as_deref()),
@@ -128,6 +131,11 @@ impl FromStr for Spec {
                 "tcp-listen" => listen::parse(text, rest).map(Spec::TcpListen),
                 "ws" => ws::parse_connect(text, rest).map(Spec::Ws),
                 "ws-listen" => ws::parse_serve(text, rest).map(Spec::WsListen),
+                "mqtt" => mqtt::parse(text, rest).map(Spec::Mqtt),
+                "mqtts" => Err(format!(
+                    "{text}: MQTT over TLS is not supported yet; use mqtt://HOST (port 1883) \
+                     on a trusted network"
+                )),
                 "wss" => Err(format!(
                     "{text}: wss:// (WebSocket over TLS) is not supported yet; put a TLS proxy \
                      in front, or use ws://"
@@ -135,7 +143,7 @@ impl FromStr for Spec {
                 _ => Err(format!(
                     "{text}: unknown scheme '{scheme}://'; use tcp://HOST:PORT, \
                      tcp-listen://[ADDR:]PORT, ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT, \
-                     -, pty, or a serial port path"
+                     mqtt://HOST,pub=TOPIC,sub=FILTER, -, pty, usb:VID:PID, or a serial port path"
                 )),
             };
         }
@@ -152,6 +160,7 @@ impl fmt::Display for Spec {
             Spec::TcpListen(listen) => write!(f, "tcp-listen://{}", listen.addr),
             Spec::Ws(connect) => f.write_str(&connect.name()),
             Spec::WsListen(serve) => write!(f, "ws-listen://{}", serve.listen.addr),
+            Spec::Mqtt(settings) => write!(f, "{settings}"),
             Spec::Stdio => f.write_str("-"),
             Spec::Pty(None) => f.write_str("pty"),
             Spec::Pty(Some(link)) => write!(f, "pty:{link}"),
@@ -191,6 +200,10 @@ mod tests {
             "/dev/ttyS0".parse::<Spec>().unwrap(),
             Spec::Serial(_)
         ));
+        let Spec::Mqtt(mqtt) = "mqtt://broker,pub=a,sub=b".parse::<Spec>().unwrap() else {
+            panic!("not mqtt");
+        };
+        assert_eq!(mqtt.address(), "broker:1883");
     }
 
     #[test]
@@ -201,6 +214,7 @@ mod tests {
             "pty:/tmp/x",
             "tcp://h:1",
             "tcp-listen://[::1]:80",
+            "mqtt://me@broker:1884,pub=lab/uno1,sub=lab/uno2",
             "COM3",
         ] {
             assert_eq!(text.parse::<Spec>().unwrap().to_string(), text);

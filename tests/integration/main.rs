@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod endpoints;
 mod inproc;
+mod mqtt;
 mod pty;
 mod readme;
 mod reconnect;

@@ -1,0 +1,442 @@
+//! `mqtt://[USER@]HOST[:PORT],key=value,...`: parsing and checking an MQTT endpoint's
+//! settings, all at parse time (a bad one is exit 2), and its stable default client id.
+//!
+//! Topics and filters are checked as MQTT 3.1.1 defines them. A `sub` filter that
+//! matches the `pub` topic (or the `status` topic) is refused: the broker would send
+//! every line straight back. A password never appears on the command line, where `ps`
+//! shows it: `USER:PASSWORD@` is refused with a pointer to `password-file=`.
+
+use std::fmt;
+
+/// The port MQTT brokers listen on without TLS.
+pub const DEFAULT_PORT: u16 = 1883;
+
+/// Seconds between packets before the broker may drop the connection, and how often
+/// an idle connection pings it: what mosquitto_pub and paho use by default is 60; a
+/// shorter default notices a dead broker sooner, at one ping per 30 s.
+pub const DEFAULT_KEEPALIVE: u16 = 30;
+
+/// The longest client id every MQTT 3.1.1 broker must accept.
+const GUARANTEED_ID: usize = 23;
+
+/// The settings a spec may carry, for messages.
+const KEYS: &str = "pub, sub, qos, retain, client-id, keepalive, password-file, status";
+
+/// An MQTT endpoint's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The broker's host name or address (an IPv6 address without brackets).
+    pub host: String,
+    /// The broker's port.
+    pub port: u16,
+    /// User name, if the broker wants one.
+    pub user: Option<String>,
+    /// Where lines from the other side are published.
+    pub publish: Option<String>,
+    /// Messages on this filter are lines for the other side.
+    pub subscribe: Option<String>,
+    /// 0 (at most once) or 1 (at least once, persistent session).
+    pub qos: u8,
+    /// Whether published lines are retained.
+    pub retain: bool,
+    /// The client id: as given, or derived from the host and the endpoint.
+    pub client_id: String,
+    /// Keepalive in seconds, 1 to 65535.
+    pub keepalive: u16,
+    /// A file holding the password, read at each connect.
+    pub password_file: Option<String>,
+    /// Where `online` and (as the will, and at a clean stop) `offline` are retained.
+    pub status: Option<String>,
+}
+
+impl Settings {
+    /// `HOST:PORT` for connecting, with an IPv6 address in brackets.
+    pub fn address(&self) -> String {
+        match self.host.contains(':') {
+            true => format!("[{}]:{}", self.host, self.port),
+            false => format!("{}:{}", self.host, self.port),
+        }
+    }
+}
+
+impl fmt::Display for Settings {
+    /// `mqtt://[USER@]HOST:PORT` with its topics: the endpoint's name in messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("mqtt://")?;
+        if let Some(user) = &self.user {
+            write!(f, "{user}@")?;
+        }
+        f.write_str(&self.address())?;
+        if let Some(topic) = &self.publish {
+            write!(f, ",pub={topic}")?;
+        }
+        if let Some(filter) = &self.subscribe {
+            write!(f, ",sub={filter}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses `rest`, what follows `mqtt://` in the argument `text`.
+pub fn parse(text: &str, rest: &str) -> Result<Settings, String> {
+    let mut parts = rest.split(',');
+    let authority = parts.next().unwrap_or_default();
+    let (user, hostport) = match authority.rsplit_once('@') {
+        Some((user, _)) if user.contains(':') => {
+            return Err(format!(
+                "{text}: never put a password on the command line, where `ps` shows it; \
+                 put it in a file and add password-file=PATH"
+            ));
+        }
+        Some(("", _)) => return Err(format!("{text}: missing user name before '@'")),
+        Some((user, hostport)) => (Some(user.to_string()), hostport),
+        None => (None, authority),
+    };
+    let (host, port) = host_port(text, hostport)?;
+    let mut s = Settings {
+        host,
+        port,
+        user,
+        publish: None,
+        subscribe: None,
+        qos: 0,
+        retain: false,
+        client_id: String::new(),
+        keepalive: DEFAULT_KEEPALIVE,
+        password_file: None,
+        status: None,
+    };
+    let mut seen = Vec::new();
+    let mut client_id = None;
+    let mut retain_given = false;
+    for token in parts {
+        let bad = |why: &str| format!("{text}: bad setting '{token}': {why}");
+        let Some((key, value)) = token.split_once('=') else {
+            return Err(bad(&format!("expected key=value, one of {KEYS}")));
+        };
+        if seen.contains(&key) {
+            return Err(bad("given twice"));
+        }
+        seen.push(key);
+        match key {
+            "pub" => s.publish = Some(topic(value).map_err(|why| bad(&why))?),
+            "sub" => s.subscribe = Some(filter(value).map_err(|why| bad(&why))?),
+            "status" => s.status = Some(topic(value).map_err(|why| bad(&why))?),
+            "qos" => {
+                s.qos = match value {
+                    "0" => 0,
+                    "1" => 1,
+                    "2" => {
+                        return Err(bad(
+                            "QoS 2 is not supported; use qos=1 (duplicates are possible, losses are not)",
+                        ));
+                    }
+                    _ => return Err(bad("qos must be 0 or 1")),
+                }
+            }
+            "retain" => {
+                retain_given = true;
+                s.retain = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(bad("retain must be on or off")),
+                }
+            }
+            "client-id" => {
+                if value.is_empty() || value.len() > usize::from(u16::MAX) || value.contains('\0') {
+                    return Err(bad("a client id is 1 to 65535 bytes, without NUL"));
+                }
+                client_id = Some(value.to_string());
+            }
+            "keepalive" => match value.parse::<u16>() {
+                Ok(secs) if secs > 0 => s.keepalive = secs,
+                _ => return Err(bad("keepalive must be 1 to 65535 seconds")),
+            },
+            "password-file" => {
+                if value.is_empty() {
+                    return Err(bad("password-file needs a path"));
+                }
+                s.password_file = Some(value.to_string());
+            }
+            _ => return Err(bad(&format!("unknown setting; use {KEYS}"))),
+        }
+    }
+    check(text, &s, retain_given)?;
+    s.client_id = match client_id {
+        Some(id) => id,
+        None => default_client_id(&hostname(), &s),
+    };
+    debug_assert!(s.client_id.len() <= GUARANTEED_ID);
+    Ok(s)
+}
+
+/// Splits `HOST[:PORT]`; an IPv6 address goes in brackets.
+fn host_port(text: &str, hostport: &str) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
+        let Some((host, after)) = inner.split_once(']') else {
+            return Err(format!("{text}: missing ']' after the IPv6 address"));
+        };
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(format!("{text}: expected ':PORT' after ']'")),
+            },
+        }
+    } else {
+        match hostport.split_once(':') {
+            Some((_, port)) if port.contains(':') => {
+                return Err(format!(
+                    "{text}: put an IPv6 address in brackets, e.g. mqtt://[::1]:1883"
+                ));
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!(
+            "{text}: missing broker host, e.g. mqtt://broker.local or mqtt://10.0.0.5:1883"
+        ));
+    }
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(port) => match port.parse::<u16>() {
+            Ok(port) if port > 0 => port,
+            _ => return Err(format!("{text}: port must be a number from 1 to 65535")),
+        },
+    };
+    Ok((host.to_string(), port))
+}
+
+/// Checks that the settings make sense together.
+fn check(text: &str, s: &Settings, retain_given: bool) -> Result<(), String> {
+    let (publish, subscribe) = (s.publish.as_deref(), s.subscribe.as_deref());
+    if publish.is_none() && subscribe.is_none() {
+        return Err(format!(
+            "{text}: say where lines go and come from: pub=TOPIC, sub=FILTER, or both"
+        ));
+    }
+    if retain_given && publish.is_none() {
+        return Err(format!(
+            "{text}: retain= applies to published lines; add pub=TOPIC"
+        ));
+    }
+    if s.password_file.is_some() && s.user.is_none() {
+        return Err(format!(
+            "{text}: a password needs a user name: mqtt://USER@HOST,password-file=PATH"
+        ));
+    }
+    if let Some(filter) = subscribe {
+        if let Some(topic) = publish.filter(|topic| matches(filter, topic)) {
+            return Err(format!(
+                "{text}: sub={filter} matches pub={topic}, so every line would come straight \
+                 back; subscribe to the other side's topic only (e.g. pub=lab/uno1,sub=lab/uno2)"
+            ));
+        }
+        if let Some(status) = s.status.as_deref().filter(|topic| matches(filter, topic)) {
+            return Err(format!(
+                "{text}: sub={filter} matches status={status}, so this bridge's own status \
+                 would come back as lines; put the status topic elsewhere"
+            ));
+        }
+    }
+    if s.status.is_some() && s.status.as_deref() == publish {
+        return Err(format!(
+            "{text}: status= and pub= must differ, or status words would mix with lines"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a topic name to publish on: no wildcards, no NUL, 1 to 65535 bytes.
+fn topic(value: &str) -> Result<String, String> {
+    if value.contains(['+', '#']) {
+        return Err("a topic to publish on cannot hold the wildcards + or #".into());
+    }
+    common(value)?;
+    Ok(value.to_string())
+}
+
+/// Checks a topic filter: `+` stands alone in its level, `#` alone in the last one.
+fn filter(value: &str) -> Result<String, String> {
+    common(value)?;
+    let levels: Vec<&str> = value.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        if level.contains('+') && *level != "+" {
+            return Err("'+' must be a whole level, as in lab/+/out".into());
+        }
+        if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
+            return Err("'#' must be the whole last level, as in lab/#".into());
+        }
+    }
+    Ok(value.to_string())
+}
+
+/// What topics and filters share: 1 to 65535 bytes, no NUL, no comma (settings are
+/// comma-separated).
+fn common(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("a topic cannot be empty".into());
+    }
+    if value.len() > usize::from(u16::MAX) {
+        return Err("a topic is at most 65535 bytes".into());
+    }
+    if value.contains('\0') {
+        return Err("a topic cannot hold NUL".into());
+    }
+    Ok(())
+}
+
+/// Whether `filter` matches `topic`, as a broker decides (MQTT 3.1.1, 4.7). Wildcards at
+/// the first level do not match topics starting with `$` (`$SYS/...`).
+pub fn matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+        return false;
+    }
+    let mut topic = topic.split('/');
+    for level in filter.split('/') {
+        match (level, topic.next()) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (level, Some(name)) if level == name => {}
+            _ => return false,
+        }
+    }
+    topic.next().is_none()
+}
+
+/// This machine's name, for the default client id.
+fn hostname() -> String {
+    #[cfg(unix)]
+    {
+        let mut buf = [0u8; 256];
+        // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`, which we own.
+        let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+        let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        if ok {
+            return String::from_utf8_lossy(&buf[..len]).into_owned();
+        }
+    }
+    std::env::var("COMPUTERNAME").unwrap_or_default()
+}
+
+/// `sb` and 16 hex digits of an FNV-1a hash of the host name and the endpoint: the same
+/// across restarts (a persistent session finds its messages), different for different
+/// machines and topics, 18 bytes of `[0-9a-z]`, which every broker must accept.
+fn default_client_id(hostname: &str, s: &Settings) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in hostname.bytes().chain([0]).chain(s.to_string().bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("sb{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(rest: &str) -> Settings {
+        parse(&format!("mqtt://{rest}"), rest).unwrap()
+    }
+
+    fn err(rest: &str) -> String {
+        parse(&format!("mqtt://{rest}"), rest).unwrap_err()
+    }
+
+    #[test]
+    fn defaults_and_display() {
+        let s = ok("broker,pub=lab/uno1,sub=lab/uno2");
+        assert_eq!((s.host.as_str(), s.port), ("broker", DEFAULT_PORT));
+        assert_eq!(
+            (s.qos, s.retain, s.keepalive),
+            (0, false, DEFAULT_KEEPALIVE)
+        );
+        assert_eq!(
+            s.to_string(),
+            "mqtt://broker:1883,pub=lab/uno1,sub=lab/uno2"
+        );
+        let s = ok("me@[::1]:1884,sub=a/#,qos=1,keepalive=65535,client-id=x,password-file=/p");
+        assert_eq!(s.host, "::1");
+        assert_eq!(s.address(), "[::1]:1884");
+        assert_eq!(s.to_string(), "mqtt://me@[::1]:1884,sub=a/#");
+        assert_eq!((s.qos, s.keepalive), (1, 65535));
+        assert_eq!(s.client_id, "x");
+        assert_eq!(s.password_file.as_deref(), Some("/p"));
+    }
+
+    #[test]
+    fn the_default_client_id_is_short_stable_and_distinct() {
+        let one = ok("broker,pub=lab/uno1,sub=lab/uno2");
+        let again = ok("broker,pub=lab/uno1,sub=lab/uno2,qos=1");
+        let other = ok("broker,pub=lab/uno2,sub=lab/uno1");
+        assert_eq!(one.client_id, again.client_id);
+        assert_ne!(one.client_id, other.client_id);
+        assert!(one.client_id.len() <= GUARANTEED_ID);
+        assert!(one.client_id.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(
+            default_client_id("host-a", &one),
+            default_client_id("host-b", &one)
+        );
+    }
+
+    #[test]
+    fn bad_settings_say_why() {
+        for (rest, why) in [
+            ("broker", "pub=TOPIC, sub=FILTER, or both"),
+            ("u:secret@broker,pub=a", "never put a password"),
+            ("@broker,pub=a", "missing user name"),
+            (",pub=a", "missing broker host"),
+            ("broker:0,pub=a", "port must be a number"),
+            ("broker:x,pub=a", "port must be a number"),
+            ("::1,pub=a", "brackets"),
+            ("[::1,pub=a", "missing ']'"),
+            ("broker,pub=a/+", "wildcards"),
+            ("broker,pub=", "cannot be empty"),
+            ("broker,sub=a/b#", "'#' must be the whole last level"),
+            ("broker,sub=a/#/b", "'#' must be the whole last level"),
+            ("broker,sub=a+/b", "'+' must be a whole level"),
+            ("broker,pub=a,qos=2", "QoS 2 is not supported"),
+            ("broker,pub=a,qos=x", "qos must be 0 or 1"),
+            ("broker,pub=a,retain=yes", "on or off"),
+            ("broker,sub=a,retain=on", "add pub=TOPIC"),
+            ("broker,pub=a,keepalive=0", "1 to 65535"),
+            ("broker,pub=a,keepalive=65536", "1 to 65535"),
+            ("broker,pub=a,client-id=", "1 to 65535 bytes"),
+            ("broker,pub=a,password-file=/p", "needs a user name"),
+            ("broker,pub=a,pub=b", "given twice"),
+            ("broker,pub=a,nope=1", "unknown setting"),
+            ("broker,pub=a,flag", "expected key=value"),
+            ("broker,pub=lab/uno1,sub=lab/#", "straight back"),
+            ("broker,pub=lab/uno1,sub=+/uno1", "straight back"),
+            ("broker,pub=a,sub=b/#,status=b/s", "own status"),
+            ("broker,pub=a,status=a", "must differ"),
+        ] {
+            let error = err(rest);
+            assert!(error.contains(why), "{rest}: {error}");
+        }
+    }
+
+    #[test]
+    fn filters_match_as_a_broker_does() {
+        for (filter, topic, expected) in [
+            ("a/b", "a/b", true),
+            ("a/b", "a/b/c", false),
+            ("a/+", "a/b", true),
+            ("a/+", "a/b/c", false),
+            ("a/+/c", "a/b/c", true),
+            ("a/#", "a", true),
+            ("a/#", "a/b/c", true),
+            ("#", "a/b", true),
+            ("+", "a", true),
+            ("+/+", "/a", true),
+            ("#", "$SYS/x", false),
+            ("+/x", "$SYS/x", false),
+            ("$SYS/#", "$SYS/x", true),
+            ("a/b", "a/c", false),
+        ] {
+            assert_eq!(matches(filter, topic), expected, "{filter} {topic}");
+        }
+    }
+}
