@@ -19,7 +19,7 @@ use crate::framing::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE, Framing, MAX_MAX_LINE}
 
 mod check;
 
-use check::{Unit, bounded_wait, check_log_file, same_endpoint};
+use check::{Unit, bounded_wait, check_log_file, check_mqtt_loop, same_endpoint};
 
 /// Bridge two endpoints (serial ports, TCP, stdin/stdout, a pty): every complete
 /// line read on one is written to the other, byte for byte.
@@ -287,6 +287,7 @@ impl Args {
         if let Some(file) = &self.log_file {
             check_log_file(file, [&a, &b])?;
         }
+        check_mqtt_loop(&a, &b)?;
         if same_endpoint(&a, &b) {
             return Err(usage(format!(
                 "{a}: given as both ports; a bridge needs two different ports"
@@ -515,5 +516,16 @@ mod tests {
         assert!(usage_error(&["--queue", "5", "/a", "/b"]).contains("--reconnect"));
         assert!(usage_error(&["--stats", "0", "/a", "/b"]).contains("at least 1"));
         assert!(usage_error(&["--max-clients", "0", "/a", "/b"]).contains("at least 1"));
+        assert!(
+            usage_error(&[
+                "mqtt://h,pub=lab/a,sub=lab/b",
+                "mqtt://h,pub=lab/b,sub=lab/a"
+            ])
+            .contains("go round for ever")
+        );
+        config(&[
+            "mqtt://h,pub=lab/a,sub=lab/b",
+            "mqtt://h,pub=lab/b,sub=lab/c",
+        ]);
     }
 }

@@ -55,6 +55,28 @@ pub fn bounded_wait(
 /// same address. Each `pty` is a new terminal and each `tcp-listen://...:0` a new port,
 /// so those are never the same. (The same device under names that only meet once
 /// opened, such as a pty's `/dev/pts/N`, is caught when opening.)
+/// Refuses two MQTT endpoints on one broker where either subscribes to what the other
+/// publishes: every line would come straight back, for ever.
+pub fn check_mqtt_loop(a: &Spec, b: &Spec) -> Result<(), Error> {
+    let (Spec::Mqtt(x), Spec::Mqtt(y)) = (a, b) else {
+        return Ok(());
+    };
+    if x.address() != y.address() {
+        return Ok(());
+    }
+    for (from, to, spec) in [(x, y, b), (y, x, a)] {
+        if let (Some(topic), Some(filter)) = (&from.publish, &to.subscribe)
+            && crate::endpoint::mqtt::matches(filter, topic)
+        {
+            return Err(Error::Usage(format!(
+                "{spec}: sub={filter} takes back what the other side publishes on {topic}; \
+                 every line would go round for ever"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn same_endpoint(a: &Spec, b: &Spec) -> bool {
     match (a, b) {
         (Spec::Pty(None), _) | (_, Spec::Pty(None)) => false,
