@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod endpoints;
 mod inproc;
+mod journal;
 mod pty;
 mod reconnect;
 mod soak;
