@@ -204,9 +204,10 @@ impl LogConfig {
             .set_target_level(LevelFilter::Off);
         let config = builder.build();
         // The journal stamps every line itself; the log file keeps our time.
-        let stderr_config = match stderr_is_journal() {
-            true => builder.set_time_level(LevelFilter::Off).build(),
-            false => config.clone(),
+        let stderr_config = if stderr_is_journal() {
+            builder.set_time_level(LevelFilter::Off).build()
+        } else {
+            config.clone()
         };
         let mut loggers: Vec<Box<dyn SharedLogger>> = vec![WriteLogger::new(
             self.level,
