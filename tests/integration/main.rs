@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod endpoints;
 mod inproc;
+mod journal;
 mod mqtt;
 mod pty;
 mod readme;
