@@ -141,6 +141,17 @@ impl Drop for Parcel {
     }
 }
 
+/// How often stopping looks whether the parcels handed over have gone out.
+const DRAIN_TICK: Duration = Duration::from_millis(10);
+
+/// Waits until `pending()` says nothing is left to send, or `abandon` is set because
+/// the bridge can wait no longer: an outbox's `finish`.
+pub fn wait_drained(mut pending: impl FnMut() -> bool, abandon: &AtomicBool) {
+    while pending() && !abandon.load(Ordering::Acquire) {
+        thread::sleep(DRAIN_TICK);
+    }
+}
+
 /// Connections being greeted at once, at most: more are closed at once, so a flood
 /// of silent connections cannot pile up threads.
 const MAX_GREETINGS: usize = 64;

@@ -6,13 +6,12 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use log::{debug, info, warn};
 
-use super::Parcel;
+use super::{Parcel, wait_drained};
 use crate::endpoint::{Dropped, Outbox, SendNow, Taken};
 use crate::framing::Batch;
 
@@ -97,9 +96,6 @@ pub struct Broadcast(pub Arc<Hub>);
 /// How long a client may leave its queue full before it counts as not reading.
 const STALL: Duration = Duration::from_secs(1);
 
-/// How often stopping looks whether every client has its lines.
-const DRAIN_TICK: Duration = Duration::from_millis(10);
-
 impl Broadcast {
     /// Each client's queue, pending count and address.
     fn clients(&self) -> Vec<(SocketAddr, Sender<Parcel>, Arc<AtomicUsize>)> {
@@ -155,14 +151,12 @@ impl Outbox for Broadcast {
 
     /// Waits until every client has written what it was given, or the bridge gives up.
     fn finish(&mut self, abandon: &AtomicBool) {
-        while !abandon.load(Ordering::Acquire)
-            && self
-                .clients()
+        let pending = || {
+            self.clients()
                 .iter()
                 .any(|(_, _, pending)| pending.load(Ordering::Acquire) > 0)
-        {
-            thread::sleep(DRAIN_TICK);
-        }
+        };
+        wait_drained(pending, abandon);
     }
 }
 

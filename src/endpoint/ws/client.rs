@@ -15,7 +15,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use super::Connect;
 use super::frames::{Conn, Role};
 use super::http;
-use crate::endpoint::listen::Parcel;
+use crate::endpoint::listen::{Parcel, wait_drained};
 use crate::endpoint::{
     Dropped, Inbox, Messages, OpenOptions, Outbox, Running, SendNow, Shape, Taken,
 };
@@ -103,9 +103,7 @@ impl Outbox for Queue {
 
     /// Waits until the connection's writer has sent what it was given.
     fn finish(&mut self, abandon: &AtomicBool) {
-        while self.1.load(Ordering::Acquire) > 0 && !abandon.load(Ordering::Acquire) {
-            thread::sleep(DRAIN_TICK);
-        }
+        wait_drained(|| self.1.load(Ordering::Acquire) > 0, abandon);
     }
 }
 
@@ -122,9 +120,6 @@ impl SendNow for Queue {
         }
     }
 }
-
-/// How often stopping looks whether the writer has sent everything.
-const DRAIN_TICK: Duration = Duration::from_millis(10);
 
 /// Closes a `ws://` connection when the bridge ends: a close frame, then the socket.
 struct Closer {
