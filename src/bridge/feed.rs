@@ -4,9 +4,9 @@
 //! The dispatcher takes an unfinished line straight from a source's framer (at a stop,
 //! when a source closes, after `--flush-after` of silence), so a reader blocked in
 //! `read` never holds data hostage and never needs waking: an idle bridge does not wake
-//! up at all. Order is kept by counting (see [`super::reader`]): the dispatcher
-//! snapshots every source's count of messages sent at a moment the source is not
-//! routing, takes the partial lines due, receives until each count is met, and only
+//! up at all. Order is kept by counting (see [`super::reader`]): for each source whose
+//! partial line is due, the dispatcher snapshots its count of messages sent at a moment
+//! it is not routing and takes the line, receives until each count is met, and only
 //! then appends the partial lines. Any rest of a line that a source cut short on the
 //! fast path is thus queued before them, and a taken line counts as outstanding in the
 //! lane before the source's mutex is released, so the source's next batch queues
@@ -20,13 +20,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::lane::Lane;
-use super::reader::{Chunk, Inbox, Message, Shared, State};
+use super::reader::{Chunk, Inbox, Message, Shared};
 use super::{Options, trace};
 use crate::framing::Batch;
-
-/// While a source is routing, how long the dispatcher waits before looking again.
-/// Routing never waits on anything but the lane's lock, so this is short.
-const ROUTING_RETRY: Duration = Duration::from_millis(1);
 
 /// The dispatcher's end of a direction's sources.
 pub struct Feed {
@@ -83,52 +79,46 @@ impl Feed {
 
     /// Takes partial lines as `how` says, after every message each source counted
     /// before; see the module documentation. Waits for messages until `deadline`.
+    ///
+    /// A due source that is routing (waiting for room in a full destination) is never
+    /// polled: it is marked wanted and says when it is done. [`Take::All`] waits for
+    /// that (at a stop the lane ends such waits); [`Take::Silent`] goes on without it,
+    /// and its message re-arms the timer.
     pub fn take(&self, how: Take, deadline: Option<Instant>) -> Taken {
         let now = Instant::now();
+        let all = matches!(how, Take::All);
         let mut taken = Taken::default();
-        let due = |state: &State| match how {
-            Take::All => true,
-            Take::Silent(after) => state.framer.pending() > 0 && state.last_read + after <= now,
-        };
-        let sources = {
+        let mut todo = {
             let mut sources = self.shared.sources();
-            sources.1 |= matches!(how, Take::All);
+            sources.1 |= all;
             sources.0.clone()
         };
-        if let Take::Silent(after) = how {
-            let mut any = false;
-            for source in &sources {
-                let mut state = source.lock();
-                if state.framer.pending() == 0 {
-                    state.announced = false;
-                } else if due(&state) && !state.routing {
-                    any = true;
-                } else {
-                    let at = (state.last_read + after).max(now + ROUTING_RETRY);
-                    taken.next = Some(taken.next.map_or(at, |next| next.min(at)));
-                }
-            }
-            if !any {
-                return taken;
-            }
-        }
-        let mut todo = sources;
         let mut waits = Vec::new();
         let mut partials = Batch::default();
         loop {
             todo.retain(|source| {
                 let mut state = source.lock();
+                if let Take::Silent(after) = how {
+                    if state.framer.pending() == 0 {
+                        state.announced = false;
+                        return false;
+                    }
+                    let at = state.last_read + after;
+                    if at > now {
+                        taken.next = Some(taken.next.map_or(at, |next| next.min(at)));
+                        return false;
+                    }
+                }
                 if state.routing {
-                    return true;
+                    state.wanted = true;
+                    return all;
                 }
-                if due(&state) {
-                    let before = partials.bytes().len();
-                    state.framer.take_partial(&mut partials);
-                    state.announced = false;
-                    // Counted before the mutex goes: the source's next batch queues.
-                    self.shared.lane.queued(partials.bytes().len() - before);
-                }
-                state.closed |= matches!(how, Take::All);
+                let before = partials.bytes().len();
+                state.framer.take_partial(&mut partials);
+                state.announced = false;
+                // Counted before the mutex goes: the source's next batch queues.
+                self.shared.lane.queued(partials.bytes().len() - before);
+                state.closed |= all;
                 waits.push((Arc::clone(source), state.sent));
                 false
             });
@@ -136,26 +126,19 @@ impl Feed {
             if todo.is_empty() && waits.is_empty() {
                 break;
             }
-            let retry = (!todo.is_empty()).then(|| Instant::now() + ROUTING_RETRY);
-            let until = match (deadline, retry) {
-                (Some(d), Some(r)) => Some(d.min(r)),
-                (d, r) => d.or(r),
-            };
-            let message = match until {
-                Some(until) => self.rx.recv_deadline(until),
+            let message = match deadline {
+                Some(deadline) => self.rx.recv_deadline(deadline),
                 None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match message {
-                Ok(message) => self.gather(message, &mut taken),
-                Err(RecvTimeoutError::Timeout)
-                    if !todo.is_empty() && deadline.is_none_or(|d| Instant::now() < d) => {}
+                Ok(message) => self.gather(message, how, &mut taken),
                 Err(_) => break,
             }
         }
-        if matches!(how, Take::All) {
+        if all {
             // Sources that ended meanwhile left their last messages in the channel.
             while let Ok(message) = self.rx.try_recv() {
-                self.gather(message, &mut taken);
+                self.gather(message, how, &mut taken);
             }
         }
         trace::pieces(&self.shared.label, &partials, self.shared.hex);
@@ -163,9 +146,22 @@ impl Feed {
         taken
     }
 
-    fn gather(&self, message: Message, taken: &mut Taken) {
+    /// A message received while taking: its pieces go first. A partial line it
+    /// announces that is still there (not one taken just now) sets the timer, as it
+    /// would have had the dispatcher received the message itself.
+    fn gather(&self, message: Message, how: Take, taken: &mut Taken) {
+        let source = Arc::clone(&message.source);
         match self.accept(message) {
-            Ok(chunk) => taken.batch.append(chunk.batch),
+            Ok(chunk) => {
+                if let (true, Take::Silent(after)) = (chunk.partial, how) {
+                    let state = source.lock();
+                    if state.framer.pending() > 0 {
+                        let at = state.last_read + after;
+                        taken.next = Some(taken.next.map_or(at, |next| next.min(at)));
+                    }
+                }
+                taken.batch.append(chunk.batch);
+            }
             Err(e) => taken.error = Some(e),
         }
     }

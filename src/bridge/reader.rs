@@ -10,6 +10,9 @@
 //! marks itself *routing* from framing a read until what is left of it is counted; the
 //! dispatcher counts what it receives from each source (`received`). With these,
 //! [`super::feed`] takes partial lines without ever getting ahead of a source.
+//! Routing lasts as long as the destination is full, so the dispatcher never polls a
+//! routing source: it marks it *wanted*, and the source sends a message (maybe empty)
+//! when it is done.
 //!
 //! Logging and writing happen outside the framer's mutex: a slow log (a paused
 //! terminal, a full pipe) never stalls the dispatcher.
@@ -64,6 +67,8 @@ pub(super) struct State {
     pub(super) closed: bool,
     /// Between framing a read and handing it on.
     pub(super) routing: bool,
+    /// The dispatcher waits for this source to finish routing: send a message then.
+    pub(super) wanted: bool,
     /// When the last read returned data.
     pub(super) last_read: Instant,
     /// Whether the dispatcher has been told a partial line is pending.
@@ -137,6 +142,7 @@ impl Inbox {
                 sent: 0,
                 closed: false,
                 routing: false,
+                wanted: false,
                 last_read: Instant::now(),
                 announced: false,
                 warned: false,
@@ -205,7 +211,8 @@ impl Inlet {
         let sent = self.shared.lane.route(&mut batch, |rest| {
             let mut state = self.source.lock();
             state.routing = false;
-            if rest.is_empty() && !announce {
+            let wanted = std::mem::take(&mut state.wanted);
+            if rest.is_empty() && !announce && !wanted {
                 return true;
             }
             state.sent += 1;
@@ -416,6 +423,91 @@ mod tests {
         drop((one, two));
         let rest = feed.take(Take::All, Some(Instant::now() + Duration::from_secs(10)));
         assert_eq!(rest.batch.bytes(), b"1c\n");
+    }
+
+    /// A destination that takes nothing until the test opens it; says when a source
+    /// starts waiting for it.
+    struct Door {
+        waiting: Sender<()>,
+        open: Receiver<()>,
+        opened: bool,
+    }
+
+    impl endpoint::SendNow for Door {
+        fn send_now(&mut self, batch: &Batch) -> endpoint::Taken {
+            endpoint::Taken {
+                bytes: if self.opened { batch.bytes().len() } else { 0 },
+                dropped: endpoint::Dropped::default(),
+            }
+        }
+        fn wait_ready(&mut self, _: Duration) -> io::Result<bool> {
+            let _ = self.waiting.send(());
+            self.opened = self.open.recv_timeout(Duration::from_secs(10)).is_ok();
+            Ok(self.opened)
+        }
+    }
+
+    /// A source fed `whole\npart` that is still routing `whole\n` into a closed door.
+    fn routing_source() -> (Feed, Arc<Source>, Sender<()>, thread::JoinHandle<Inlet>) {
+        let lane = Arc::new(Lane::default());
+        let (waiting, started) = bounded(4);
+        let (open, opens) = bounded(1);
+        lane.set_direct(Some(Box::new(Door {
+            waiting,
+            open: opens,
+            opened: false,
+        })));
+        let options = Options {
+            flush_after: Some(Duration::from_millis(1)),
+            ..Options::default()
+        };
+        let (feed, inbox) = Feed::new("A -> B", &lane, &options);
+        let mut inlet = inbox.inlet("A");
+        let source = Arc::clone(&inlet.source);
+        let thread = thread::spawn(move || {
+            endpoint::Inlet::feed(&mut inlet, b"whole\npart");
+            inlet
+        });
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the source waits for the door");
+        (feed, source, open, thread)
+    }
+
+    #[test]
+    fn a_routing_source_is_not_polled_and_says_when_it_is_done() {
+        let (feed, source, open, thread) = routing_source();
+        // Due, but routing: no retry timer, and the dispatcher does not wait.
+        let taken = feed.take(Take::Silent(Duration::ZERO), None);
+        assert!(taken.batch.is_empty());
+        assert_eq!(taken.next, None);
+        assert!(source.lock().wanted);
+        open.send(()).unwrap();
+        let message = feed
+            .rx()
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the source says it is done");
+        let chunk = feed.accept(message).unwrap();
+        assert!(chunk.batch.is_empty() && chunk.partial, "{chunk:?}");
+        let taken = feed.take(Take::Silent(Duration::ZERO), None);
+        assert_eq!(taken.batch.bytes(), b"part");
+        drop(thread.join().unwrap());
+    }
+
+    #[test]
+    fn a_stop_waits_for_a_routing_source_to_say_it_is_done() {
+        let (feed, source, open, thread) = routing_source();
+        let opener = thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !source.lock().wanted && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(1));
+            }
+            open.send(()).unwrap();
+        });
+        let taken = feed.take(Take::All, Some(Instant::now() + Duration::from_secs(10)));
+        assert_eq!(taken.batch.bytes(), b"part");
+        opener.join().unwrap();
+        drop(thread.join().unwrap());
     }
 }
 
