@@ -12,7 +12,8 @@ fn bench_smoke_runs_every_reference_without_loss() {
     let out = std::env::temp_dir().join(format!("bench-smoke-{}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();
     let mut bridges = vec![
-        format!("mine={exe} -q {{a}} {{b}}"),
+        // With --stats, the summary says what share went straight through.
+        format!("mine={exe} --log-level info --stats 86400 {{a}} {{b}}"),
         format!("mine-raw={exe} -q --raw {{a}} {{b}}"),
         "loop=@loop".to_string(),
     ];
@@ -41,6 +42,10 @@ fn bench_smoke_runs_every_reference_without_loss() {
         "{report}"
     );
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    for scenario in ["latency", "oneway", "twoway", "slow"] {
+        let key = format!("\"direct_{scenario}\"");
+        assert!(report.contains(&key), "no share for {scenario}: {report}");
+    }
     for name in ["mine", "mine-raw", "loop"] {
         assert!(
             stdout.lines().any(|l| l.trim_start().starts_with(name)),
