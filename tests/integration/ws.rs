@@ -85,6 +85,13 @@ fn a_stop_sends_listener_clients_everything_read() {
 }
 
 #[test]
+fn frames_that_break_the_protocol_fail_the_connection_and_reach_nobody() {
+    if websockets() {
+        scenario("ws_peer.py", "rule_breakers");
+    }
+}
+
+#[test]
 fn peers_that_stall_vanish_or_lie_about_their_host() {
     if websockets() {
         scenario("ws_peer.py", "hostile");

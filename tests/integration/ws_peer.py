@@ -8,7 +8,9 @@ the pty masters and the WebSocket side with `websockets`, checks every byte, and
 exits 0, or 1 with one line saying what went wrong. Every wait has a deadline.
 """
 
+import base64
 import contextlib
+import hashlib
 import os
 import select
 import signal
@@ -451,7 +453,87 @@ def hostile():
     listener.stop()
 
 
-SCENARIOS = {f.__name__: f for f in [listen_exact, fanout, guarded, client, chain, echo, drain, hostile]}
+UPGRADE = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def frame(first, payload, mask=b"\x01\x02\x03\x04"):
+    """One frame by hand: `first` is the FIN/RSV/opcode byte; masked unless mask is None."""
+    if mask is None:
+        return bytes([first, len(payload)]) + payload
+    return (bytes([first, 0x80 | len(payload)]) + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+def closed_with(sock):
+    """What the bridge sent before it hung up: its close frame's code, or None."""
+    sock.settimeout(PATIENCE)
+    got = b""
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(4096):
+            got += chunk
+    if len(got) >= 4 and got[0] == 0x88:
+        return int.from_bytes(got[2:4], "big")
+    return None
+
+
+def rule_breakers():
+    """Frames that break RFC 6455 fail the connection with 1002, and nothing of them
+    reaches the device: an unmasked frame from a client, reserved bits, a continuation
+    with no message under way, a new message inside a fragmented one. A ws:// server
+    that masks its frames is refused too."""
+    pty = Pty()
+    bridge = Bridge(pty.path, "ws-listen://127.0.0.1:0")
+    port = bridge.port()
+    cases = {
+        "unmasked": frame(0x81, b"UNMASKED", mask=None),
+        "reserved bits": frame(0xC1, b"RSV1"),
+        "stray continuation": frame(0x80, b"STRAY"),
+        "message inside a message": frame(0x01, b"GARB") + frame(0x81, b"AGE"),
+    }
+    for name, data in cases.items():
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(UPGRADE)
+        if b" 101 " not in sock.recv(4096):
+            fail(f"{name}: no upgrade")
+        sock.sendall(data)
+        code = closed_with(sock)
+        sock.close()
+        if code != 1002:
+            fail(f"{name}: closed with {code}, not 1002: {bridge.text()}")
+        with connect(f"ws://127.0.0.1:{port}/") as ws:
+            ws.send("ok")
+            got = pty.read_exactly(3)
+            if got != b"ok\n":
+                fail(f"{name}: the device got {got!r} after it")
+    bridge.stop()
+    # A server that masks what it sends.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    bridge = Bridge(pty.path, f"ws://127.0.0.1:{server.getsockname()[1]}/")
+    conn, _ = server.accept()
+    conn.settimeout(PATIENCE)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += conn.recv(4096)
+    key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n")
+           if l.lower().startswith(b"sec-websocket-key:")][0]
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    conn.sendall(frame(0x81, b"MASKED"))
+    code = bridge.exit_code()
+    if code != 1 or "a masked frame from the server" not in bridge.text():
+        fail(f"a masking server: exit {code}: {bridge.text()}")
+    conn.close()
+    server.close()
+    if select.select([pty.master], [], [], 0)[0]:
+        fail(f"the device got {os.read(pty.master, 100)!r} from a masking server")
+
+
+SCENARIOS = {f.__name__: f for f in [listen_exact, fanout, guarded, client, chain, echo, drain, hostile,
+                                     rule_breakers]}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]]()

@@ -17,9 +17,15 @@
 //! one line: its fragments are fed as they arrive and the delimiter is added at its end
 //! unless it already ends with it. With `--raw`, every piece is one message and every
 //! message is passed on as it is.
+//!
+//! **Strict about frames.** A frame RFC 6455 forbids (see [`Conn::broken`]) fails the
+//! connection: the reader drops an unfinished message, the writer sends a close frame
+//! with 1002, and both threads end with the reason. Text that is not valid UTF-8 is
+//! not one of them: bytes pass as they are.
 
 use std::io;
 use std::net::{Shutdown, TcpStream};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -27,7 +33,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, select};
 use log::{debug, info};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
-use tungstenite::protocol::frame::{Frame, FrameSocket};
+use tungstenite::protocol::frame::{Frame, FrameHeader, FrameSocket};
 
 use crate::endpoint::Inlet;
 use crate::endpoint::listen::Parcel;
@@ -42,6 +48,9 @@ const MAX_CONTROL: usize = 125;
 
 /// Control frames (pongs, a close reply) waiting for the writer.
 const CONTROL_QUEUE: usize = 8;
+
+/// How long a reader that fails the connection waits for the close frame to go out.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(1);
 
 /// Which end of the connection this is: a client masks what it sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +71,10 @@ pub struct Conn {
     control: (Sender<Frame>, Receiver<Frame>),
     /// Pongs received so far; the writer checks it went up since its last ping.
     pongs: AtomicU64,
+    /// Why the reader failed the connection (the peer broke the protocol), if it did.
+    failure: Mutex<Option<&'static str>>,
+    /// Says the writer has sent a close frame.
+    closed: (Sender<()>, Receiver<()>),
     /// The socket, to close it from either thread.
     stream: TcpStream,
 }
@@ -82,6 +95,8 @@ impl Conn {
             keepalive,
             control: bounded(CONTROL_QUEUE),
             pongs: AtomicU64::new(0),
+            failure: Mutex::new(None),
+            closed: bounded(1),
             stream: stream.try_clone()?,
         })
     }
@@ -132,14 +147,12 @@ impl Conn {
             };
             let header = frame.header();
             let (opcode, last, mask) = (header.opcode, header.is_final, header.mask);
-            if let OpCode::Control(_) = opcode
-                && (!last || frame.payload().len() > MAX_CONTROL)
-            {
-                self.close(CloseCode::Protocol, "control frames are short and whole");
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "a control frame longer than 125 bytes, or in pieces",
-                ));
+            if let Some(why) = self.broken(header, frame.payload().len(), open) {
+                // A message it left unfinished is not a message.
+                if open {
+                    inlet.drop_partial();
+                }
+                return Err(self.fail(why));
             }
             let mut payload = frame.into_payload().to_vec();
             if let Some(mask) = mask {
@@ -168,13 +181,49 @@ impl Conn {
                     return Ok(());
                 }
                 OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
-                    self.close(CloseCode::Protocol, "unknown opcode");
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "unknown opcode"));
+                    if open {
+                        inlet.drop_partial();
+                    }
+                    return Err(self.fail("unknown opcode"));
                 }
             };
             if !more {
                 return Ok(());
             }
+        }
+    }
+
+    /// Fails the connection because the peer broke the protocol: the writer sends a
+    /// close frame with 1002 (waited for a moment, since the socket is closed next), and
+    /// both threads end with `why`.
+    fn fail(&self, why: &'static str) -> io::Error {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        self.close(CloseCode::Protocol, why);
+        let _ = self.closed.1.recv_timeout(CLOSE_PATIENCE);
+        io::Error::new(io::ErrorKind::InvalidData, why)
+    }
+
+    /// What breaks RFC 6455 in a frame with this `header` and `len` bytes of payload,
+    /// `open` telling whether a data message is under way; the connection then fails
+    /// (close code 1002). Unknown opcodes are the reader's to refuse.
+    fn broken(&self, header: &FrameHeader, len: usize, open: bool) -> Option<&'static str> {
+        let masked = header.mask.is_some();
+        match header.opcode {
+            _ if header.rsv1 || header.rsv2 || header.rsv3 => {
+                Some("reserved bits set, and no extension was agreed")
+            }
+            _ if masked && self.role == Role::Client => Some("a masked frame from the server"),
+            _ if !masked && self.role == Role::Server => Some("an unmasked frame from a client"),
+            OpCode::Control(_) if !header.is_final || len > MAX_CONTROL => {
+                Some("a control frame longer than 125 bytes, or in pieces")
+            }
+            OpCode::Data(Data::Continue) if !open => {
+                Some("a continuation frame with no message under way")
+            }
+            OpCode::Data(Data::Text | Data::Binary) if open => {
+                Some("a new message before the last one ended")
+            }
+            _ => None,
         }
     }
 
@@ -220,7 +269,12 @@ impl Conn {
                     if closing {
                         // Nothing follows a close; the peer answers with its own and ends.
                         let _ = self.stream.shutdown(Shutdown::Write);
-                        break Ok(());
+                        let _ = self.closed.0.try_send(());
+                        let failure = *self.failure.lock().unwrap_or_else(|e| e.into_inner());
+                        break match failure {
+                            Some(why) => Err(io::Error::new(io::ErrorKind::InvalidData, why)),
+                            None => Ok(()),
+                        };
                     }
                 },
                 default(next_ping.saturating_duration_since(Instant::now())) => {
