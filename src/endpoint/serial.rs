@@ -111,20 +111,11 @@ impl FromStr for Settings {
             settings.path = selector.to_string();
             settings.usb = Some(selector);
         }
-        let mut seen = Vec::new();
-        for token in parts {
-            let bad = |why: &str| format!("{path}: bad setting '{token}': {why}");
-            let Some((key, value)) = token.split_once('=') else {
-                return Err(bad(&format!("expected key=value, one of {KEYS}")));
-            };
-            if seen.contains(&key) {
-                return Err(bad("given twice"));
-            }
-            seen.push(key);
+        super::spec::each_setting(path, parts, KEYS, &[], |key, value| {
             match key {
                 "baud" => match value.parse::<u32>() {
                     Ok(baud) if baud > 0 => settings.baud = Some(baud),
-                    _ => return Err(bad("baud must be a whole number, e.g. baud=115200")),
+                    _ => return Err("baud must be a whole number, e.g. baud=115200".to_string()),
                 },
                 "data" => {
                     settings.data = match value {
@@ -132,7 +123,7 @@ impl FromStr for Settings {
                         "6" => DataBits::Six,
                         "7" => DataBits::Seven,
                         "8" => DataBits::Eight,
-                        _ => return Err(bad("data bits must be 5, 6, 7 or 8")),
+                        _ => return Err("data bits must be 5, 6, 7 or 8".to_string()),
                     }
                 }
                 "parity" => {
@@ -140,14 +131,14 @@ impl FromStr for Settings {
                         "none" => Parity::None,
                         "odd" => Parity::Odd,
                         "even" => Parity::Even,
-                        _ => return Err(bad("parity must be none, odd or even")),
+                        _ => return Err("parity must be none, odd or even".to_string()),
                     }
                 }
                 "stop" => {
                     settings.stop = match value {
                         "1" => StopBits::One,
                         "2" => StopBits::Two,
-                        _ => return Err(bad("stop bits must be 1 or 2")),
+                        _ => return Err("stop bits must be 1 or 2".to_string()),
                     }
                 }
                 "flow" => {
@@ -155,12 +146,11 @@ impl FromStr for Settings {
                         "none" => FlowControl::None,
                         "software" => FlowControl::Software,
                         "hardware" => FlowControl::Hardware,
-                        _ => return Err(bad("flow must be none, software or hardware")),
+                        _ => return Err("flow must be none, software or hardware".to_string()),
                     }
                 }
                 "dtr" | "rts" | "hupcl" => {
-                    let level =
-                        on_off(value).ok_or_else(|| bad(&format!("{key} must be on or off")))?;
+                    let level = on_off(value).ok_or_else(|| format!("{key} must be on or off"))?;
                     *match key {
                         "dtr" => &mut settings.dtr,
                         "rts" => &mut settings.rts,
@@ -173,13 +163,14 @@ impl FromStr for Settings {
                     }
                     Ok(_) => {
                         let most = super::LONGEST_WAIT.as_millis();
-                        return Err(bad(&format!("settle is at most {most} ms (a day)")));
+                        return Err(format!("settle is at most {most} ms (a day)"));
                     }
-                    _ => return Err(bad("settle is in milliseconds, e.g. settle=2000")),
+                    _ => return Err("settle is in milliseconds, e.g. settle=2000".to_string()),
                 },
-                _ => return Err(bad(&format!("unknown setting; known ones are {KEYS}"))),
+                _ => return Ok(false),
             }
-        }
+            Ok(true)
+        })?;
         Ok(settings)
     }
 }

@@ -168,6 +168,34 @@ impl fmt::Display for Spec {
     }
 }
 
+/// Walks the `,key=value` settings that follow an endpoint's address; `name` starts
+/// every message. `known` lists the keys, for messages; each may come once, but those
+/// in `repeatable`. `setting` takes a key and its value and returns false for a key it
+/// does not know, or why the value is wrong.
+pub fn each_setting<'a>(
+    name: &str,
+    parts: impl Iterator<Item = &'a str>,
+    known: &str,
+    repeatable: &[&str],
+    mut setting: impl FnMut(&'a str, &'a str) -> Result<bool, String>,
+) -> Result<(), String> {
+    let mut seen = Vec::new();
+    for part in parts {
+        let bad = |why: &str| format!("{name}: bad setting '{part}': {why}");
+        let Some((key, value)) = part.split_once('=') else {
+            return Err(bad(&format!("expected key=value, one of {known}")));
+        };
+        if seen.contains(&key) && !repeatable.contains(&key) {
+            return Err(bad("given twice"));
+        }
+        seen.push(key);
+        if !setting(key, value).map_err(|why| bad(&why))? {
+            return Err(bad(&format!("unknown setting; known ones are {known}")));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +260,9 @@ mod tests {
             ("ws-listen://8080,origin=dash", "scheme and host"),
             ("ws-listen://8080,keepalive=0", "from 1 to 86400"),
             ("ws://h:1,nope=1", "unknown setting"),
+            ("ws://h:1,keepalive=5,keepalive=9", "'keepalive=9': given twice"),
+            ("ws-listen://8080,token=a,token=b", "'token=b': given twice"),
+            ("ws-listen://8080,nope", "expected key=value"),
             ("tcp://host", "expected tcp://HOST:PORT"),
             ("tcp://host:http", "port must be a number"),
             ("tcp://:80", "missing host"),
@@ -242,6 +273,9 @@ mod tests {
             let error = text.parse::<Spec>().unwrap_err();
             assert!(error.contains(why), "{text}: {error}");
         }
+        // Origins add up.
+        let two = "ws-listen://8080,origin=http://a,origin=http://b".parse::<Spec>();
+        assert!(two.is_ok(), "{two:?}");
     }
 
     #[test]

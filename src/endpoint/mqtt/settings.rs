@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::endpoint::spec::each_setting;
+
 /// The port MQTT brokers listen on without TLS.
 pub const DEFAULT_PORT: u16 = 1883;
 
@@ -106,32 +108,21 @@ pub fn parse(text: &str, rest: &str) -> Result<Settings, String> {
         password_file: None,
         status: None,
     };
-    let mut seen = Vec::new();
     let mut client_id = None;
     let mut retain_given = false;
-    for token in parts {
-        let bad = |why: &str| format!("{text}: bad setting '{token}': {why}");
-        let Some((key, value)) = token.split_once('=') else {
-            return Err(bad(&format!("expected key=value, one of {KEYS}")));
-        };
-        if seen.contains(&key) {
-            return Err(bad("given twice"));
-        }
-        seen.push(key);
+    each_setting(text, parts, KEYS, &[], |key, value| {
         match key {
-            "pub" => s.publish = Some(topic(value).map_err(|why| bad(&why))?),
-            "sub" => s.subscribe = Some(filter(value).map_err(|why| bad(&why))?),
-            "status" => s.status = Some(topic(value).map_err(|why| bad(&why))?),
+            "pub" => s.publish = Some(topic(value)?),
+            "sub" => s.subscribe = Some(filter(value)?),
+            "status" => s.status = Some(topic(value)?),
             "qos" => {
                 s.qos = match value {
                     "0" => 0,
                     "1" => 1,
                     "2" => {
-                        return Err(bad(
-                            "QoS 2 is not supported; use qos=1 (duplicates are possible, losses are not)",
-                        ));
+                        return Err("QoS 2 is not supported; use qos=1 (duplicates are possible, losses are not)".to_string());
                     }
-                    _ => return Err(bad("qos must be 0 or 1")),
+                    _ => return Err("qos must be 0 or 1".to_string()),
                 }
             }
             "retain" => {
@@ -139,28 +130,29 @@ pub fn parse(text: &str, rest: &str) -> Result<Settings, String> {
                 s.retain = match value {
                     "on" => true,
                     "off" => false,
-                    _ => return Err(bad("retain must be on or off")),
+                    _ => return Err("retain must be on or off".to_string()),
                 }
             }
             "client-id" => {
                 if value.is_empty() || value.len() > usize::from(u16::MAX) || value.contains('\0') {
-                    return Err(bad("a client id is 1 to 65535 bytes, without NUL"));
+                    return Err("a client id is 1 to 65535 bytes, without NUL".to_string());
                 }
                 client_id = Some(value.to_string());
             }
             "keepalive" => match value.parse::<u16>() {
                 Ok(secs) if secs > 0 => s.keepalive = secs,
-                _ => return Err(bad("keepalive must be 1 to 65535 seconds")),
+                _ => return Err("keepalive must be 1 to 65535 seconds".to_string()),
             },
             "password-file" => {
                 if value.is_empty() {
-                    return Err(bad("password-file needs a path"));
+                    return Err("password-file needs a path".to_string());
                 }
                 s.password_file = Some(value.to_string());
             }
-            _ => return Err(bad(&format!("unknown setting; use {KEYS}"))),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     check(text, &s, retain_given)?;
     s.client_id = match client_id {
         Some(id) => id,

@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use super::listen::{self, Listen};
+use super::spec::each_setting;
 
 mod client;
 mod frames;
@@ -63,25 +64,18 @@ impl Connect {
     }
 }
 
-/// Splits `rest` into the address part and its `,key=value` settings; calls `setting`
-/// for each, which returns false for a key it does not know.
+/// Splits `rest` into the address part and its `,key=value` settings, each handed to
+/// `setting` (see [`each_setting`]).
 fn settings<'a>(
     text: &str,
     rest: &'a str,
     known: &str,
-    mut setting: impl FnMut(&str, &str) -> Result<bool, String>,
+    repeatable: &[&str],
+    setting: impl FnMut(&'a str, &'a str) -> Result<bool, String>,
 ) -> Result<&'a str, String> {
     let mut parts = rest.split(',');
     let head = parts.next().unwrap_or_default();
-    for token in parts {
-        let bad = |why: &str| format!("{text}: bad setting '{token}': {why}");
-        let Some((key, value)) = token.split_once('=') else {
-            return Err(bad(&format!("expected key=value, one of {known}")));
-        };
-        if !setting(key, value).map_err(|why| bad(&why))? {
-            return Err(bad(&format!("unknown setting; known ones are {known}")));
-        }
-    }
+    each_setting(text, parts, known, repeatable, setting)?;
     Ok(head)
 }
 
@@ -97,7 +91,7 @@ fn keepalive(value: &str) -> Result<Duration, String> {
 /// Parses what follows `ws://`.
 pub fn parse_connect(text: &str, rest: &str) -> Result<Connect, String> {
     let mut period = DEFAULT_KEEPALIVE;
-    let url = settings(text, rest, "keepalive", |key, value| match key {
+    let url = settings(text, rest, "keepalive", &[], |key, value| match key {
         "keepalive" => keepalive(value).map(|k| period = k).map(|_| true),
         _ => Ok(false),
     })?;
@@ -135,21 +129,27 @@ pub fn parse_connect(text: &str, rest: &str) -> Result<Connect, String> {
 /// Parses what follows `ws-listen://`.
 pub fn parse_serve(text: &str, rest: &str) -> Result<Serve, String> {
     let (mut token, mut origins, mut period) = (None, Vec::new(), DEFAULT_KEEPALIVE);
-    let addr = settings(text, rest, "token, origin, keepalive", |key, value| {
-        match key {
-            "token" if value.is_empty() => return Err("the token is empty".into()),
-            "token" => token = Some(value.to_string()),
-            "origin" if value != "*" && !value.contains("://") => {
-                return Err(
-                    "an origin is a scheme and host, e.g. origin=https://dash.example".into(),
-                );
+    let addr = settings(
+        text,
+        rest,
+        "token, origin, keepalive",
+        &["origin"],
+        |key, value| {
+            match key {
+                "token" if value.is_empty() => return Err("the token is empty".into()),
+                "token" => token = Some(value.to_string()),
+                "origin" if value != "*" && !value.contains("://") => {
+                    return Err(
+                        "an origin is a scheme and host, e.g. origin=https://dash.example".into(),
+                    );
+                }
+                "origin" => origins.push(value.trim_end_matches('/').to_string()),
+                "keepalive" => period = keepalive(value)?,
+                _ => return Ok(false),
             }
-            "origin" => origins.push(value.trim_end_matches('/').to_string()),
-            "keepalive" => period = keepalive(value)?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
+            Ok(true)
+        },
+    )?;
     Ok(Serve {
         listen: listen::parse(text, addr)?,
         token,
