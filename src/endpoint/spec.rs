@@ -260,7 +260,10 @@ mod tests {
             ("ws-listen://8080,origin=dash", "scheme and host"),
             ("ws-listen://8080,keepalive=0", "from 1 to 86400"),
             ("ws://h:1,nope=1", "unknown setting"),
-            ("ws://h:1,keepalive=5,keepalive=9", "'keepalive=9': given twice"),
+            (
+                "ws://h:1,keepalive=5,keepalive=9",
+                "'keepalive=9': given twice",
+            ),
             ("ws-listen://8080,token=a,token=b", "'token=b': given twice"),
             ("ws-listen://8080,nope", "expected key=value"),
             ("tcp://host", "expected tcp://HOST:PORT"),

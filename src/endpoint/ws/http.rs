@@ -24,12 +24,13 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HEADERS: usize = 64;
 
 /// Reads a head up to and including its blank line, within [`HEAD_TIMEOUT`] in all,
-/// giving up (`Interrupted`) once `interrupted` says so.
+/// giving up (`Interrupted`) once `interrupted` says so. Lines may end in a bare LF,
+/// as a head typed into `nc` does; httparse takes both.
 fn read_head(stream: &mut TcpStream, interrupted: &dyn Fn() -> bool) -> io::Result<Vec<u8>> {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
     let mut byte = [0];
-    while !head.ends_with(b"\r\n\r\n") {
+    while !(head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n")) {
         if head.len() >= HEAD_LIMIT {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -241,6 +242,20 @@ pub fn handshake(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_head_with_bare_line_feeds_is_read() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        client
+            .write_all(b"GET /?token=a HTTP/1.1\nHost: x\nUpgrade: websocket\n\n")
+            .unwrap();
+        let request = read_request(&mut server).unwrap().expect("HTTP");
+        assert_eq!(request.token.as_deref(), Some("a"));
+        assert_eq!(request.host.as_deref(), Some("x"));
+        assert!(request.upgrade);
+    }
 
     #[test]
     fn tokens_are_decoded() {
