@@ -24,6 +24,10 @@ use super::reader::{Chunk, Inbox, Message, Shared};
 use super::{Options, trace};
 use crate::framing::Batch;
 
+/// With `--flush-after`, how soon to look again at most often when a source is
+/// writing straight through and partial lines must wait for it.
+const BUSY_RETRY: Duration = Duration::from_millis(10);
+
 /// The dispatcher's end of a direction's sources.
 pub struct Feed {
     shared: Arc<Shared>,
@@ -80,14 +84,29 @@ impl Feed {
     /// Takes partial lines as `how` says, after every message each source counted
     /// before; see the module documentation. Waits for messages until `deadline`.
     ///
-    /// A due source that is routing (waiting for room in a full destination) is never
-    /// polled: it is marked wanted and says when it is done. [`Take::All`] waits for
-    /// that (at a stop the lane ends such waits); [`Take::Silent`] goes on without it,
-    /// and its message re-arms the timer.
+    /// A due source that is routing (waiting for room in a full destination, or in
+    /// the channel) is never polled: it is marked wanted and says when it is done.
+    /// [`Take::All`] waits for that (at a stop or a departure the lane ends such waits).
+    /// [`Take::Silent`] takes nothing while any source holds the route, as it may be in
+    /// the middle of a line, and says when to look again (`--flush-after` later, at
+    /// most every [`BUSY_RETRY`]); a source that finishes routing meanwhile re-arms the
+    /// timer with its message.
     pub fn take(&self, how: Take, deadline: Option<Instant>) -> Taken {
         let now = Instant::now();
         let all = matches!(how, Take::All);
         let mut taken = Taken::default();
+        // A source writing straight through may be in the middle of a line: a partial
+        // line queued now could be written inside it. So `--flush-after` waits until no
+        // source holds the route (a stop or a departure waits for the routing sources
+        // to finish instead, below, before handing anything on).
+        let mut route = None;
+        if let Take::Silent(after) = how {
+            route = self.shared.lane.try_route();
+            if route.is_none() {
+                taken.next = Some(now + after.max(BUSY_RETRY));
+                return taken;
+            }
+        }
         let mut todo = {
             let mut sources = self.shared.sources();
             sources.1 |= all;
@@ -122,6 +141,8 @@ impl Feed {
                 waits.push((Arc::clone(source), state.sent));
                 false
             });
+            // Taken and counted as outstanding: sources may route again.
+            drop(route.take());
             waits.retain(|(source, sent)| source.received.load(Ordering::Acquire) < *sent);
             if todo.is_empty() && waits.is_empty() {
                 break;

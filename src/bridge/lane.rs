@@ -55,6 +55,8 @@ pub struct Lane {
     direct: AtomicU64,
     /// Set when the bridge stops: no source waits for a full destination any more.
     stopping: AtomicBool,
+    /// Bumped to end the waits under way now (not later ones): the sources are going.
+    interrupts: AtomicU64,
 }
 
 /// How long a source waits for room at a time before it looks whether the bridge is
@@ -88,6 +90,7 @@ impl Lane {
     /// out that cannot wait, or a destination that failed, leaves the rest to the
     /// queued route, where the writer meets the error and reports it.
     fn write_through(&self, out: &mut dyn SendNow, batch: &mut Batch) {
+        let interrupts = self.interrupts.load(Ordering::Acquire);
         let mut idle = 0;
         loop {
             let taken = out.send_now(batch);
@@ -96,7 +99,11 @@ impl Lane {
             self.direct.fetch_add(taken.bytes as u64, Ordering::Relaxed);
             // Room reported but nothing taken, more than once: stop asking.
             idle = if taken.bytes == 0 { idle + 1 } else { 0 };
-            if batch.is_empty() || idle > 2 || self.stopping.load(Ordering::Acquire) {
+            if batch.is_empty()
+                || idle > 2
+                || self.stopping.load(Ordering::Acquire)
+                || self.interrupts.load(Ordering::Acquire) != interrupts
+            {
                 return;
             }
             if out.wait_ready(WAIT_SLICE).is_err() {
@@ -109,6 +116,13 @@ impl Lane {
     /// stopping, and what is left takes the queued route to be written out or counted.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Ends the waits for a full destination under way now, within [`WAIT_SLICE`];
+    /// what is left takes the queued route. The sources of the direction are going
+    /// (their endpoint went down), and what they read must not wait on the destination.
+    pub fn interrupt(&self) {
+        self.interrupts.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Bytes queued outside [`Lane::route`]: a partial line the dispatcher took.
@@ -180,6 +194,17 @@ impl Lane {
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         self.lost
             .fetch_add(dropped.pieces as u64, Ordering::Relaxed);
+    }
+
+    /// The route lock if no source holds it now: while the caller holds it, no source
+    /// is writing straight through, and once bytes are counted as outstanding none
+    /// will, so what the caller queues cannot land inside another source's line.
+    pub fn try_route(&self) -> Option<MutexGuard<'_, Direct>> {
+        match self.route.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     /// The route lock. Nothing panics while holding it; if something did, the way out
@@ -255,6 +280,45 @@ mod tests {
         let mut b = batch(&[b"x\n"]);
         lane.route(&mut b, |rest| assert!(rest.is_empty()));
         assert_eq!(lane.outstanding(), 0);
+    }
+
+    /// Takes one byte at a time, and always has room for the next after a moment.
+    struct Trickle;
+
+    impl SendNow for Trickle {
+        fn send_now(&mut self, batch: &Batch) -> Taken {
+            Taken {
+                bytes: batch.bytes().len().min(1),
+                dropped: Dropped::default(),
+            }
+        }
+        fn wait_ready(&mut self, _: Duration) -> std::io::Result<bool> {
+            std::thread::sleep(Duration::from_millis(1));
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn an_interrupt_ends_a_wait_under_way_and_the_rest_is_queued() {
+        let lane = std::sync::Arc::new(Lane::default());
+        lane.set_direct(Some(Box::new(Trickle)));
+        let routing = std::sync::Arc::clone(&lane);
+        let source = std::thread::spawn(move || {
+            // Ten seconds' worth at a byte per millisecond.
+            let mut b = batch(&[&[b'x'; 10_000]]);
+            routing.route(&mut b, |rest| rest.bytes().len())
+        });
+        while lane.direct_bytes() == 0 {
+            std::thread::yield_now();
+        }
+        lane.interrupt();
+        let rest = source.join().unwrap();
+        assert!(rest > 0 && rest < 10_000, "{rest}");
+        assert_eq!(lane.outstanding(), rest as u64);
+        // Later routes wait again.
+        lane.written(1, rest, Dropped::default());
+        let mut b = batch(&[b"ab"]);
+        lane.route(&mut b, |rest| assert!(rest.is_empty()));
     }
 
     #[test]

@@ -10,9 +10,9 @@
 //! marks itself *routing* from framing a read until what is left of it is counted; the
 //! dispatcher counts what it receives from each source (`received`). With these,
 //! [`super::feed`] takes partial lines without ever getting ahead of a source.
-//! Routing lasts as long as the destination is full, so the dispatcher never polls a
-//! routing source: it marks it *wanted*, and the source sends a message (maybe empty)
-//! when it is done.
+//! Routing lasts as long as the destination is full (and the channel, when the rest
+//! is queued), so the dispatcher never polls a routing source: it marks it *wanted*,
+//! and the source sends a message (maybe empty) when it is done.
 //!
 //! Logging and writing happen outside the framer's mutex: a slow log (a paused
 //! terminal, a full pipe) never stalls the dispatcher.
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, SendError, Sender, bounded};
 use log::{log_enabled, warn};
 
 use super::lane::Lane;
@@ -208,30 +208,51 @@ impl Inlet {
         state.routing = true;
         drop(state);
         let logged = log_enabled!(log::Level::Debug).then(|| batch.clone());
-        let sent = self.shared.lane.route(&mut batch, |rest| {
-            let mut state = self.source.lock();
-            state.routing = false;
-            let wanted = std::mem::take(&mut state.wanted);
-            if rest.is_empty() && !announce && !wanted {
+        let mut sent = self.shared.lane.route(&mut batch, |rest| {
+            if rest.is_empty() && !announce {
                 return true;
             }
+            let mut state = self.source.lock();
             state.sent += 1;
             state.announced = partial && self.shared.announce;
             drop(state);
-            let chunk = Chunk {
-                batch: std::mem::take(rest),
-                partial,
-            };
-            let message = Message {
-                source: Arc::clone(&self.source),
-                body: Ok(chunk),
-            };
-            self.tx.send(message).is_ok()
+            self.send(std::mem::take(rest), partial)
         });
+        // Routing ends only now, after a send that may have waited for room in the
+        // channel. Until then the source was held back, not silent: the silence that
+        // `--flush-after` waits for counts from here.
+        let mut state = self.source.lock();
+        state.routing = false;
+        state.last_read = Instant::now();
+        let wanted = std::mem::take(&mut state.wanted);
+        state.sent += u64::from(wanted);
+        drop(state);
+        if wanted {
+            sent &= self.send(Batch::default(), partial);
+        }
         if let Some(batch) = logged {
             trace::pieces(&self.shared.label, &batch, self.shared.hex);
         }
         sent
+    }
+
+    /// Sends `batch` to the dispatcher (counted in `sent` before). If the dispatcher
+    /// is gone, its bytes are counted as lost, so the lane's accounts still add up.
+    fn send(&self, batch: Batch, partial: bool) -> bool {
+        let message = Message {
+            source: Arc::clone(&self.source),
+            body: Ok(Chunk { batch, partial }),
+        };
+        match self.tx.send(message) {
+            Ok(()) => true,
+            Err(SendError(message)) => {
+                if let Ok(chunk) = message.body {
+                    let lost = chunk.batch;
+                    self.shared.lane.lost(lost.pieces(), lost.bytes().len());
+                }
+                false
+            }
+        }
     }
 
     /// Keeps the last bytes fed, as many as the delimiter has, for [`Inlet::end_line`].
@@ -401,6 +422,16 @@ mod tests {
     }
 
     #[test]
+    fn what_a_source_cannot_hand_on_is_counted_as_lost() {
+        let lane = Arc::new(Lane::default());
+        let (feed, inbox) = Feed::new("A -> B", &lane, &Options::default());
+        let mut inlet = inbox.inlet("A");
+        drop(feed);
+        assert!(!endpoint::Inlet::feed(&mut inlet, b"a\nb\n"));
+        assert_eq!((lane.outstanding(), lane.lost_pieces()), (0, 2));
+    }
+
+    #[test]
     fn partial_lines_follow_what_their_source_sent_before() {
         let lane = Arc::new(Lane::default());
         let options = Options {
@@ -447,8 +478,17 @@ mod tests {
         }
     }
 
-    /// A source fed `whole\npart` that is still routing `whole\n` into a closed door.
-    fn routing_source() -> (Feed, Arc<Source>, Sender<()>, thread::JoinHandle<Inlet>) {
+    /// A source fed `whole\npart` that is still routing `whole\n` into a closed door,
+    /// the inbox it came from, and an inlet that was fed `before` (and routed it) first.
+    fn routing_source(
+        before: &[u8],
+    ) -> (
+        Feed,
+        Inlet,
+        Arc<Source>,
+        Sender<()>,
+        thread::JoinHandle<Inlet>,
+    ) {
         let lane = Arc::new(Lane::default());
         let (waiting, started) = bounded(4);
         let (open, opens) = bounded(1);
@@ -462,6 +502,8 @@ mod tests {
             ..Options::default()
         };
         let (feed, inbox) = Feed::new("A -> B", &lane, &options);
+        let mut first = inbox.inlet("first");
+        endpoint::Inlet::feed(&mut first, before);
         let mut inlet = inbox.inlet("A");
         let source = Arc::clone(&inlet.source);
         let thread = thread::spawn(move || {
@@ -471,32 +513,39 @@ mod tests {
         started
             .recv_timeout(Duration::from_secs(10))
             .expect("the source waits for the door");
-        (feed, source, open, thread)
+        (feed, first, source, open, thread)
     }
 
     #[test]
-    fn a_routing_source_is_not_polled_and_says_when_it_is_done() {
-        let (feed, source, open, thread) = routing_source();
-        // Due, but routing: no retry timer, and the dispatcher does not wait.
+    fn a_partial_line_never_lands_inside_a_line_written_straight_through() {
+        // Another client's prompt, announced before; it is due while `whole\n` is
+        // being written straight through.
+        let (feed, first, _, open, thread) = routing_source(b"xyz");
         let taken = feed.take(Take::Silent(Duration::ZERO), None);
-        assert!(taken.batch.is_empty());
-        assert_eq!(taken.next, None);
-        assert!(source.lock().wanted);
+        assert!(taken.batch.is_empty(), "{:?}", taken.batch);
+        let retry = taken.next.expect("a time to look again");
+        assert!(retry >= Instant::now(), "not polled at once");
         open.send(()).unwrap();
-        let message = feed
-            .rx()
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the source says it is done");
-        let chunk = feed.accept(message).unwrap();
-        assert!(chunk.batch.is_empty() && chunk.partial, "{chunk:?}");
+        let inlet = thread.join().unwrap();
         let taken = feed.take(Take::Silent(Duration::ZERO), None);
-        assert_eq!(taken.batch.bytes(), b"part");
+        let mut pieces: Vec<&[u8]> = taken.batch.iter().collect();
+        pieces.sort();
+        assert_eq!(pieces, [&b"part"[..], &b"xyz"[..]]);
+        drop((inlet, first));
+    }
+
+    #[test]
+    fn silence_counts_from_the_end_of_routing() {
+        let (_feed, _first, source, open, thread) = routing_source(b"");
+        let read = source.lock().last_read;
+        open.send(()).unwrap();
         drop(thread.join().unwrap());
+        assert!(source.lock().last_read > read);
     }
 
     #[test]
     fn a_stop_waits_for_a_routing_source_to_say_it_is_done() {
-        let (feed, source, open, thread) = routing_source();
+        let (feed, _first, source, open, thread) = routing_source(b"");
         let opener = thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(10);
             while !source.lock().wanted && Instant::now() < deadline {

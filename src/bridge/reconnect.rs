@@ -236,6 +236,8 @@ impl Dispatcher {
         let dir = &mut self.dirs[side];
         dir.flush_at = None;
         if let Some(feed) = dir.feed.take() {
+            // A source still waiting for room queues the rest of its read instead.
+            dir.lane.interrupt();
             let taken = feed.take(Take::All, Some(Instant::now() + SHUTDOWN_GRACE));
             dir.cuts += feed.cuts();
             self.hold(side, taken.batch);
