@@ -339,6 +339,17 @@ def unread(pty):
     return int.from_bytes(buf, sys.byteorder)
 
 
+def raw_server(pty):
+    """A ws:// bridge from `pty` to a socket of our own that speaks nothing by itself:
+    the listening socket, the bridge, and the bridge's connection."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    bridge = Bridge(pty.path, f"ws://127.0.0.1:{server.getsockname()[1]}/")
+    conn, _ = server.accept()
+    return server, bridge, conn
+
+
 def raw_request(port, headers):
     """Sends a WebSocket upgrade request by hand; returns the status line."""
     with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as s:
@@ -433,11 +444,7 @@ def hostile():
         fail(f"rebinding: {evil!r}; own page: {own!r}")
     bridge.stop()
     # A ws:// server that never answers the handshake: a stop ends the wait at once.
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    bridge = Bridge(pty.path, f"ws://127.0.0.1:{server.getsockname()[1]}/")
-    conn, _ = server.accept()
+    server, bridge, conn = raw_server(pty)
     started = time.monotonic()
     bridge.stop()
     if time.monotonic() - started > 1.5:
@@ -508,11 +515,7 @@ def rule_breakers():
                 fail(f"{name}: the device got {got!r} after it")
     bridge.stop()
     # A server that masks what it sends.
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    bridge = Bridge(pty.path, f"ws://127.0.0.1:{server.getsockname()[1]}/")
-    conn, _ = server.accept()
+    server, bridge, conn = raw_server(pty)
     conn.settimeout(PATIENCE)
     head = b""
     while b"\r\n\r\n" not in head:
