@@ -76,6 +76,16 @@ impl Feed {
         message.body
     }
 
+    /// Bytes of partial lines still in the sources' framers: read, and not handed on
+    /// (a stop whose grace ran out before a source was done routing leaves them).
+    pub fn unsent(&self) -> u64 {
+        let sources = self.shared.sources().0.clone();
+        sources
+            .iter()
+            .map(|source| source.lock().framer.pending() as u64)
+            .sum()
+    }
+
     /// Over-long lines cut so far.
     pub fn cuts(&self) -> u64 {
         self.shared.cuts.load(Ordering::Relaxed)

@@ -535,6 +535,16 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_line_left_when_time_runs_out_is_counted_as_unsent() {
+        let (feed, _first, _, open, thread) = routing_source(b"");
+        let taken = feed.take(Take::All, Some(Instant::now()));
+        assert!(taken.batch.is_empty(), "{:?}", taken.batch);
+        assert_eq!(feed.unsent(), 4);
+        open.send(()).unwrap();
+        drop(thread.join().unwrap());
+    }
+
+    #[test]
     fn silence_counts_from_the_end_of_routing() {
         let (_feed, _first, source, open, thread) = routing_source(b"");
         let read = source.lock().last_read;

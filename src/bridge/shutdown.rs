@@ -97,7 +97,8 @@ impl Dispatcher {
             }
             Some(_) => {}
             None => {
-                let unwritten = dir.lane.outstanding();
+                let unsent = dir.feed.as_ref().map_or(0, |feed| feed.unsent());
+                let unwritten = dir.lane.outstanding() + unsent;
                 if unwritten > 0 {
                     line += &format!(
                         " ({unwritten} bytes read but not written: {to} did not accept them in time)"
