@@ -479,60 +479,79 @@ def closed_with(sock):
     with contextlib.suppress(OSError):
         while chunk := sock.recv(4096):
             got += chunk
-    if len(got) >= 4 and got[0] == 0x88:
-        return int.from_bytes(got[2:4], "big")
+    # Past any pongs (control frames from a server: unmasked, at most 125 bytes).
+    at = 0
+    while at + 2 <= len(got):
+        opcode, size = got[at] & 0x0F, got[at + 1] & 0x7F
+        if opcode == 0x8:
+            return int.from_bytes(got[at + 2:at + 4], "big") if size >= 2 else None
+        at += 2 + size
     return None
 
 
 def rule_breakers():
-    """Frames that break RFC 6455 fail the connection with 1002, and nothing of them
-    reaches the device: an unmasked frame from a client, reserved bits, a continuation
-    with no message under way, a new message inside a fragmented one. A ws:// server
-    that masks its frames is refused too."""
+    """Frames that break RFC 6455 fail the connection with a close frame (1002, or 1009
+    for one too large), and nothing of them reaches the device: an unmasked frame from
+    a client, reserved bits, a continuation with no message under way, a new message
+    inside a fragmented one, an unknown opcode, a bad frame after a burst of pings.
+    A message cut short by a close is not passed on either. On the ws:// side, a server
+    that masks its frames is refused, and a server's close is answered."""
     pty = Pty()
-    bridge = Bridge(pty.path, "ws-listen://127.0.0.1:0")
+    bridge = Bridge(pty.path, "ws-listen://127.0.0.1:0,token=a%41")
     port = bridge.port()
+    pings = b"".join(frame(0x89, b"p%d" % i) for i in range(200))
     cases = {
-        "unmasked": frame(0x81, b"UNMASKED", mask=None),
-        "reserved bits": frame(0xC1, b"RSV1"),
-        "stray continuation": frame(0x80, b"STRAY"),
-        "message inside a message": frame(0x01, b"GARB") + frame(0x81, b"AGE"),
+        "unmasked": (frame(0x81, b"UNMASKED", mask=None), 1002),
+        "reserved bits": (frame(0xC1, b"RSV1"), 1002),
+        "stray continuation": (frame(0x80, b"STRAY"), 1002),
+        "message inside a message": (frame(0x01, b"GARB") + frame(0x81, b"AGE"), 1002),
+        "unknown opcode": (frame(0x01, b"OPEN") + frame(0x83, b"OP3"), 1002),
+        "pings, then unmasked": (pings + frame(0x81, b"LATE", mask=None), 1002),
+        "too large": (b"\x82\xff" + (1 << 40).to_bytes(8, "big") + b"\x01\x02\x03\x04", 1009),
+        "closed mid-message": (frame(0x01, b"PARTIAL") + frame(0x88, b"\x03\xe8"), 1000),
     }
-    for name, data in cases.items():
+    for name, (data, expected) in cases.items():
         sock = socket.create_connection(("127.0.0.1", port))
-        sock.sendall(UPGRADE)
+        sock.sendall(UPGRADE.replace(b"GET / ", b"GET /?token=a%41 "))
         if b" 101 " not in sock.recv(4096):
             fail(f"{name}: no upgrade")
         sock.sendall(data)
         code = closed_with(sock)
         sock.close()
-        if code != 1002:
-            fail(f"{name}: closed with {code}, not 1002: {bridge.text()}")
-        with connect(f"ws://127.0.0.1:{port}/") as ws:
+        if code != expected and not (expected == 1000 and code is None):
+            fail(f"{name}: closed with {code}, not {expected}: {bridge.text()}")
+        with connect(f"ws://127.0.0.1:{port}/?token=aA") as ws:
             ws.send("ok")
             got = pty.read_exactly(3)
             if got != b"ok\n":
                 fail(f"{name}: the device got {got!r} after it")
     bridge.stop()
-    # A server that masks what it sends.
-    server, bridge, conn = raw_server(pty)
-    conn.settimeout(PATIENCE)
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += conn.recv(4096)
-    key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n")
-           if l.lower().startswith(b"sec-websocket-key:")][0]
-    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-    conn.sendall(frame(0x81, b"MASKED"))
-    code = bridge.exit_code()
-    if code != 1 or "a masked frame from the server" not in bridge.text():
-        fail(f"a masking server: exit {code}: {bridge.text()}")
-    conn.close()
-    server.close()
+    for name, data in [("masks its frames", frame(0x81, b"MASKED")),
+                       ("closes", frame(0x88, b"\x03\xe8", mask=None))]:
+        server, bridge, conn = raw_server(pty)
+        conn.settimeout(PATIENCE)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(4096)
+        key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n")
+               if l.lower().startswith(b"sec-websocket-key:")][0]
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        conn.sendall(data)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(4096):
+                answer += chunk
+        code = bridge.exit_code()
+        if code != 1 or not answer.startswith(b"\x88"):
+            fail(f"a server that {name}: exit {code}, answered {answer[:8]!r}: {bridge.text()}")
+        if name == "masks its frames" and "a masked frame from the server" not in bridge.text():
+            fail(f"a masking server: {bridge.text()}")
+        conn.close()
+        server.close()
     if select.select([pty.master], [], [], 0)[0]:
-        fail(f"the device got {os.read(pty.master, 100)!r} from a masking server")
+        fail(f"the device got {os.read(pty.master, 100)!r} from a rule breaker")
 
 
 SCENARIOS = {f.__name__: f for f in [listen_exact, fanout, guarded, client, chain, echo, drain, hostile,

@@ -18,10 +18,12 @@
 //! unless it already ends with it. With `--raw`, every piece is one message and every
 //! message is passed on as it is.
 //!
-//! **Strict about frames.** A frame RFC 6455 forbids (see [`Conn::broken`]) fails the
-//! connection: the reader drops an unfinished message, the writer sends a close frame
-//! with 1002, and both threads end with the reason. Text that is not valid UTF-8 is
-//! not one of them: bytes pass as they are.
+//! **Strict about frames.** A frame RFC 6455 forbids (see [`Conn::broken`], and what
+//! the codec itself refuses) fails the connection: the reader drops the unfinished
+//! line of a message under way, the writer sends a close frame (1002, or 1009 for a
+//! frame over [`MAX_FRAME`]), and both threads end with the reason. The reader waits a
+//! moment for that frame, and for the answer to a peer's close, before the socket is
+//! closed. Text that is not valid UTF-8 is not refused: bytes pass as they are.
 
 use std::io;
 use std::net::{Shutdown, TcpStream};
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use log::{debug, info};
+use tungstenite::error::ProtocolError;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::{Frame, FrameHeader, FrameSocket};
@@ -142,7 +145,19 @@ impl Conn {
                     if open {
                         inlet.drop_partial();
                     }
-                    return Err(io_error(e));
+                    // What the codec itself refuses fails the connection too.
+                    return Err(match e {
+                        tungstenite::Error::Protocol(ProtocolError::InvalidOpcode(_)) => {
+                            self.fail(CloseCode::Protocol, "unknown opcode")
+                        }
+                        tungstenite::Error::Protocol(_) => {
+                            self.fail(CloseCode::Protocol, "a frame the protocol does not allow")
+                        }
+                        tungstenite::Error::Capacity(_) => {
+                            self.fail(CloseCode::Size, "a frame over 16 MiB")
+                        }
+                        other => io_error(other),
+                    });
                 }
             };
             let header = frame.header();
@@ -152,7 +167,7 @@ impl Conn {
                 if open {
                     inlet.drop_partial();
                 }
-                return Err(self.fail(why));
+                return Err(self.fail(CloseCode::Protocol, why));
             }
             let mut payload = frame.into_payload().to_vec();
             if let Some(mask) = mask {
@@ -177,15 +192,20 @@ impl Conn {
                 }
                 OpCode::Control(Control::Close) => {
                     debug!("{}: closed the connection", self.peer);
-                    let _ = self.control.0.try_send(Frame::close(None));
-                    return Ok(());
-                }
-                OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
+                    // A message it left unfinished is not a message.
                     if open {
                         inlet.drop_partial();
                     }
-                    return Err(self.fail("unknown opcode"));
+                    // The answer goes out before the socket is closed.
+                    let _ = self
+                        .control
+                        .0
+                        .send_timeout(Frame::close(None), CLOSE_PATIENCE);
+                    let _ = self.closed.1.recv_timeout(CLOSE_PATIENCE);
+                    return Ok(());
                 }
+                // Refused by `broken` above.
+                OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => false,
             };
             if !more {
                 return Ok(());
@@ -196,16 +216,22 @@ impl Conn {
     /// Fails the connection because the peer broke the protocol: the writer sends a
     /// close frame with 1002 (waited for a moment, since the socket is closed next), and
     /// both threads end with `why`.
-    fn fail(&self, why: &'static str) -> io::Error {
+    fn fail(&self, code: CloseCode, why: &'static str) -> io::Error {
         *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
-        self.close(CloseCode::Protocol, why);
-        let _ = self.closed.1.recv_timeout(CLOSE_PATIENCE);
+        let frame = Frame::close(Some(CloseFrame {
+            code,
+            reason: why.into(),
+        }));
+        // Waits for room behind pongs already queued, as long as the writer moves.
+        if self.control.0.send_timeout(frame, CLOSE_PATIENCE).is_ok() {
+            let _ = self.closed.1.recv_timeout(CLOSE_PATIENCE);
+        }
         io::Error::new(io::ErrorKind::InvalidData, why)
     }
 
     /// What breaks RFC 6455 in a frame with this `header` and `len` bytes of payload,
     /// `open` telling whether a data message is under way; the connection then fails
-    /// (close code 1002). Unknown opcodes are the reader's to refuse.
+    /// (close code 1002).
     fn broken(&self, header: &FrameHeader, len: usize, open: bool) -> Option<&'static str> {
         let masked = header.mask.is_some();
         match header.opcode {
@@ -222,6 +248,9 @@ impl Conn {
             }
             OpCode::Data(Data::Text | Data::Binary) if open => {
                 Some("a new message before the last one ended")
+            }
+            OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
+                Some("unknown opcode")
             }
             _ => None,
         }

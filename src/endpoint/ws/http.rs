@@ -30,7 +30,8 @@ fn read_head(stream: &mut TcpStream, interrupted: &dyn Fn() -> bool) -> io::Resu
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
     let mut byte = [0];
-    while !(head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n")) {
+    // The blank line: "\r\n" or "\n", after a line that ended either way.
+    while !(head.ends_with(b"\n\r\n") || head.ends_with(b"\n\n")) {
         if head.len() >= HEAD_LIMIT {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -123,7 +124,7 @@ pub fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
 }
 
 /// `%XX` escapes decoded, as a browser may encode a token; anything else as it is.
-fn percent_decode(text: &str) -> String {
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -248,13 +249,17 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
-        client
-            .write_all(b"GET /?token=a HTTP/1.1\nHost: x\nUpgrade: websocket\n\n")
-            .unwrap();
-        let request = read_request(&mut server).unwrap().expect("HTTP");
-        assert_eq!(request.token.as_deref(), Some("a"));
-        assert_eq!(request.host.as_deref(), Some("x"));
-        assert!(request.upgrade);
+        for head in [
+            &b"GET /?token=a HTTP/1.1\nHost: x\nUpgrade: websocket\n\n"[..],
+            b"GET /?token=a HTTP/1.1\nHost: x\nUpgrade: websocket\n\r\n",
+            b"GET /?token=a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\n",
+        ] {
+            client.write_all(head).unwrap();
+            let request = read_request(&mut server).unwrap().expect("HTTP");
+            assert_eq!(request.token.as_deref(), Some("a"));
+            assert_eq!(request.host.as_deref(), Some("x"));
+            assert!(request.upgrade);
+        }
     }
 
     #[test]

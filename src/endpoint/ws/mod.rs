@@ -137,7 +137,8 @@ pub fn parse_serve(text: &str, rest: &str) -> Result<Serve, String> {
         |key, value| {
             match key {
                 "token" if value.is_empty() => return Err("the token is empty".into()),
-                "token" => token = Some(value.to_string()),
+                // Compared with the request's, which a browser may have %-encoded.
+                "token" => token = Some(http::percent_decode(value)),
                 "origin" if value != "*" && !value.contains("://") => {
                     return Err(
                         "an origin is a scheme and host, e.g. origin=https://dash.example".into(),
