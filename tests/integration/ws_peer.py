@@ -509,6 +509,8 @@ def rule_breakers():
         "pings, then unmasked": (pings + frame(0x81, b"LATE", mask=None), 1002),
         "too large": (b"\x82\xff" + (1 << 40).to_bytes(8, "big") + b"\x01\x02\x03\x04", 1009),
         "closed mid-message": (frame(0x01, b"PARTIAL") + frame(0x88, b"\x03\xe8"), 1000),
+        "a close no one may send": (frame(0x88, b"\x03\xed"), 1002),
+        "a close reason that is not UTF-8": (frame(0x88, b"\x03\xe8\xff"), 1007),
     }
     for name, (data, expected) in cases.items():
         sock = socket.create_connection(("127.0.0.1", port))

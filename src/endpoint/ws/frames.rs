@@ -196,6 +196,9 @@ impl Conn {
                     if open {
                         inlet.drop_partial();
                     }
+                    if let Some((code, why)) = bad_close(&payload) {
+                        return Err(self.fail(code, why));
+                    }
                     // The answer goes out before the socket is closed.
                     let _ = self
                         .control
@@ -384,6 +387,27 @@ impl Conn {
     }
 }
 
+/// What is wrong with a close frame's body (RFC 6455 5.5.1 and 7.4), if anything: a
+/// lone byte, a status code nobody may send, or a reason that is not UTF-8.
+fn bad_close(body: &[u8]) -> Option<(CloseCode, &'static str)> {
+    let code = match body {
+        [] => return None,
+        [_] => return Some((CloseCode::Protocol, "a close frame with a one-byte body")),
+        [high, low, ..] => u16::from_be_bytes([*high, *low]),
+    };
+    let allowed = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+    if !allowed {
+        return Some((
+            CloseCode::Protocol,
+            "a close frame with a code nobody may send",
+        ));
+    }
+    if std::str::from_utf8(&body[2..]).is_err() {
+        return Some((CloseCode::Invalid, "a close reason that is not UTF-8"));
+    }
+    None
+}
+
 /// Four unpredictable bytes, from the standard library's per-process random hash keys.
 fn random_mask() -> [u8; 4] {
     use std::hash::{BuildHasher, Hasher};
@@ -465,6 +489,24 @@ mod tests {
         assert_eq!(
             (opcode, last, data),
             (OpCode::Data(Data::Text), true, b"a\nb".to_vec())
+        );
+    }
+
+    #[test]
+    fn close_bodies_are_checked() {
+        assert_eq!(bad_close(b""), None);
+        assert_eq!(bad_close(b"\x03\xe8bye"), None);
+        assert_eq!(bad_close(b"\x0f\xa0"), None); // 4000, private use
+        for bad in [&b"\x03"[..], b"\x03\xed", b"\x00\x00", b"\x13\x88"] {
+            assert_eq!(
+                bad_close(bad).map(|b| b.0),
+                Some(CloseCode::Protocol),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            bad_close(b"\x03\xe8\xff").map(|b| b.0),
+            Some(CloseCode::Invalid)
         );
     }
 
