@@ -137,33 +137,36 @@ mod tests {
     use super::*;
     use std::io;
 
+    /// Two Arduino Unos told apart by serial and location, and a CH340 without one.
+    fn two_unos_and_a_ch340() -> Vec<Port> {
+        vec![
+            with(
+                usb("/dev/ttyACM0", 0x2341, 0x43, Some("A1")),
+                Some("1-1"),
+                Some(0),
+            ),
+            with(
+                usb("/dev/ttyACM1", 0x2341, 0x43, Some("B2")),
+                Some("1-2"),
+                Some(0),
+            ),
+            with(
+                usb("/dev/ttyUSB0", 0x1a86, 0x7523, None),
+                Some("3-1.4"),
+                Some(0),
+            ),
+        ]
+    }
+
     #[test]
     fn matches_by_id_serial_location_and_interface() {
-        let ports = normalise(
-            vec![
-                with(
-                    usb("/dev/ttyACM0", 0x2341, 0x43, Some("A1")),
-                    Some("1-1"),
-                    Some(0),
-                ),
-                with(
-                    usb("/dev/ttyACM1", 0x2341, 0x43, Some("B2")),
-                    Some("1-2"),
-                    Some(0),
-                ),
-                with(
-                    usb("/dev/ttyUSB0", 0x1a86, 0x7523, None),
-                    Some("3-1.4"),
-                    Some(0),
-                ),
-                Port {
-                    path: "/dev/ttyS0".into(),
-                    kind: Kind::Other,
-                    dialin_of: None,
-                },
-            ],
-            Os::Linux,
-        );
+        let mut ports = two_unos_and_a_ch340();
+        ports.push(Port {
+            path: "/dev/ttyS0".into(),
+            kind: Kind::Other,
+            dialin_of: None,
+        });
+        let ports = normalise(ports, Os::Linux);
         assert_eq!(
             paths("usb:2341:0043", &ports),
             ["/dev/ttyACM0", "/dev/ttyACM1"]
@@ -181,26 +184,7 @@ mod tests {
 
     #[test]
     fn one_match_opens_none_and_several_say_why() {
-        let ports = normalise(
-            vec![
-                with(
-                    usb("/dev/ttyACM0", 0x2341, 0x43, Some("A1")),
-                    Some("1-1"),
-                    Some(0),
-                ),
-                with(
-                    usb("/dev/ttyACM1", 0x2341, 0x43, Some("B2")),
-                    Some("1-2"),
-                    Some(0),
-                ),
-                with(
-                    usb("/dev/ttyUSB0", 0x1a86, 0x7523, None),
-                    Some("3-1.4"),
-                    Some(0),
-                ),
-            ],
-            Os::Linux,
-        );
+        let ports = normalise(two_unos_and_a_ch340(), Os::Linux);
         assert_eq!(
             pick(&selector("usb:2341:0043:A1"), &ports).unwrap().path,
             "/dev/ttyACM0"
