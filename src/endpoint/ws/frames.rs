@@ -18,7 +18,7 @@
 //! unless it already ends with it. With `--raw`, every piece is one message and every
 //! message is passed on as it is.
 //!
-//! **Strict about frames.** A frame RFC 6455 forbids (see [`Conn::broken`], and what
+//! **Strict about frames.** A frame RFC 6455 forbids (see [`super::rules`], and what
 //! the codec itself refuses) fails the connection: the reader drops the unfinished
 //! line of a message under way, the writer sends a close frame (1002, or 1009 for a
 //! frame over [`MAX_FRAME`]), and both threads end with the reason. The reader waits a
@@ -36,8 +36,9 @@ use log::{debug, info};
 use tungstenite::error::ProtocolError;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
-use tungstenite::protocol::frame::{Frame, FrameHeader, FrameSocket};
+use tungstenite::protocol::frame::{Frame, FrameSocket};
 
+use super::rules;
 use crate::endpoint::Inlet;
 use crate::endpoint::listen::Parcel;
 use crate::framing::Framing;
@@ -45,9 +46,6 @@ use crate::framing::Framing;
 /// The largest frame taken from a peer: a 16 MiB line in one frame is plenty, and the
 /// bridge frames it further as it goes.
 const MAX_FRAME: usize = 16 << 20;
-
-/// The longest control frame (ping, pong, close) RFC 6455 allows.
-const MAX_CONTROL: usize = 125;
 
 /// Control frames (pongs, a close reply) waiting for the writer.
 const CONTROL_QUEUE: usize = 8;
@@ -162,7 +160,7 @@ impl Conn {
             };
             let header = frame.header();
             let (opcode, last, mask) = (header.opcode, header.is_final, header.mask);
-            if let Some(why) = self.broken(header, frame.payload().len(), open) {
+            if let Some(why) = rules::broken(self.role, header, frame.payload().len(), open) {
                 // A message it left unfinished is not a message.
                 if open {
                     inlet.drop_partial();
@@ -196,7 +194,7 @@ impl Conn {
                     if open {
                         inlet.drop_partial();
                     }
-                    if let Some((code, why)) = bad_close(&payload) {
+                    if let Some((code, why)) = rules::bad_close(&payload) {
                         return Err(self.fail(code, why));
                     }
                     // The answer goes out before the socket is closed.
@@ -207,7 +205,7 @@ impl Conn {
                     let _ = self.closed.1.recv_timeout(CLOSE_PATIENCE);
                     return Ok(());
                 }
-                // Refused by `broken` above.
+                // Refused by `rules::broken` above.
                 OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => false,
             };
             if !more {
@@ -230,33 +228,6 @@ impl Conn {
             let _ = self.closed.1.recv_timeout(CLOSE_PATIENCE);
         }
         io::Error::new(io::ErrorKind::InvalidData, why)
-    }
-
-    /// What breaks RFC 6455 in a frame with this `header` and `len` bytes of payload,
-    /// `open` telling whether a data message is under way; the connection then fails
-    /// (close code 1002).
-    fn broken(&self, header: &FrameHeader, len: usize, open: bool) -> Option<&'static str> {
-        let masked = header.mask.is_some();
-        match header.opcode {
-            _ if header.rsv1 || header.rsv2 || header.rsv3 => {
-                Some("reserved bits set, and no extension was agreed")
-            }
-            _ if masked && self.role == Role::Client => Some("a masked frame from the server"),
-            _ if !masked && self.role == Role::Server => Some("an unmasked frame from a client"),
-            OpCode::Control(_) if !header.is_final || len > MAX_CONTROL => {
-                Some("a control frame longer than 125 bytes, or in pieces")
-            }
-            OpCode::Data(Data::Continue) if !open => {
-                Some("a continuation frame with no message under way")
-            }
-            OpCode::Data(Data::Text | Data::Binary) if open => {
-                Some("a new message before the last one ended")
-            }
-            OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
-                Some("unknown opcode")
-            }
-            _ => None,
-        }
     }
 
     /// The writer: every batch of `queue` out as frames, the reader's control frames, and
@@ -387,27 +358,6 @@ impl Conn {
     }
 }
 
-/// What is wrong with a close frame's body (RFC 6455 5.5.1 and 7.4), if anything: a
-/// lone byte, a status code nobody may send, or a reason that is not UTF-8.
-fn bad_close(body: &[u8]) -> Option<(CloseCode, &'static str)> {
-    let code = match body {
-        [] => return None,
-        [_] => return Some((CloseCode::Protocol, "a close frame with a one-byte body")),
-        [high, low, ..] => u16::from_be_bytes([*high, *low]),
-    };
-    let allowed = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
-    if !allowed {
-        return Some((
-            CloseCode::Protocol,
-            "a close frame with a code nobody may send",
-        ));
-    }
-    if std::str::from_utf8(&body[2..]).is_err() {
-        return Some((CloseCode::Invalid, "a close reason that is not UTF-8"));
-    }
-    None
-}
-
 /// Four unpredictable bytes, from the standard library's per-process random hash keys.
 fn random_mask() -> [u8; 4] {
     use std::hash::{BuildHasher, Hasher};
@@ -489,24 +439,6 @@ mod tests {
         assert_eq!(
             (opcode, last, data),
             (OpCode::Data(Data::Text), true, b"a\nb".to_vec())
-        );
-    }
-
-    #[test]
-    fn close_bodies_are_checked() {
-        assert_eq!(bad_close(b""), None);
-        assert_eq!(bad_close(b"\x03\xe8bye"), None);
-        assert_eq!(bad_close(b"\x0f\xa0"), None); // 4000, private use
-        for bad in [&b"\x03"[..], b"\x03\xed", b"\x00\x00", b"\x13\x88"] {
-            assert_eq!(
-                bad_close(bad).map(|b| b.0),
-                Some(CloseCode::Protocol),
-                "{bad:?}"
-            );
-        }
-        assert_eq!(
-            bad_close(b"\x03\xe8\xff").map(|b| b.0),
-            Some(CloseCode::Invalid)
         );
     }
 

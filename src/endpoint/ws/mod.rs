@@ -1,6 +1,7 @@
 //! WebSocket endpoints: `ws://HOST:PORT[/PATH]` connects as a client;
 //! `ws-listen://[ADDR:]PORT` serves WebSocket clients, and its own console page to
-//! browsers. Both are message endpoints: one message is one line ([`frames`]).
+//! browsers. Both are message endpoints: one message is one line ([`frames`]); what a
+//! peer may not send fails its connection ([`rules`]).
 //!
 //! A `ws-listen://` endpoint is the listener of `listen.rs` with the [`Server`]
 //! protocol: a plain `GET /` gets the console page, an upgrade request on any path
@@ -19,6 +20,7 @@ use super::spec::each_setting;
 mod client;
 mod frames;
 mod http;
+mod rules;
 mod server;
 
 pub use client::connect;
