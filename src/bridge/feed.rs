@@ -54,6 +54,13 @@ pub struct Taken {
     pub next: Option<Instant>,
 }
 
+impl Taken {
+    /// A partial line not yet due will be at `at`: the earliest such time is `next`.
+    fn look_at(&mut self, at: Instant) {
+        self.next = Some(self.next.map_or(at, |next| next.min(at)));
+    }
+}
+
 impl Feed {
     /// A new set of sources for the direction `label`, writing through `lane`.
     pub fn new(label: &str, lane: &Arc<Lane>, options: &Options) -> (Feed, Inbox) {
@@ -134,7 +141,7 @@ impl Feed {
                     }
                     let at = state.last_read + after;
                     if at > now {
-                        taken.next = Some(taken.next.map_or(at, |next| next.min(at)));
+                        taken.look_at(at);
                         return false;
                     }
                 }
@@ -188,7 +195,7 @@ impl Feed {
                     let state = source.lock();
                     if state.framer.pending() > 0 {
                         let at = state.last_read + after;
-                        taken.next = Some(taken.next.map_or(at, |next| next.min(at)));
+                        taken.look_at(at);
                     }
                 }
                 taken.batch.append(chunk.batch);

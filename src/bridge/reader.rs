@@ -69,7 +69,8 @@ pub(super) struct State {
     pub(super) routing: bool,
     /// The dispatcher waits for this source to finish routing: send a message then.
     pub(super) wanted: bool,
-    /// When the last read returned data.
+    /// When the last read returned data, or routing last ended (the source could not
+    /// read while it routed): where the silence `--flush-after` waits for starts.
     pub(super) last_read: Instant,
     /// Whether the dispatcher has been told a partial line is pending.
     pub(super) announced: bool,
