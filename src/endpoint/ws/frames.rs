@@ -198,11 +198,7 @@ impl Conn {
                         return Err(self.fail(code, why));
                     }
                     // The answer goes out before the socket is closed.
-                    let _ = self
-                        .control
-                        .0
-                        .send_timeout(Frame::close(None), CLOSE_PATIENCE);
-                    let _ = self.closed.1.recv_timeout(CLOSE_PATIENCE);
+                    self.send_close(Frame::close(None));
                     return Ok(());
                 }
                 // Refused by `rules::broken` above.
@@ -215,19 +211,23 @@ impl Conn {
     }
 
     /// Fails the connection because the peer broke the protocol: the writer sends a
-    /// close frame with 1002 (waited for a moment, since the socket is closed next), and
-    /// both threads end with `why`.
+    /// close frame with `code`, and both threads end with `why`.
     fn fail(&self, code: CloseCode, why: &'static str) -> io::Error {
         *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
         let frame = Frame::close(Some(CloseFrame {
             code,
             reason: why.into(),
         }));
-        // Waits for room behind pongs already queued, as long as the writer moves.
+        self.send_close(frame);
+        io::Error::new(io::ErrorKind::InvalidData, why)
+    }
+
+    /// Has the writer send a close `frame` and waits a moment until it has, as the
+    /// socket is closed next: behind pongs already queued, as long as the writer moves.
+    fn send_close(&self, frame: Frame) {
         if self.control.0.send_timeout(frame, CLOSE_PATIENCE).is_ok() {
             let _ = self.closed.1.recv_timeout(CLOSE_PATIENCE);
         }
-        io::Error::new(io::ErrorKind::InvalidData, why)
     }
 
     /// The writer: every batch of `queue` out as frames, the reader's control frames, and
