@@ -12,7 +12,7 @@ use simplelog::LevelFilter;
 
 use crate::bridge::Options;
 use crate::endpoint::Spec;
-use crate::endpoint::serial::DEFAULT_BAUD;
+use crate::endpoint::contract::DEFAULT_BAUD;
 use crate::error::{Error, exit};
 use crate::escape::unescape;
 use crate::framing::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE, Framing, MAX_MAX_LINE};
@@ -22,7 +22,7 @@ mod log;
 
 pub use log::LogConfig;
 
-use check::{Unit, bounded_wait, check_log_file, check_mqtt_loop, same_endpoint};
+use check::{Unit, bounded_wait, check_log_file, same_endpoint};
 
 /// Bridge two endpoints (serial ports, TCP, stdin/stdout, a pty): every complete
 /// line read on one is written to the other, byte for byte.
@@ -240,18 +240,13 @@ impl Args {
             None => DEFAULT_BAUD,
         };
         let settle = bounded_wait("--settle", self.settle, Unit::Millis, 0)?;
-        let a = a
-            .parse::<Spec>()
-            .map_err(usage)?
-            .with_defaults(baud, settle);
-        let b = b
-            .parse::<Spec>()
-            .map_err(usage)?
-            .with_defaults(baud, settle);
+        let a = a.parse::<Spec>().map_err(usage)?;
+        let b = b.parse::<Spec>().map_err(usage)?;
         if let Some(file) = &self.log_file {
             check_log_file(file, [&a, &b])?;
         }
-        check_mqtt_loop(&a, &b)?;
+        a.check_pair(&b).map_err(usage)?;
+        b.check_pair(&a).map_err(usage)?;
         if same_endpoint(&a, &b) {
             return Err(usage(format!(
                 "{a}: given as both ports; a bridge needs two different ports"
@@ -334,6 +329,8 @@ impl Args {
                 reconnect: self.reconnect,
                 queue: self.queue.unwrap_or(crate::bridge::DEFAULT_QUEUE),
                 stats,
+                baud,
+                settle,
             },
             log: LogConfig {
                 level,
@@ -346,6 +343,8 @@ impl Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::Place;
+    use crate::endpoint::serial::Settings;
     use std::time::Duration;
 
     fn parse(args: &[&str]) -> Result<Command, Error> {
@@ -359,11 +358,15 @@ mod tests {
         }
     }
 
-    fn baud(spec: &Spec) -> Option<u32> {
-        match spec {
-            Spec::Serial(settings) => settings.baud,
-            other => panic!("not serial: {other:?}"),
-        }
+    /// The port's own setting, or the default `config` gives it.
+    fn baud(config: &Config, spec: &Spec) -> u32 {
+        let port = spec.kind::<Settings>().expect("a serial port");
+        port.baud.unwrap_or(config.bridge.baud)
+    }
+
+    fn settle(config: &Config, spec: &Spec) -> Option<Duration> {
+        let port = spec.kind::<Settings>().expect("a serial port");
+        port.settle.or(config.bridge.settle)
     }
 
     fn usage_error(args: &[&str]) -> String {
@@ -378,7 +381,7 @@ mod tests {
         let c = config(&["/dev/ttyACM0", "/dev/ttyACM1"]);
         assert_eq!(c.a.to_string(), "/dev/ttyACM0");
         assert_eq!(c.b.to_string(), "/dev/ttyACM1");
-        assert_eq!(baud(&c.a), Some(9600));
+        assert_eq!(baud(&c, &c.a), 9600);
         assert_eq!(c.bridge.framing, Framing::default());
         assert_eq!(c.bridge.flush_after, None);
         assert_eq!(c.log.level, LevelFilter::Info);
@@ -387,8 +390,8 @@ mod tests {
     #[test]
     fn baud_default_only_fills_ports_without_one() {
         let c = config(&["--baud", "57600", "/dev/a,baud=115200", "/dev/b"]);
-        assert_eq!(baud(&c.a), Some(115200));
-        assert_eq!(baud(&c.b), Some(57600));
+        assert_eq!(baud(&c, &c.a), 115200);
+        assert_eq!(baud(&c, &c.b), 57600);
     }
 
     #[test]
@@ -419,14 +422,10 @@ mod tests {
     #[test]
     fn reconnect_options() {
         let c = config(&["--reconnect", "--queue", "0", "--stats", "5", "/a", "/b"]);
-        let settle = |spec: &Spec| match spec {
-            Spec::Serial(settings) => settings.settle,
-            _ => None,
-        };
-        assert_eq!(settle(&c.a), None);
+        assert_eq!(settle(&c, &c.a), None);
         let c2 = config(&["--settle", "1500", "/a,settle=10", "/b"]);
-        assert_eq!(settle(&c2.a), Some(Duration::from_millis(10)));
-        assert_eq!(settle(&c2.b), Some(Duration::from_millis(1500)));
+        assert_eq!(settle(&c2, &c2.a), Some(Duration::from_millis(10)));
+        assert_eq!(settle(&c2, &c2.b), Some(Duration::from_millis(1500)));
         assert!(c.bridge.reconnect);
         assert_eq!(c.bridge.queue, 0);
         assert_eq!(c.bridge.stats, Some(Duration::from_secs(5)));
@@ -447,9 +446,9 @@ mod tests {
     #[test]
     fn a_bare_dash_is_stdio() {
         let c = config(&["-", "/dev/ttyACM0"]);
-        assert_eq!(c.a, Spec::Stdio);
+        assert_eq!(c.a.place(), Place::Stdio);
         let c = config(&["--", "/dev/ttyACM0", "-"]);
-        assert_eq!(c.b, Spec::Stdio);
+        assert_eq!(c.b.place(), Place::Stdio);
         assert!(usage_error(&["-", "-"]).contains("given as both"));
     }
 

@@ -17,7 +17,13 @@ pub enum Error {
     Open {
         /// The endpoint as the user named it.
         endpoint: String,
-        /// Why; its kind picks the hint.
+        /// Why, in one line with the hint the endpoint's kind gives
+        /// ([`crate::endpoint::Kind::why`]).
+        why: String,
+        /// Waiting will not mend it ([`crate::endpoint::Kind::lasting`]): even
+        /// `--reconnect` stops at it when the bridge starts.
+        lasting: bool,
+        /// The error itself.
         source: io::Error,
     },
     /// Reading from a running endpoint failed.
@@ -87,20 +93,17 @@ impl Error {
             Error::Setup { .. } => exit::FAILED,
         })
     }
+
+    /// Whether this is an open failure that waiting will not mend.
+    pub fn is_lasting(&self) -> bool {
+        matches!(self, Error::Open { lasting: true, .. })
+    }
 }
 
-/// A short reason for an I/O error, lowercase, with a hint where one helps.
-fn describe(source: &io::Error) -> String {
+/// A short reason for an I/O error, lowercase, with a hint where one helps whatever the
+/// endpoint; a kind adds its own ([`crate::endpoint::Kind::why`]).
+pub fn describe(source: &io::Error) -> String {
     match source.kind() {
-        io::ErrorKind::NotFound => {
-            "no such port (run `serial-bridge --list` to see the ports present)".into()
-        }
-        io::ErrorKind::PermissionDenied => "permission denied (add your user to the group \
-             that owns the port, usually dialout, or uucp on Arch and macOS, then log in again)"
-            .into(),
-        io::ErrorKind::ResourceBusy => "port is busy (another program has it open: a serial \
-             monitor, ModemManager or another bridge)"
-            .into(),
         io::ErrorKind::ConnectionRefused => {
             "connection refused (is the server running, and listening on that port?)".into()
         }
@@ -117,7 +120,7 @@ fn describe(source: &io::Error) -> String {
 }
 
 /// System messages start with a capital ("Input/output error"); ours are lowercase.
-fn lowercase_first(message: &str) -> String {
+pub fn lowercase_first(message: &str) -> String {
     let mut chars = message.chars();
     match (chars.next(), chars.next()) {
         (Some(first), Some(second)) if first.is_ascii_uppercase() && !second.is_uppercase() => {
@@ -131,9 +134,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(message) => write!(f, "{message}"),
-            Error::Open { endpoint, source } => {
-                write!(f, "{endpoint}: cannot open: {}", describe(source))
-            }
+            Error::Open { endpoint, why, .. } => write!(f, "{endpoint}: cannot open: {why}"),
             Error::Read { endpoint, source } => {
                 let why = describe(source);
                 write!(f, "{endpoint}: read failed: {why}")?;
@@ -181,21 +182,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn open_errors_carry_hints() {
-        let e = Error::Open {
-            endpoint: "/dev/ttyACM9".into(),
-            source: io::Error::from(io::ErrorKind::NotFound),
-        };
-        assert!(
-            e.to_string()
-                .starts_with("/dev/ttyACM9: cannot open: no such port")
-        );
-        assert!(e.to_string().contains("--list"));
-        let e = Error::Open {
-            endpoint: "COM3".into(),
-            source: io::Error::from(io::ErrorKind::ResourceBusy),
-        };
-        assert!(e.to_string().contains("busy"));
+    fn generic_reasons_assume_no_kind() {
+        let refused = describe(&io::ErrorKind::ConnectionRefused.into());
+        assert!(refused.contains("is the server running"), "{refused}");
+        let missing = describe(&io::Error::new(io::ErrorKind::NotFound, "No such thing"));
+        assert_eq!(missing, "no such thing");
     }
 
     #[test]

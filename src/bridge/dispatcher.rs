@@ -13,7 +13,6 @@
 //! was read. Reconnecting and settling live in [`super::reconnect`].
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select, SendError, Sender, bounded};
@@ -23,9 +22,10 @@ use super::feed::{Feed, Take};
 use super::lane::Lane;
 use super::reader::Message;
 use super::reconnect::{Backlog, Reconnect, Settling};
+use super::shutdown::STOP_GRACE;
 use super::writer::{Failure, Writing, spawn_writer};
-use super::{Ends, Options, Pair, Side, Traffic, start_endpoint, trace};
-use crate::endpoint::Endpoint;
+use super::{Ends, Options, Pair, Side, Traffic, trace};
+use crate::endpoint::{Endpoint, GiveUp, Stop};
 use crate::error::Error;
 use crate::framing::Batch;
 
@@ -86,11 +86,11 @@ pub struct Dispatcher {
     pub done: Option<Sender<()>>,
     pub done_rx: Receiver<()>,
     /// Set at shutdown when writers should stop waiting for a stuck port.
-    pub abandon: Arc<AtomicBool>,
+    pub give_up: GiveUp,
     /// With `--reconnect`.
     pub reconnect: Option<Reconnect>,
-    /// Each endpoint's guard, kept until the bridge ends or the endpoint is replaced.
-    pub guards: Pair<Option<Box<dyn Send>>>,
+    /// How to stop each endpoint, kept until the bridge ends or the endpoint goes.
+    pub stops: Pair<Option<Box<dyn Stop>>>,
     /// When to log the next `--stats` line.
     pub stats_at: Option<Instant>,
 }
@@ -132,9 +132,9 @@ impl Dispatcher {
             fail_rx,
             done: Some(done),
             done_rx,
-            abandon: Arc::default(),
+            give_up: GiveUp::default(),
             reconnect,
-            guards: Pair::default(),
+            stops: Pair::default(),
             stats_at: options.stats.map(|every| Instant::now() + every),
         };
         let [a, b] = opened.0;
@@ -160,6 +160,8 @@ impl Dispatcher {
     /// `side`, and a writer takes direction `side.other()`'s batches to it.
     pub fn attach(&mut self, side: Side, endpoint: Endpoint) -> Result<(), Error> {
         let name = self.ends[side].name.clone();
+        self.ends[side].eof_is_end = endpoint.ends_input();
+        self.ends[side].settle = endpoint.settle();
         let into = side.other();
         let dir = &self.dirs[side];
         let (feed, inbox) = Feed::new(&dir.label, &dir.lane, &self.options);
@@ -167,7 +169,9 @@ impl Dispatcher {
             let what = format!("cannot start {what} for {name}");
             move |source| Error::Setup { what, source }
         };
-        let running = start_endpoint(endpoint, inbox, &self.abandon).map_err(setup("threads"))?;
+        let running = endpoint
+            .start(Box::new(inbox), self.give_up.clone())
+            .map_err(setup("threads"))?;
         let dir = &mut self.dirs[side];
         if let Some(old) = dir.feed.replace(feed) {
             dir.cuts += old.cuts();
@@ -180,14 +184,16 @@ impl Dispatcher {
             lane: Arc::clone(&self.dirs[into].lane),
             fail: self.fail_tx.clone(),
             done: self.done.clone().expect("endpoints attach before shutdown"),
-            abandon: Arc::clone(&self.abandon),
+            give_up: self.give_up.clone(),
         };
         let out = spawn_writer(running.outbox, writing).map_err(setup("the writer thread"))?;
         self.dirs[into].out = Some(out);
-        self.guards[side] = Some(running.guard);
+        if let Some(old) = self.stops[side].replace(running.stop) {
+            old.stop(Instant::now() + STOP_GRACE);
+        }
         match self.ends[side].settle {
-            Some(time) => self.settle(side, time, running.outbox_now),
-            None => self.release(side, running.outbox_now),
+            Some(time) => self.settle(side, time, running.direct),
+            None => self.release(side, running.direct),
         }
         Ok(())
     }

@@ -29,11 +29,11 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::Traffic;
-use crate::endpoint::{Dropped, SendNow};
+use crate::endpoint::{Direct as Out, Dropped};
 use crate::framing::Batch;
 
 /// The destination's never-waiting way out, or none.
-type Direct = Option<Box<dyn SendNow>>;
+type Direct = Option<Box<dyn Out>>;
 
 /// One direction's fast path and accounts; shared by its sources, the dispatcher and
 /// the destination's writer.
@@ -89,11 +89,11 @@ impl Lane {
     /// thread wake-ups per chunk), in slices, so a stop ends the wait within one; a way
     /// out that cannot wait, or a destination that failed, leaves the rest to the
     /// queued route, where the writer meets the error and reports it.
-    fn write_through(&self, out: &mut dyn SendNow, batch: &mut Batch) {
+    fn write_through(&self, out: &mut dyn Out, batch: &mut Batch) {
         let interrupts = self.interrupts.load(Ordering::Acquire);
         let mut idle = 0;
         loop {
-            let taken = out.send_now(batch);
+            let taken = out.try_send(batch);
             let pieces = batch.advance(taken.bytes);
             self.count(pieces, taken.bytes, taken.dropped);
             self.direct.fetch_add(taken.bytes as u64, Ordering::Relaxed);
@@ -222,8 +222,8 @@ mod tests {
     /// Takes at most `room` bytes per call.
     struct Room(usize);
 
-    impl SendNow for Room {
-        fn send_now(&mut self, batch: &Batch) -> Taken {
+    impl Out for Room {
+        fn try_send(&mut self, batch: &Batch) -> Taken {
             let bytes = batch.bytes().len().min(self.0);
             self.0 -= bytes;
             Taken {
@@ -285,8 +285,8 @@ mod tests {
     /// Takes one byte at a time, and always has room for the next after a moment.
     struct Trickle;
 
-    impl SendNow for Trickle {
-        fn send_now(&mut self, batch: &Batch) -> Taken {
+    impl Out for Trickle {
+        fn try_send(&mut self, batch: &Batch) -> Taken {
             Taken {
                 bytes: batch.bytes().len().min(1),
                 dropped: Dropped::default(),

@@ -36,16 +36,14 @@
 //! - [`trace`]: per-line log formatting, escaped or as a hex dump.
 
 use std::cell::Cell;
-use std::io;
 use std::ops::{Index, IndexMut};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use log::{info, warn};
 
-use crate::endpoint::{Endpoint, OpenOptions, Running, Shape, Spec};
+use crate::endpoint::contract::DEFAULT_BAUD;
+use crate::endpoint::{Defaults, Endpoint, Spec};
 use crate::error::Error;
 use crate::framing::Framing;
 
@@ -60,7 +58,6 @@ mod writer;
 
 use dispatcher::Dispatcher;
 use reconnect::Reconnect;
-use writer::StreamOut;
 
 /// One of the two endpoints, or the direction that reads from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +122,10 @@ pub struct Options {
     pub queue: usize,
     /// Log a traffic line per direction this often.
     pub stats: Option<Duration>,
+    /// The baud rate of a port that sets none (`--baud`).
+    pub baud: u32,
+    /// How long to hold lines for a port after it opens, where it sets none (`--settle`).
+    pub settle: Option<Duration>,
 }
 
 /// Lines kept for a down endpoint by default: several seconds of a chatty device at
@@ -142,16 +143,20 @@ impl Default for Options {
             reconnect: false,
             queue: DEFAULT_QUEUE,
             stats: None,
+            baud: DEFAULT_BAUD,
+            settle: None,
         }
     }
 }
 
 impl Options {
     /// What opening an endpoint needs of these options.
-    pub fn open_options(&self) -> OpenOptions {
-        OpenOptions {
+    pub fn defaults(&self) -> Defaults {
+        Defaults {
             framing: self.framing.clone(),
             max_clients: self.max_clients,
+            baud: self.baud,
+            settle: self.settle,
         }
     }
 }
@@ -165,7 +170,8 @@ pub struct Traffic {
     pub bytes: u64,
 }
 
-/// What the bridge knows of an endpoint besides its I/O: read from its spec.
+/// What the bridge knows of an endpoint besides its I/O: its name from the start, the
+/// rest from the endpoint each time it opens.
 #[derive(Debug, Clone, Default)]
 struct Ends {
     /// The name used in messages.
@@ -174,16 +180,6 @@ struct Ends {
     eof_is_end: bool,
     /// Hold lines for it this long after it opens.
     settle: Option<Duration>,
-}
-
-impl Ends {
-    fn of(spec: &Spec) -> Ends {
-        Ends {
-            name: spec.to_string(),
-            eof_is_end: spec.ends_input(),
-            settle: spec.settle(),
-        }
-    }
 }
 
 /// Opens endpoints `a` and `b` and bridges them until `stop` receives (or its sender is
@@ -202,7 +198,7 @@ pub fn run(
     stop: Receiver<()>,
 ) -> Result<[Traffic; 2], Error> {
     let specs = Pair([a.clone(), b.clone()]);
-    let open = options.open_options();
+    let open = options.defaults();
     let stopped = Cell::new(false);
     let interrupted = || {
         if !stopped.get() {
@@ -215,8 +211,8 @@ pub fn run(
         match specs[side].open(&open, &interrupted) {
             Ok(endpoint) => opened[side] = Some(endpoint),
             Err(_) if interrupted() => break,
-            // A USB selector naming several boards is a mistake to fix, not one to wait out.
-            Err(error) if options.reconnect && !crate::endpoint::usb::is_ambiguous(&error) => {
+            // A mistake to fix (a USB selector naming several boards), not one to wait out.
+            Err(error) if options.reconnect && !error.is_lasting() => {
                 warn!("{error}; waiting for it (--reconnect)")
             }
             Err(error) => return Err(error),
@@ -232,10 +228,14 @@ pub fn run(
     {
         return Err(Error::Usage(format!(
             "{}: the same device as {}; a bridge needs two different ports",
-            b.name, a.name
+            b.name(),
+            a.name()
         )));
     }
-    let ends = Pair::new(|side| Ends::of(&specs[side]));
+    let ends = Pair::new(|side| Ends {
+        name: specs[side].to_string(),
+        ..Ends::default()
+    });
     let reconnect = options.reconnect.then(|| Reconnect::new(specs, open));
     Dispatcher::start(opened, ends, options, stop, reconnect)
 }
@@ -249,29 +249,8 @@ pub fn bridge(
     stop: Receiver<()>,
 ) -> Result<[Traffic; 2], Error> {
     let ends = Pair([&a, &b].map(|endpoint| Ends {
-        name: endpoint.name.clone(),
+        name: endpoint.name().to_string(),
         ..Ends::default()
     }));
     Dispatcher::start(Pair([Some(a), Some(b)]), ends, options, stop, None)
-}
-
-/// Starts an open endpoint's I/O, whatever its shape: the one place that tells the two
-/// apart. A byte stream gets a reader thread on `inbox` and its write halves as the way
-/// out; a message endpoint starts its own threads on `inbox`.
-fn start_endpoint(
-    endpoint: Endpoint,
-    inbox: reader::Inbox,
-    abandon: &Arc<AtomicBool>,
-) -> io::Result<Running> {
-    match endpoint.shape {
-        Shape::Stream(stream) => {
-            reader::spawn_reader(&endpoint.name, stream.reader, inbox)?;
-            Ok(Running {
-                outbox: Box::new(StreamOut::new(stream.writer, &endpoint.name, abandon)),
-                outbox_now: stream.writer_now,
-                guard: Box::new(stream.guard),
-            })
-        }
-        Shape::Messages(messages) => messages.start(Box::new(inbox)),
-    }
 }

@@ -17,10 +17,9 @@
 //! Logging and writing happen outside the framer's mutex: a slow log (a paused
 //! terminal, a full pipe) never stalls the dispatcher.
 
-use std::io::{self, Read};
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, SendError, Sender, bounded};
@@ -28,7 +27,7 @@ use log::{log_enabled, warn};
 
 use super::lane::Lane;
 use super::{Options, trace};
-use crate::endpoint::{self, Inlet as _};
+use crate::endpoint;
 use crate::framing::{Batch, Framer, Framing};
 
 /// Messages waiting between a direction's sources and the dispatcher. A batch holds a
@@ -168,24 +167,6 @@ impl endpoint::Inbox for Inbox {
     fn open(&self, name: &str) -> Box<dyn endpoint::Inlet> {
         Box::new(self.inlet(name))
     }
-}
-
-/// Starts the reader thread of the byte stream `name`: its read half, pumped into a
-/// source of `inbox` until EOF or an error.
-pub fn spawn_reader(name: &str, mut reader: Box<dyn Read + Send>, inbox: Inbox) -> io::Result<()> {
-    let inlet = inbox.inlet(name);
-    // The reader's inlet is the direction's only source: once it ends, the channel
-    // disconnects.
-    drop(inbox);
-    thread::Builder::new()
-        .name(format!("read {name}"))
-        .spawn(move || {
-            let mut inlet = Box::new(inlet);
-            if let Err(e) = endpoint::pump(&mut *reader, &mut *inlet) {
-                inlet.fail(e);
-            }
-        })?;
-    Ok(())
 }
 
 /// One source's way in.
@@ -367,6 +348,7 @@ mod tests {
     use super::*;
     use crate::bridge::feed::{Feed, Take};
     use std::sync::OnceLock;
+    use std::thread;
     use std::time::Duration;
 
     /// Holds every log call made on a thread named "logging source" until released,
@@ -465,8 +447,8 @@ mod tests {
         opened: bool,
     }
 
-    impl endpoint::SendNow for Door {
-        fn send_now(&mut self, batch: &Batch) -> endpoint::Taken {
+    impl endpoint::Direct for Door {
+        fn try_send(&mut self, batch: &Batch) -> endpoint::Taken {
             endpoint::Taken {
                 bytes: if self.opened { batch.bytes().len() } else { 0 },
                 dropped: endpoint::Dropped::default(),

@@ -27,7 +27,7 @@ use super::feed::Take;
 use super::lane::Lane;
 use super::shutdown::SHUTDOWN_GRACE;
 use super::{Pair, Side};
-use crate::endpoint::{Endpoint, OpenOptions, SendNow, Spec};
+use crate::endpoint::{Defaults, Direct, Endpoint, Spec};
 use crate::error::Error;
 use crate::framing::Batch;
 
@@ -43,7 +43,7 @@ const REOPENED_QUEUE: usize = 2;
 /// What `--reconnect` needs to know and keeps.
 pub struct Reconnect {
     specs: Pair<Spec>,
-    open: OpenOptions,
+    open: Defaults,
     /// For each side that is down, since when.
     down: Pair<Option<Instant>>,
     /// How many times each side has been lost; tags writer failures.
@@ -59,7 +59,7 @@ pub struct Reconnect {
 
 impl Reconnect {
     /// Ready to reopen `specs` with `open`.
-    pub fn new(specs: Pair<Spec>, open: OpenOptions) -> Reconnect {
+    pub fn new(specs: Pair<Spec>, open: Defaults) -> Reconnect {
         let (tx, rx) = bounded(REOPENED_QUEUE);
         let (cancel, cancelled) = bounded(0);
         Reconnect {
@@ -137,7 +137,7 @@ impl Reconnect {
 fn reopen(
     side: Side,
     spec: &Spec,
-    open: &OpenOptions,
+    open: &Defaults,
     tx: &Sender<(Side, Endpoint)>,
     cancelled: &Receiver<()>,
 ) {
@@ -207,7 +207,7 @@ impl Backlog {
 /// never-waiting way out (`direct`) is put in place.
 pub struct Settling {
     pub until: Instant,
-    direct: Option<Box<dyn SendNow>>,
+    direct: Option<Box<dyn Direct>>,
 }
 
 impl Dispatcher {
@@ -271,7 +271,7 @@ impl Dispatcher {
 
     /// Holds lines for `side` for `time` after it opened; `direct` is its
     /// never-waiting way out, put in place when that time is up.
-    pub fn settle(&mut self, side: Side, time: Duration, direct: Option<Box<dyn SendNow>>) {
+    pub fn settle(&mut self, side: Side, time: Duration, direct: Option<Box<dyn Direct>>) {
         debug!(
             "{}: holding lines for it {time:?} while it settles",
             self.ends[side].name
@@ -299,7 +299,7 @@ impl Dispatcher {
 
     /// Lets lines flow to `side` again: its backlog goes out first, then the fast path
     /// (`direct`) may resume.
-    pub fn release(&mut self, side: Side, direct: Option<Box<dyn SendNow>>) {
+    pub fn release(&mut self, side: Side, direct: Option<Box<dyn Direct>>) {
         let to = &self.ends[side].name;
         let dir = &mut self.dirs[side.other()];
         if let Some(backlog) = dir.backlog.take() {

@@ -12,7 +12,6 @@
 //! Bytes whose `read` returns after the stop count as arriving after it and are not
 //! forwarded.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, TryRecvError};
@@ -25,6 +24,10 @@ use super::feed::Take;
 /// How long shutdown may spend writing out what was already read. Keeps "stop within
 /// a second" true even when a port has stopped accepting data.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
+
+/// How long each endpoint may take to stop ([`crate::endpoint::Stop`]): a goodbye to a
+/// broker, a close frame, a listener letting go of its port.
+pub const STOP_GRACE: Duration = Duration::from_millis(500);
 
 /// How often shutdown checks its deadline and the stop channel while it waits.
 const TICK: Duration = Duration::from_millis(20);
@@ -74,15 +77,19 @@ impl Dispatcher {
         while let Err(RecvTimeoutError::Timeout) = self.done_rx.recv_timeout(TICK) {
             if patience.over(&self.stop) {
                 debug!("a writer did not finish in time");
-                self.abandon.store(true, Ordering::Release);
+                self.give_up.set();
                 break;
             }
         }
         for side in Side::BOTH {
             info!("{}", self.summary(side));
         }
-        // Listeners stop taking clients, pty links go.
-        self.guards = Default::default();
+        // Listeners stop taking clients, connections say goodbye, pty links go.
+        for side in Side::BOTH {
+            if let Some(stop) = self.stops[side].take() {
+                stop.stop(Instant::now() + STOP_GRACE);
+            }
+        }
     }
 
     /// The last word on a direction: its traffic, and what did not get through.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::endpoint::{LONGEST_WAIT, Spec};
+use crate::endpoint::{LONGEST_WAIT, Place, Spec};
 use crate::error::Error;
 
 /// The unit an option's time is given in.
@@ -55,43 +55,11 @@ pub fn bounded_wait(
 /// same address. Each `pty` is a new terminal and each `tcp-listen://...:0` a new port,
 /// so those are never the same. (The same device under names that only meet once
 /// opened, such as a pty's `/dev/pts/N`, is caught when opening.)
-/// Refuses two MQTT endpoints on one broker where either subscribes to what the other
-/// publishes: every line would come straight back, for ever.
-pub fn check_mqtt_loop(a: &Spec, b: &Spec) -> Result<(), Error> {
-    let (Spec::Mqtt(x), Spec::Mqtt(y)) = (a, b) else {
-        return Ok(());
-    };
-    if x.address() != y.address() {
-        return Ok(());
-    }
-    for (from, to, spec) in [(x, y, b), (y, x, a)] {
-        if let (Some(topic), Some(filter)) = (&from.publish, &to.subscribe)
-            && crate::endpoint::mqtt::matches(filter, topic)
-        {
-            return Err(Error::Usage(format!(
-                "{spec}: sub={filter} takes back what the other side publishes on {topic}; \
-                 every line would go round for ever"
-            )));
-        }
-    }
-    Ok(())
-}
-
 pub fn same_endpoint(a: &Spec, b: &Spec) -> bool {
-    match (a, b) {
-        (Spec::Pty(None), _) | (_, Spec::Pty(None)) => false,
-        (Spec::TcpListen(x), Spec::TcpListen(y)) if x.addr.port() == 0 || y.addr.port() == 0 => {
-            false
-        }
-        (Spec::WsListen(x), Spec::WsListen(y))
-            if x.listen.addr.port() == 0 || y.listen.addr.port() == 0 =>
-        {
-            false
-        }
-        _ => match (a.path(), b.path()) {
-            (Some(x), Some(y)) => same_path(x, y),
-            _ => a.to_string() == b.to_string(),
-        },
+    match (a.place(), b.place()) {
+        (Place::New, _) | (_, Place::New) => false,
+        (Place::Path(x), Place::Path(y)) => same_path(&x, &y),
+        _ => a.to_string() == b.to_string(),
     }
 }
 
@@ -116,15 +84,18 @@ pub fn check_log_file(file: &std::path::Path, ports: [&Spec; 2]) -> Result<(), E
         ))
     };
     let target = follow_links(file);
-    let device = crate::endpoint::device_of(file);
+    let device = device_of(file);
     for port in ports {
-        if *port == Spec::Stdio && same_file(file, std::path::Path::new("/dev/stdout")) {
-            return Err(that_port(port));
-        }
-        let Some(path) = port.path() else { continue };
+        let path = match port.place() {
+            Place::Stdio if same_file(file, std::path::Path::new("/dev/stdout")) => {
+                return Err(that_port(port));
+            }
+            Place::Path(path) => path,
+            _ => continue,
+        };
         let same = match device {
-            Some(device) => crate::endpoint::device_of(std::path::Path::new(path)) == Some(device),
-            None => same_path(&target.to_string_lossy(), path),
+            Some(device) => device_of(std::path::Path::new(&path)) == Some(device),
+            None => same_path(&target.to_string_lossy(), &path),
         };
         if same {
             return Err(that_port(port));
@@ -149,6 +120,19 @@ fn follow_links(path: &std::path::Path) -> std::path::PathBuf {
         }
     }
     path
+}
+
+/// The device number of the character device at `path`, if it is one.
+fn device_of(path: &std::path::Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        crate::endpoint::unix::device_of(path)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// Whether two paths open the same file (same device and inode), where both exist.

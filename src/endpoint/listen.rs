@@ -6,7 +6,7 @@
 //! holds up the accepting thread. The protocol greets it there (a WebSocket handshake;
 //! an HTTP page or a refusal is answered and closed), then it becomes a client: a
 //! reader thread that hands what it sends to an inlet of its own (see
-//! [`super::Inbox`]), so the bridge frames each client's lines separately and they
+//! [`Inbox`]), so the bridge frames each client's lines separately and they
 //! reach the other side whole, never interleaved with another client's; and a writer
 //! thread that drains the client's bounded queue.
 //!
@@ -23,6 +23,7 @@
 //! Without an address the listener binds 127.0.0.1: serving other machines must be
 //! asked for (`tcp-listen://0.0.0.0:PORT`).
 
+use std::any::Any;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,12 +34,13 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, bounded};
 use log::{debug, info, warn};
 
-use super::{Inbox, Inlet, Messages, Running, Shape};
-use crate::framing::Batch;
+use super::contract::{Endpoint, GiveUp, Inbox, Inlet, Kind, Opening, Place, Running, Start};
+use super::stream::pump;
 
 mod hub;
 
 use hub::{Broadcast, Client, Hub, State, Stopper};
+pub use hub::{Parcel, wait_drained};
 
 /// Batches waiting to be written to one client. A client this far behind has
 /// stopped reading and is dropped.
@@ -52,6 +54,40 @@ pub const DEFAULT_TCP_CLIENTS: usize = 1;
 pub struct Listen {
     /// Where to listen.
     pub addr: SocketAddr,
+}
+
+impl Kind for Listen {
+    fn name(&self) -> String {
+        format!("tcp-listen://{}", self.addr)
+    }
+
+    /// Binds the port; clients are taken once the bridge starts the endpoint.
+    fn open(&self, opening: &Opening<'_>) -> io::Result<Endpoint> {
+        let max = opening.defaults.max_clients.unwrap_or(DEFAULT_TCP_CLIENTS);
+        let lines = Lines {
+            name: opening.name.to_string(),
+            max_clients: max,
+        };
+        bind(opening.name, self, max, lines)
+    }
+
+    fn place(&self) -> Place {
+        self.place()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Listen {
+    /// Port 0 is a new port each time; any other is named by its address.
+    pub fn place(&self) -> Place {
+        match self.addr.port() {
+            0 => Place::New,
+            _ => Place::Named,
+        }
+    }
 }
 
 /// Parses `[ADDR:]PORT`; `text` is the whole argument, for messages.
@@ -110,48 +146,6 @@ pub trait Protocol: Send + Sync + 'static {
     ) -> io::Result<()>;
 }
 
-/// A batch on its way to one client. It counts as pending for that client until it is
-/// dropped, written or not, so that stopping can wait until every client has its lines.
-pub struct Parcel {
-    batch: Arc<Batch>,
-    pending: Arc<AtomicUsize>,
-}
-
-impl Parcel {
-    /// `batch`, counted in `pending` until dropped.
-    pub fn new(batch: Arc<Batch>, pending: &Arc<AtomicUsize>) -> Parcel {
-        pending.fetch_add(1, Ordering::AcqRel);
-        Parcel {
-            batch,
-            pending: Arc::clone(pending),
-        }
-    }
-}
-
-impl std::ops::Deref for Parcel {
-    type Target = Batch;
-    fn deref(&self) -> &Batch {
-        &self.batch
-    }
-}
-
-impl Drop for Parcel {
-    fn drop(&mut self) {
-        self.pending.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// How often stopping looks whether the parcels handed over have gone out.
-const DRAIN_TICK: Duration = Duration::from_millis(10);
-
-/// Waits until `pending()` says nothing is left to send, or `abandon` is set because
-/// the bridge can wait no longer: an outbox's `finish`.
-pub fn wait_drained(mut pending: impl FnMut() -> bool, abandon: &AtomicBool) {
-    while pending() && !abandon.load(Ordering::Acquire) {
-        thread::sleep(DRAIN_TICK);
-    }
-}
-
 /// Connections being greeted at once, at most: more are closed at once, so a flood
 /// of silent connections cannot pile up threads.
 const MAX_GREETINGS: usize = 64;
@@ -163,7 +157,7 @@ pub fn bind<P: Protocol>(
     listen: &Listen,
     max_clients: usize,
     protocol: P,
-) -> io::Result<Shape> {
+) -> io::Result<Endpoint> {
     let listener = TcpListener::bind(listen.addr)?;
     let local = listener.local_addr()?;
     let scheme = name.split("://").next().unwrap_or("tcp-listen");
@@ -172,27 +166,26 @@ pub fn bind<P: Protocol>(
         false => String::new(),
     };
     info!("{name}: listening on {local}{scope}");
-    Ok(Shape::Messages(Box::new(Listener {
-        name: name.to_string(),
+    let listener = Listener {
         listener,
         max_clients: max_clients.max(1),
         protocol,
-    })))
+    };
+    Ok(Endpoint::new(name, listener))
 }
 
 /// A bound, not yet started listener.
 struct Listener<P> {
-    name: String,
     listener: TcpListener,
     max_clients: usize,
     protocol: P,
 }
 
-impl<P: Protocol> Messages for Listener<P> {
-    fn start(self: Box<Self>, inbox: Box<dyn Inbox>) -> io::Result<Running> {
+impl<P: Protocol> Start for Listener<P> {
+    fn start(self: Box<Self>, name: &str, inbox: Box<dyn Inbox>, _: GiveUp) -> io::Result<Running> {
         let local = self.listener.local_addr()?;
         let hub = Arc::new(Hub {
-            name: self.name.clone(),
+            name: name.to_string(),
             state: Mutex::new(State::default()),
             max_clients: self.max_clients,
             stopped: AtomicBool::new(false),
@@ -206,15 +199,15 @@ impl<P: Protocol> Messages for Listener<P> {
         });
         let listener = self.listener;
         thread::Builder::new()
-            .name(format!("accept {}", self.name))
+            .name(format!("accept {name}"))
             .spawn(move || {
                 let _done = done_tx;
                 server.accept(listener);
             })?;
         Ok(Running {
             outbox: Box::new(Broadcast(Arc::clone(&hub))),
-            outbox_now: Some(Box::new(Broadcast(Arc::clone(&hub)))),
-            guard: Box::new(Stopper {
+            direct: Some(Box::new(Broadcast(Arc::clone(&hub)))),
+            stop: Box::new(Stopper {
                 hub,
                 local,
                 done: done_rx,
@@ -380,7 +373,7 @@ impl Protocol for Lines {
     }
 
     fn read(&self, _: &(), mut stream: TcpStream, inlet: &mut dyn Inlet) -> io::Result<()> {
-        super::pump(&mut stream, inlet)
+        pump(&mut stream, inlet)
     }
 
     fn write(&self, _: &(), mut stream: TcpStream, queue: Receiver<Parcel>) -> io::Result<()> {

@@ -9,13 +9,19 @@
 //! noticed and logged; the bridge keeps trying. Nothing here calls `flush`, which
 //! waits for the bytes to leave the wire.
 
+use std::any::Any;
 use std::fmt;
 use std::io::{self, Read};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{Shape, Stream};
 use serialport::{DataBits, FlowControl, Parity, SerialPort, StopBits};
+
+use super::contract::{Endpoint, Kind, Opening, Place};
+use super::settings::{LONGEST_WAIT, each_setting, on_off};
+use super::stream::Stream;
+use super::usb;
+use crate::error::describe;
 
 /// How long a read waits before it reports "no data" and waits again. Long, so an
 /// idle bridge stays asleep; the bridge never needs a reader to wake up.
@@ -29,9 +35,6 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 #[cfg(windows)]
 const READ_TIMEOUT: Duration = Duration::from_millis(20);
 
-/// The baud rate for ports that set none: what Arduino sketches start with.
-pub const DEFAULT_BAUD: u32 = 9600;
-
 /// How long a write may stall before the writer logs that the port is not accepting
 /// data. It then keeps trying; a slow port holds back its own direction only.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -42,8 +45,8 @@ pub struct Settings {
     /// The device path, as given; for a USB selector, the selector (canonical form).
     pub path: String,
     /// A USB selector (`usb:VID:PID...`) in place of a path: resolved on every open.
-    pub usb: Option<super::usb::Selector>,
-    /// Baud rate; `None` until the `--baud` default is applied.
+    pub usb: Option<usb::Selector>,
+    /// Baud rate; `None` takes `--baud`.
     pub baud: Option<u32>,
     /// Bits per character.
     pub data: DataBits,
@@ -61,7 +64,7 @@ pub struct Settings {
     /// Off keeps an Arduino from resetting when the bridge closes or reopens it.
     pub hupcl: Option<bool>,
     /// How long to hold lines for this port after opening it (a board's bootloader
-    /// ignores input for a second or two after a reset); `None` until `--settle`.
+    /// ignores input for a second or two after a reset); `None` takes `--settle`.
     pub settle: Option<Duration>,
 }
 
@@ -84,15 +87,6 @@ impl Settings {
     }
 }
 
-/// Parses `on` or `off`.
-fn on_off(value: &str) -> Option<bool> {
-    match value {
-        "on" => Some(true),
-        "off" => Some(false),
-        _ => None,
-    }
-}
-
 /// The settings a port spec may carry, for messages.
 const KEYS: &str = "baud, data, parity, stop, flow, dtr, rts, hupcl, settle";
 
@@ -106,12 +100,12 @@ impl FromStr for Settings {
             return Err(format!("{text}: missing port path before the settings"));
         }
         let mut settings = Settings::new(path);
-        if super::usb::is_selector(path) {
-            let selector: super::usb::Selector = path.parse()?;
+        if usb::is_selector(path) {
+            let selector: usb::Selector = path.parse()?;
             settings.path = selector.to_string();
             settings.usb = Some(selector);
         }
-        super::spec::each_setting(path, parts, KEYS, &[], |key, value| {
+        each_setting(path, parts, KEYS, &[], |key, value| {
             match key {
                 "baud" => match value.parse::<u32>() {
                     Ok(baud) if baud > 0 => settings.baud = Some(baud),
@@ -158,11 +152,11 @@ impl FromStr for Settings {
                     } = Some(level);
                 }
                 "settle" => match value.parse::<u64>() {
-                    Ok(ms) if u128::from(ms) <= super::LONGEST_WAIT.as_millis() => {
+                    Ok(ms) if u128::from(ms) <= LONGEST_WAIT.as_millis() => {
                         settings.settle = Some(Duration::from_millis(ms))
                     }
                     Ok(_) => {
-                        let most = super::LONGEST_WAIT.as_millis();
+                        let most = LONGEST_WAIT.as_millis();
                         return Err(format!("settle is at most {most} ms (a day)"));
                     }
                     _ => return Err("settle is in milliseconds, e.g. settle=2000".to_string()),
@@ -181,11 +175,55 @@ impl fmt::Display for Settings {
     }
 }
 
-/// Opens the port with `settings`.
-pub fn open(settings: &Settings) -> io::Result<Shape> {
-    let baud = settings.baud.unwrap_or(DEFAULT_BAUD);
+impl Kind for Settings {
+    fn name(&self) -> String {
+        self.path.clone()
+    }
+
+    /// Opens the port; `--baud` and `--settle` fill in what its settings leave out.
+    fn open(&self, opening: &Opening<'_>) -> io::Result<Endpoint> {
+        let defaults = opening.defaults;
+        let settle = self.settle.or(defaults.settle);
+        let (stream, device) = open(self, self.baud.unwrap_or(defaults.baud))?;
+        Ok(Endpoint::new(opening.name, stream)
+            .settling(settle)
+            .holding(device))
+    }
+
+    fn why(&self, error: &io::Error) -> String {
+        match error.kind() {
+            io::ErrorKind::NotFound => {
+                "no such port (run `serial-bridge --list` to see the ports present)".into()
+            }
+            io::ErrorKind::PermissionDenied => "permission denied (add your user to the group \
+                 that owns the port, usually dialout, or uucp on Arch and macOS, then log in \
+                 again)"
+                .into(),
+            io::ErrorKind::ResourceBusy => "port is busy (another program has it open: a \
+                 serial monitor, ModemManager or another bridge)"
+                .into(),
+            _ => describe(error),
+        }
+    }
+
+    /// A USB selector naming several boards is a mistake to fix, not one to wait out.
+    fn lasting(&self, error: &io::Error) -> bool {
+        usb::is_ambiguous(error)
+    }
+
+    fn place(&self) -> Place {
+        Place::Path(self.path.clone())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Opens the port with `settings` at `baud`: its stream, and its device number.
+fn open(settings: &Settings, baud: u32) -> io::Result<(Stream, Option<u64>)> {
     let path = match &settings.usb {
-        Some(selector) => super::usb::resolve(selector)?,
+        Some(selector) => usb::resolve(selector)?,
         None => settings.path.clone(),
     };
     let builder = serialport::new(&path, baud)
@@ -200,14 +238,14 @@ pub fn open(settings: &Settings) -> io::Result<Shape> {
     };
     #[cfg(unix)]
     {
+        use std::os::fd::AsRawFd;
         let mut port = builder.open_native().map_err(io_error)?;
         set_lines(&mut port, settings);
         if let Some(hupcl) = settings.hupcl {
-            set_hupcl(&port, hupcl)?;
+            super::unix::set_hupcl(port.as_raw_fd(), hupcl)?;
         }
-        let mut stream = tty_stream(port)?;
-        stream.device = super::device_of(std::path::Path::new(&path));
-        Ok(Shape::Stream(stream))
+        let device = super::unix::device_of(std::path::Path::new(&path));
+        Ok((tty_stream(port)?, device))
     }
     #[cfg(not(unix))]
     {
@@ -215,10 +253,10 @@ pub fn open(settings: &Settings) -> io::Result<Shape> {
         set_lines(&mut *port, settings);
         let mut writer = port.try_clone().map_err(io_error)?;
         writer.set_timeout(WRITE_TIMEOUT).map_err(io_error)?;
-        Ok(Shape::Stream(Stream::new(
-            Box::new(Reader { port }),
-            Box::new(writer),
-        )))
+        Ok((
+            Stream::new(Box::new(Reader { port }), Box::new(writer)),
+            None,
+        ))
     }
 }
 
@@ -226,34 +264,26 @@ pub fn open(settings: &Settings) -> io::Result<Shape> {
 ///
 /// The port is made non-blocking (`O_NONBLOCK`), which buys two things: a read half
 /// that takes data already waiting with one `read` and polls only when there is none,
-/// and a write half that never waits ([`super::WriteNow`]). The flag is shared by every
-/// handle on the port; serialport polls before each of its own reads and writes, so
-/// those still wait as they should.
+/// and a write half that never waits ([`super::unix::WriteNow`]). The flag is shared by
+/// every handle on the port; serialport polls before each of its own reads and writes,
+/// so those still wait as they should.
 #[cfg(unix)]
-pub(crate) fn tty_stream(mut port: serialport::TTYPort) -> io::Result<Stream> {
+pub fn tty_stream(mut port: serialport::TTYPort) -> io::Result<Stream> {
     use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
     port.set_timeout(READ_TIMEOUT).map_err(io_error)?;
     let fd = port.as_raw_fd();
-    // SAFETY: fcntl on a descriptor owned by `port`, which outlives these calls.
-    let set = unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
-    };
-    if !set {
-        return Err(io::Error::last_os_error());
-    }
+    super::unix::set_nonblocking(fd)?;
     let clone = port.try_clone_native().map_err(io_error)?;
     // SAFETY: `into_raw_fd` hands over a descriptor nothing else owns or closes.
-    let now = super::WriteNow::nonblocking(unsafe { OwnedFd::from_raw_fd(clone.into_raw_fd()) });
+    let direct = unsafe { OwnedFd::from_raw_fd(clone.into_raw_fd()) };
     let mut writer = port.try_clone_native().map_err(io_error)?;
     writer.set_timeout(WRITE_TIMEOUT).map_err(io_error)?;
     let reader = Reader {
         port: Box::new(port),
         fd,
     };
-    let mut stream = Stream::new(Box::new(reader), Box::new(writer));
-    stream.writer_now = Some(Box::new(now));
-    Ok(stream)
+    Ok(Stream::new(Box::new(reader), Box::new(writer))
+        .with_direct(super::unix::WriteNow::nonblocking(direct)))
 }
 
 /// Sets RTS as asked. Best effort, as serialport does for DTR: a pty has no modem
@@ -264,29 +294,6 @@ fn set_lines(port: &mut dyn SerialPort, settings: &Settings) {
     {
         log::debug!("{}: cannot set RTS: {e}", settings.path);
     }
-}
-
-/// Sets or clears HUPCL, which makes the last close drop DTR (and so reset an Arduino).
-#[cfg(unix)]
-fn set_hupcl(port: &serialport::TTYPort, on: bool) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = port.as_raw_fd();
-    // SAFETY: termios is plain data; tcgetattr fills it from a descriptor `port` owns.
-    unsafe {
-        let mut termios: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(fd, &mut termios) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if on {
-            termios.c_cflag |= libc::HUPCL;
-        } else {
-            termios.c_cflag &= !libc::HUPCL;
-        }
-        if libc::tcsetattr(fd, libc::TCSANOW, &termios) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// Converts serialport's error, keeping what the hints need: `NoDevice` is what it
@@ -319,11 +326,7 @@ impl Read for Reader {
             // data counts here; EOF, errors and "nothing yet" go through serialport,
             // which polls and tells a hang-up from a failure.
             #[cfg(unix)]
-            if let Ok(n @ 1..) = super::os_result(unsafe {
-                // SAFETY: reads into `buf`, valid for its length, from `fd`, owned by
-                // `self.port`.
-                libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len())
-            }) {
+            if let n @ 1.. = super::unix::read_waiting(self.fd, buf) {
                 return Ok(n);
             }
             match self.port.read(buf) {

@@ -1,110 +1,52 @@
 //! [`Spec`]: one side of the bridge as the user named it, parsed from a positional
-//! argument, shown in every message about it, compared to catch the same endpoint
-//! given twice, and opened into an [`Endpoint`].
+//! argument ([`super::schemes`]), shown in every message about it, compared to catch
+//! the same endpoint given twice, and opened into an [`Endpoint`].
 
+use std::any::Any;
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
 
-use super::{Endpoint, OpenOptions, listen, mqtt, serial, tcp, ws};
+use super::contract::{Defaults, Endpoint, Kind, Opening, Place};
+use super::schemes;
 use crate::error::Error;
 
-/// One side of the bridge, as the user described it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Spec {
-    /// A serial port: a device path (`/dev/ttyACM0`, `COM3`) with its line settings.
-    Serial(serial::Settings),
-    /// A TCP client connecting to `HOST:PORT`.
-    Tcp(String),
-    /// A TCP server accepting line clients.
-    TcpListen(listen::Listen),
-    /// A WebSocket client.
-    Ws(ws::Connect),
-    /// A WebSocket server, with its console page.
-    WsListen(ws::Serve),
-    /// A client of an MQTT broker: lines are messages on topics.
-    Mqtt(mqtt::Settings),
-    /// Standard input and output.
-    Stdio,
-    /// A new pseudo-terminal, optionally reached through a symlink at this path.
-    Pty(Option<String>),
-}
+/// One side of the bridge, as the user described it: a kind of endpoint, configured.
+#[derive(Clone)]
+pub struct Spec(Arc<dyn Kind>);
 
 impl Spec {
-    /// Fills in settings the user left out from the command-line defaults
-    /// (`--baud`, `--settle`).
-    pub fn with_defaults(mut self, baud: u32, settle: Option<Duration>) -> Spec {
-        if let Spec::Serial(settings) = &mut self {
-            settings.baud.get_or_insert(baud);
-            if settings.settle.is_none() {
-                settings.settle = settle;
-            }
-        }
-        self
-    }
-
-    /// How long to hold lines for this endpoint after it opens (`settle=MS`).
-    pub fn settle(&self) -> Option<Duration> {
-        match self {
-            Spec::Serial(settings) => settings.settle.filter(|t| !t.is_zero()),
-            _ => None,
-        }
-    }
-
-    /// The file system path this endpoint names, if any: a serial port's, or a pty's
-    /// link.
-    pub fn path(&self) -> Option<&str> {
-        match self {
-            Spec::Serial(settings) => Some(&settings.path),
-            Spec::Pty(link) => link.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// Whether EOF from this endpoint is a normal end (stdin), not a failure.
-    pub fn ends_input(&self) -> bool {
-        matches!(self, Spec::Stdio)
-    }
-
-    /// Opens the endpoint, ready to bridge. `interrupted` is asked now and then while
-    /// an open waits (a TCP connect); once it says yes the open gives up with
-    /// `ErrorKind::Interrupted`.
+    /// Opens the endpoint, ready to bridge, with the command line's `defaults`.
+    /// `interrupted` is asked now and then while an open waits (a connect); once it
+    /// says yes the open gives up. The error carries the kind's own hint.
     pub fn open(
         &self,
-        options: &OpenOptions,
+        defaults: &Defaults,
         interrupted: &dyn Fn() -> bool,
     ) -> Result<Endpoint, Error> {
-        let name = self.to_string();
-        let shape = match self {
-            Spec::Serial(settings) => serial::open(settings),
-            Spec::Tcp(addr) => tcp::connect(&name, addr, interrupted),
-            Spec::TcpListen(listen) => {
-                let max = options.max_clients.unwrap_or(listen::DEFAULT_TCP_CLIENTS);
-                let lines = listen::Lines {
-                    name: name.clone(),
-                    max_clients: max,
-                };
-                listen::bind(&name, listen, max, lines)
-            }
-            Spec::Ws(connect) => ws::connect(&name, connect, options, interrupted),
-            Spec::WsListen(serve) => ws::serve(&name, serve, options),
-            Spec::Mqtt(settings) => mqtt::open(&name, settings, options, interrupted),
-            Spec::Stdio => Ok(super::stdio::open()),
-            #[cfg(unix)]
-            Spec::Pty(link) => super::pty::open(&name, link.as_deref()),
-            #[cfg(not(unix))]
-            Spec::Pty(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "pseudo-terminals exist on Unix only; use a virtual COM port pair instead",
-            )),
-        };
-        match shape {
-            Ok(shape) => Ok(Endpoint { name, shape }),
-            Err(source) => Err(Error::Open {
-                endpoint: name,
-                source,
-            }),
-        }
+        let name = self.0.name();
+        let opening = Opening::new(&name, defaults, interrupted);
+        self.0.open(&opening).map_err(|source| Error::Open {
+            why: self.0.why(&source),
+            lasting: self.0.lasting(&source),
+            endpoint: name,
+            source,
+        })
+    }
+
+    /// Where the endpoint is, for the checks on the command line.
+    pub fn place(&self) -> Place {
+        self.0.place()
+    }
+
+    /// Refuses a pairing with `other` that cannot work; see [`Kind::check_pair`].
+    pub fn check_pair(&self, other: &Spec) -> Result<(), String> {
+        self.0.check_pair(&*other.0)
+    }
+
+    /// The kind's own type, if it is `K` (for tests and checks of one kind).
+    pub fn kind<K: Any>(&self) -> Option<&K> {
+        self.0.as_any().downcast_ref()
     }
 }
 
@@ -113,125 +55,59 @@ impl FromStr for Spec {
 
     /// Parses a positional argument. The error says what is wrong with it.
     fn from_str(text: &str) -> Result<Spec, String> {
-        if text == "-" {
-            return Ok(Spec::Stdio);
-        }
-        if text == "pty" {
-            return Ok(Spec::Pty(None));
-        }
-        if let Some(link) = text.strip_prefix("pty:") {
-            if link.is_empty() {
-                return Err(format!("{text}: missing the link path after 'pty:'"));
-            }
-            return Ok(Spec::Pty(Some(link.to_string())));
-        }
-        if let Some((scheme, rest)) = text.split_once("://") {
-            return match scheme {
-                "tcp" | "socket" => tcp::parse_connect(text, rest).map(Spec::Tcp),
-                "tcp-listen" => listen::parse(text, rest).map(Spec::TcpListen),
-                "ws" => ws::parse_connect(text, rest).map(Spec::Ws),
-                "ws-listen" => ws::parse_serve(text, rest).map(Spec::WsListen),
-                "mqtt" => mqtt::parse(text, rest).map(Spec::Mqtt),
-                "mqtts" => Err(format!(
-                    "{text}: MQTT over TLS is not supported yet; use mqtt://HOST (port 1883) \
-                     on a trusted network"
-                )),
-                "wss" => Err(format!(
-                    "{text}: wss:// (WebSocket over TLS) is not supported yet; put a TLS proxy \
-                     in front, or use ws://"
-                )),
-                _ => Err(format!(
-                    "{text}: unknown scheme '{scheme}://'; use tcp://HOST:PORT, \
-                     tcp-listen://[ADDR:]PORT, ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT, \
-                     mqtt://HOST,pub=TOPIC,sub=FILTER, -, pty, usb:VID:PID, or a serial port path"
-                )),
-            };
-        }
-        serial::Settings::from_str(text).map(Spec::Serial)
+        schemes::parse(text).map(Spec)
     }
 }
 
 impl fmt::Display for Spec {
     /// The name used in every message about this endpoint.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Spec::Serial(settings) => f.write_str(&settings.path),
-            Spec::Tcp(addr) => write!(f, "tcp://{addr}"),
-            Spec::TcpListen(listen) => write!(f, "tcp-listen://{}", listen.addr),
-            Spec::Ws(connect) => f.write_str(&connect.name()),
-            Spec::WsListen(serve) => write!(f, "ws-listen://{}", serve.listen.addr),
-            Spec::Mqtt(settings) => write!(f, "{settings}"),
-            Spec::Stdio => f.write_str("-"),
-            Spec::Pty(None) => f.write_str("pty"),
-            Spec::Pty(Some(link)) => write!(f, "pty:{link}"),
-        }
+        f.write_str(&self.0.name())
     }
 }
 
-/// Walks the `,key=value` settings that follow an endpoint's address; `name` starts
-/// every message. `known` lists the keys, for messages; each may come once, but those
-/// in `repeatable`. `setting` takes a key and its value and returns false for a key it
-/// does not know, or why the value is wrong.
-pub fn each_setting<'a>(
-    name: &str,
-    parts: impl Iterator<Item = &'a str>,
-    known: &str,
-    repeatable: &[&str],
-    mut setting: impl FnMut(&'a str, &'a str) -> Result<bool, String>,
-) -> Result<(), String> {
-    let mut seen = Vec::new();
-    for part in parts {
-        let bad = |why: &str| format!("{name}: bad setting '{part}': {why}");
-        let Some((key, value)) = part.split_once('=') else {
-            return Err(bad(&format!("expected key=value, one of {known}")));
-        };
-        if seen.contains(&key) && !repeatable.contains(&key) {
-            return Err(bad("given twice"));
-        }
-        seen.push(key);
-        if !setting(key, value).map_err(|why| bad(&why))? {
-            return Err(bad(&format!("unknown setting; known ones are {known}")));
-        }
+impl fmt::Debug for Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::{listen, mqtt, pty, serial, stdio, tcp};
+
+    fn spec(text: &str) -> Spec {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
 
     #[test]
     fn every_kind_parses() {
-        assert_eq!("-".parse::<Spec>().unwrap(), Spec::Stdio);
-        assert_eq!("pty".parse::<Spec>().unwrap(), Spec::Pty(None));
+        assert!(spec("-").kind::<stdio::Stdio>().is_some());
+        assert_eq!(spec("pty").place(), Place::New);
+        assert!(spec("pty").kind::<pty::Pty>().is_some());
         assert_eq!(
-            "pty:/tmp/ttyV0".parse::<Spec>().unwrap(),
-            Spec::Pty(Some("/tmp/ttyV0".into()))
+            spec("pty:/tmp/ttyV0").place(),
+            Place::Path("/tmp/ttyV0".into())
         );
         assert_eq!(
-            "tcp://localhost:5000".parse::<Spec>().unwrap(),
-            Spec::Tcp("localhost:5000".into())
+            spec("tcp://localhost:5000").to_string(),
+            "tcp://localhost:5000"
         );
-        assert_eq!(
-            "socket://10.0.0.2:7".parse::<Spec>().unwrap(),
-            Spec::Tcp("10.0.0.2:7".into())
-        );
-        let Spec::TcpListen(listen) = "tcp-listen://5000".parse::<Spec>().unwrap() else {
-            panic!("not a listener");
-        };
+        assert!(spec("tcp://localhost:5000").kind::<tcp::Tcp>().is_some());
+        assert_eq!(spec("socket://10.0.0.2:7").to_string(), "tcp://10.0.0.2:7");
+        let listen = spec("tcp-listen://5000");
+        let listen = listen.kind::<listen::Listen>().unwrap();
         assert_eq!(listen.addr.to_string(), "127.0.0.1:5000");
-        let Spec::TcpListen(listen) = "tcp-listen://0.0.0.0:5000".parse::<Spec>().unwrap() else {
-            panic!("not a listener");
-        };
+        let listen = spec("tcp-listen://0.0.0.0:5000");
+        let listen = listen.kind::<listen::Listen>().unwrap();
         assert_eq!(listen.addr.to_string(), "0.0.0.0:5000");
-        assert!(matches!(
-            "/dev/ttyS0".parse::<Spec>().unwrap(),
-            Spec::Serial(_)
-        ));
-        let Spec::Mqtt(mqtt) = "mqtt://broker,pub=a,sub=b".parse::<Spec>().unwrap() else {
-            panic!("not mqtt");
-        };
-        assert_eq!(mqtt.address(), "broker:1883");
+        assert!(spec("/dev/ttyS0").kind::<serial::Settings>().is_some());
+        let mqtt = spec("mqtt://broker,pub=a,sub=b");
+        assert_eq!(
+            mqtt.kind::<mqtt::Settings>().unwrap().address(),
+            "broker:1883"
+        );
     }
 
     #[test]
@@ -245,14 +121,25 @@ mod tests {
             "mqtt://me@broker:1884,pub=lab/uno1,sub=lab/uno2",
             "COM3",
         ] {
-            assert_eq!(text.parse::<Spec>().unwrap().to_string(), text);
+            assert_eq!(spec(text).to_string(), text);
         }
+    }
+
+    #[test]
+    fn places() {
+        assert_eq!(spec("-").place(), Place::Stdio);
+        assert_eq!(spec("/dev/x").place(), Place::Path("/dev/x".into()));
+        assert_eq!(spec("tcp://h:1").place(), Place::Named);
+        assert_eq!(spec("tcp-listen://0").place(), Place::New);
+        assert_eq!(spec("ws-listen://0").place(), Place::New);
+        assert_eq!(spec("ws-listen://80").place(), Place::Named);
     }
 
     #[test]
     fn bad_endpoints_say_why() {
         for (text, why) in [
             ("wss://host:1", "not supported yet"),
+            ("mqtts://host", "not supported yet"),
             ("ftp://host:1", "unknown scheme 'ftp://'"),
             ("ws://:80", "missing host"),
             ("ws://h:x", "port must be a number"),
@@ -282,13 +169,18 @@ mod tests {
     }
 
     #[test]
-    fn only_stdin_ends_normally_and_only_serial_settles() {
-        assert!(Spec::Stdio.ends_input());
-        assert!(!Spec::Pty(None).ends_input());
-        let spec: Spec = "/dev/x,settle=20".parse().unwrap();
-        assert_eq!(spec.settle(), Some(Duration::from_millis(20)));
-        let spec: Spec = "/dev/x,settle=0".parse().unwrap();
-        assert_eq!(spec.settle(), None);
-        assert_eq!(Spec::Stdio.settle(), None);
+    fn open_failures_carry_the_kind_s_own_hint() {
+        let defaults = Defaults::default();
+        let never = || false;
+        let port = spec("/dev/serial-bridge-no-such-port").open(&defaults, &never);
+        let port = port.unwrap_err().to_string();
+        assert!(
+            port.contains("no such port (run `serial-bridge --list`"),
+            "{port}"
+        );
+        // A name that does not resolve is no port to look for with --list.
+        let pty = spec("pty:/nonexistent-dir/link").open(&defaults, &never);
+        let pty = pty.unwrap_err().to_string();
+        assert!(!pty.contains("--list"), "{pty}");
     }
 }

@@ -5,13 +5,34 @@
 //! Stdout is written unbuffered, one write per batch, so a partial line (a prompt) shows
 //! at once.
 
+use std::any::Any;
 use std::io::{self, Write};
 
-use super::{Shape, Stream};
+use super::contract::{Endpoint, Kind, Opening, Place};
+use super::stream::Stream;
 
-/// Opens stdin and stdout. EOF on stdin is a normal end ([`super::Spec::ends_input`]).
-pub fn open() -> Shape {
-    Shape::Stream(Stream::new(Box::new(io::stdin()), Box::new(Stdout)))
+/// Standard input and output: `-`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stdio;
+
+impl Kind for Stdio {
+    fn name(&self) -> String {
+        "-".into()
+    }
+
+    /// Stdin and stdout; EOF on stdin is a normal end.
+    fn open(&self, opening: &Opening<'_>) -> io::Result<Endpoint> {
+        let halves = Stream::new(Box::new(io::stdin()), Box::new(Stdout));
+        Ok(Endpoint::new(opening.name, halves).ending_input())
+    }
+
+    fn place(&self) -> Place {
+        Place::Stdio
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// Stdout without its line buffer: each write goes out whole, at once.

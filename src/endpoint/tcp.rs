@@ -8,6 +8,7 @@
 //! stopped the bridge. If so the caller returns at once; the connecting thread holds
 //! nothing but the attempt, and closes whatever it gets.
 
+use std::any::Any;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::thread;
@@ -16,7 +17,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{RecvTimeoutError, bounded};
 use log::info;
 
-use super::{Shape, Stream};
+use super::contract::{Endpoint, Kind, Opening};
+use super::stream::Stream;
 
 /// How long a connect may take before it fails with a clear message. A reachable
 /// server answers within a second; the kernel's own limit is over two minutes.
@@ -25,8 +27,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a waiting connect checks whether the bridge is stopping.
 const CONNECT_POLL: Duration = Duration::from_millis(50);
 
+/// A `tcp://HOST:PORT` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tcp {
+    /// `HOST:PORT`.
+    pub addr: String,
+}
+
 /// Parses `HOST:PORT` of `tcp://HOST:PORT`.
-pub fn parse_connect(text: &str, rest: &str) -> Result<String, String> {
+pub fn parse(text: &str, rest: &str) -> Result<Tcp, String> {
     let Some((host, port)) = rest.rsplit_once(':') else {
         return Err(format!(
             "{text}: expected tcp://HOST:PORT, e.g. tcp://192.168.1.20:5000"
@@ -37,25 +46,33 @@ pub fn parse_connect(text: &str, rest: &str) -> Result<String, String> {
     }
     port.parse::<u16>()
         .map_err(|_| format!("{text}: port must be a number from 0 to 65535"))?;
-    Ok(rest.to_string())
+    Ok(Tcp {
+        addr: rest.to_string(),
+    })
 }
 
-/// Connects to `addr` as the endpoint `name`.
-pub fn connect(name: &str, addr: &str, interrupted: &dyn Fn() -> bool) -> io::Result<Shape> {
-    let stream = connect_stream(addr, interrupted)?;
-    stream.set_nodelay(true)?;
-    info!("{name}: connected to {}", stream.peer_addr()?);
-    let endpoint = Stream {
-        #[cfg(unix)]
-        writer_now: Some(Box::new(super::WriteNow::socket(
-            std::os::fd::OwnedFd::from(stream.try_clone()?),
-        ))),
-        ..Stream::new(
+impl Kind for Tcp {
+    fn name(&self) -> String {
+        format!("tcp://{}", self.addr)
+    }
+
+    /// Connects: a byte stream, with a write half that never waits on Unix.
+    fn open(&self, opening: &Opening<'_>) -> io::Result<Endpoint> {
+        let stream = connect_stream(&self.addr, opening.interrupt())?;
+        stream.set_nodelay(true)?;
+        info!("{}: connected to {}", opening.name, stream.peer_addr()?);
+        let halves = Stream::new(
             Box::new(Reader(stream.try_clone()?)),
             Box::new(stream.try_clone()?),
-        )
-    };
-    Ok(Shape::Stream(endpoint))
+        );
+        #[cfg(unix)]
+        let halves = halves.with_direct(super::unix::WriteNow::socket(stream.into()));
+        Ok(Endpoint::new(opening.name, halves))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// Resolves `addr` and connects to the first address that answers, within

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded};
 use serial_bridge::bridge::{self, Options, Traffic};
-use serial_bridge::endpoint::{Endpoint, SendNow, Shape, Spec, Stream, WriteNow};
+use serial_bridge::endpoint::{Endpoint, Spec, Stream, WriteNow};
 use serial_bridge::error::Error;
 use serial_bridge::framing::Framing;
 
@@ -22,19 +22,14 @@ fn endpoint(name: &str, fast: bool) -> (Endpoint, UnixStream) {
     let (ours, theirs) = UnixStream::pair().expect("socket pair");
     ours.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
-    let writer_now: Option<Box<dyn SendNow>> = match fast {
-        true => Some(Box::new(WriteNow::socket(
-            theirs.try_clone().unwrap().into(),
-        ))),
-        false => None,
-    };
-    let mut stream = Stream::new(Box::new(theirs.try_clone().unwrap()), Box::new(theirs));
-    stream.writer_now = writer_now;
-    let endpoint = Endpoint {
-        name: name.to_string(),
-        shape: Shape::Stream(stream),
-    };
-    (endpoint, ours)
+    let mut stream = Stream::new(
+        Box::new(theirs.try_clone().unwrap()),
+        Box::new(theirs.try_clone().unwrap()),
+    );
+    if fast {
+        stream = stream.with_direct(WriteNow::socket(theirs.into()));
+    }
+    (Endpoint::new(name, stream), ours)
 }
 
 type Running = (

@@ -6,13 +6,13 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use log::{debug, info, warn};
 
-use super::{Parcel, wait_drained};
-use crate::endpoint::{Dropped, Outbox, SendNow, Taken};
+use crate::endpoint::contract::{Direct, Dropped, GiveUp, Outbox, Stop, Taken};
 use crate::framing::Batch;
 
 /// How long stopping waits for the accepting thread to let go of the port.
@@ -150,19 +150,19 @@ impl Outbox for Broadcast {
     }
 
     /// Waits until every client has written what it was given, or the bridge gives up.
-    fn finish(&mut self, abandon: &AtomicBool) {
+    fn finish(&mut self, give_up: &GiveUp) {
         let pending = || {
             self.clients()
                 .iter()
                 .any(|(_, _, pending)| pending.load(Ordering::Acquire) > 0)
         };
-        wait_drained(pending, abandon);
+        wait_drained(pending, give_up);
     }
 }
 
-impl SendNow for Broadcast {
+impl Direct for Broadcast {
     /// Takes the whole batch if every client has room for it now, else nothing.
-    fn send_now(&mut self, batch: &Batch) -> Taken {
+    fn try_send(&mut self, batch: &Batch) -> Taken {
         let clients = self.clients();
         let all = batch.bytes().len();
         if clients.is_empty() {
@@ -191,7 +191,7 @@ impl SendNow for Broadcast {
     }
 }
 
-/// The running listener's guard: dropping it stops taking clients and closes them.
+/// Stops the running listener: no more clients, and those connected are closed.
 pub struct Stopper {
     pub hub: Arc<Hub>,
     pub local: SocketAddr,
@@ -199,8 +199,8 @@ pub struct Stopper {
     pub done: Receiver<()>,
 }
 
-impl Drop for Stopper {
-    fn drop(&mut self) {
+impl Stop for Stopper {
+    fn stop(self: Box<Self>, deadline: Instant) {
         self.hub.stopped.store(true, Ordering::Release);
         for client in self.hub.state().clients.drain(..) {
             // Its queue goes with it, so its writer ends after a goodbye (a WebSocket
@@ -219,10 +219,56 @@ impl Drop for Stopper {
             ip => ip,
         };
         let wake = SocketAddr::new(ip, self.local.port());
-        if let Err(e) = TcpStream::connect_timeout(&wake, STOP_WAIT) {
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(1), STOP_WAIT);
+        if let Err(e) = TcpStream::connect_timeout(&wake, wait) {
             debug!("{}: could not wake the listener: {e}", self.hub.name);
             return;
         }
-        let _ = self.done.recv_timeout(STOP_WAIT);
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let _ = self.done.recv_timeout(wait.min(STOP_WAIT));
+    }
+}
+
+/// A batch on its way to one client. It counts as pending for that client until it is
+/// dropped, written or not, so that stopping can wait until every client has its lines.
+pub struct Parcel {
+    batch: Arc<Batch>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Parcel {
+    /// `batch`, counted in `pending` until dropped.
+    pub fn new(batch: Arc<Batch>, pending: &Arc<AtomicUsize>) -> Parcel {
+        pending.fetch_add(1, Ordering::AcqRel);
+        Parcel {
+            batch,
+            pending: Arc::clone(pending),
+        }
+    }
+}
+
+impl std::ops::Deref for Parcel {
+    type Target = Batch;
+    fn deref(&self) -> &Batch {
+        &self.batch
+    }
+}
+
+impl Drop for Parcel {
+    fn drop(&mut self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How often stopping looks whether the parcels handed over have gone out.
+const DRAIN_TICK: Duration = Duration::from_millis(10);
+
+/// Waits until `pending()` says nothing is left to send, or the bridge gives up
+/// waiting: an outbox's `finish`.
+pub fn wait_drained(mut pending: impl FnMut() -> bool, give_up: &GiveUp) {
+    while pending() && !give_up.now() {
+        thread::sleep(DRAIN_TICK);
     }
 }

@@ -14,6 +14,12 @@
 
 use std::io::{self, Read};
 
+/// The word retained on the status topic while the bridge is connected.
+pub const ONLINE: &[u8] = b"online";
+
+/// The word retained on the status topic once it is not: the will, and the goodbye.
+pub const OFFLINE: &[u8] = b"offline";
+
 /// Packet types, the high nibble of a fixed header's first byte.
 pub mod kind {
     /// Client to server: open a session.

@@ -23,11 +23,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use log::{info, warn};
 
-use super::codec;
+use super::codec::{self, OFFLINE};
+use super::connection::{Command, Link};
 use super::receive::{Early, Handover, Input, Reader};
 use super::session::{Session, UNACKED};
-use super::{OFFLINE, Settings};
-use crate::endpoint::{Dropped, Inbox, Messages, Outbox, READ_BUFFER, Running, SendNow, Taken};
+use super::settings::Settings;
+use crate::endpoint::contract::{
+    Direct, Dropped, GiveUp, Inbox, Outbox, Running, Start, Stop, Taken,
+};
+use crate::endpoint::stream::READ_BUFFER;
 use crate::framing::{Batch, Framing};
 
 /// Buffers waiting for the writer thread. Each holds a whole batch of publishes, so a
@@ -57,52 +61,8 @@ pub struct Opened {
     pub silence: Duration,
 }
 
-/// What the writer thread is asked to do.
-pub enum Command {
-    /// Write these bytes (whole packets).
-    Write(Vec<u8>),
-    /// Say goodbye and end.
-    Stop,
-}
-
-/// What the threads, the outbox and the guard of one connection share.
-pub struct Link {
-    name: String,
-    /// Its number in the session (QoS 1).
-    connection: u64,
-    /// The connection is gone: nothing more is sent or registered for it.
-    dead: AtomicBool,
-    /// The bridge is stopping it: its end is not a failure.
-    pub stopping: AtomicBool,
-    pub session: Option<Arc<Session>>,
-    /// Why the writer failed, for the reader to report.
-    pub error: Mutex<Option<io::Error>>,
-}
-
-impl Link {
-    /// Marks the connection dead, waking anyone waiting for acknowledgements.
-    pub fn kill(&self) {
-        match &self.session {
-            Some(session) => session.kill(&self.dead),
-            None => self.dead.store(true, Ordering::Release),
-        }
-    }
-
-    fn is_dead(&self) -> bool {
-        self.dead.load(Ordering::Acquire)
-    }
-
-    /// The error for a send after the connection is gone.
-    fn lost(&self) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::ConnectionAborted,
-            "the connection to the broker was lost",
-        )
-    }
-}
-
-impl Messages for Opened {
-    fn start(self: Box<Self>, inbox: Box<dyn Inbox>) -> io::Result<Running> {
+impl Start for Opened {
+    fn start(self: Box<Self>, _: &str, inbox: Box<dyn Inbox>, _: GiveUp) -> io::Result<Running> {
         let s = &self.settings;
         let (tx, rx) = bounded(LINK_QUEUE);
         let mut connection = 0;
@@ -177,11 +137,11 @@ impl Messages for Opened {
         };
         // The fast path takes whole batches at QoS 0 only: at QoS 1 a line counts as
         // written once acknowledged, which is never at once.
-        let now = (s.qos == 0).then(|| Box::new(out.clone()) as Box<dyn SendNow>);
+        let direct = (s.qos == 0).then(|| Box::new(out.clone()) as Box<dyn Direct>);
         Ok(Running {
             outbox: Box::new(out),
-            outbox_now: now,
-            guard: Box::new(Stopper {
+            direct,
+            stop: Box::new(Stopper {
                 link,
                 tx,
                 stream: self.stream,
@@ -341,9 +301,9 @@ impl Outbox for Out {
     }
 }
 
-impl SendNow for Out {
+impl Direct for Out {
     /// QoS 0 only: the whole batch if the writer's queue has room, else nothing.
-    fn send_now(&mut self, batch: &Batch) -> Taken {
+    fn try_send(&mut self, batch: &Batch) -> Taken {
         let all = Taken {
             bytes: batch.bytes().len(),
             dropped: Dropped::default(),
@@ -373,16 +333,20 @@ struct Stopper {
     done: Receiver<()>,
 }
 
-impl Drop for Stopper {
-    fn drop(&mut self) {
+impl Stop for Stopper {
+    fn stop(self: Box<Self>, deadline: Instant) {
         self.link.stopping.store(true, Ordering::Release);
+        let wait = || {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .min(STOP_WAIT)
+        };
         if let Some(session) = &self.link.session {
             // Lines published a moment ago: give their PUBACKs a moment to arrive.
-            let deadline = Instant::now() + STOP_WAIT;
-            session.wait(0, &self.link.dead, Some(deadline));
+            session.wait(0, &self.link.dead, Some(Instant::now() + wait()));
         }
-        if !self.link.is_dead() && self.tx.send_timeout(Command::Stop, STOP_WAIT).is_ok() {
-            let _ = self.done.recv_timeout(STOP_WAIT);
+        if !self.link.is_dead() && self.tx.send_timeout(Command::Stop, wait()).is_ok() {
+            let _ = self.done.recv_timeout(wait());
         }
         self.link.kill();
         let _ = self.stream.shutdown(Shutdown::Both);

@@ -28,8 +28,9 @@ use crossbeam_channel::Sender;
 use memchr::memmem;
 
 use super::codec::{self, kind};
-use super::link::{Command, Link};
-use crate::endpoint::{Inlet, READ_BUFFER};
+use super::connection::{Command, Link};
+use crate::endpoint::contract::Inlet;
+use crate::endpoint::stream::READ_BUFFER;
 use crate::framing::MAX_MAX_LINE;
 
 /// Gathered bytes handed over at once at most: one read's worth.
@@ -46,7 +47,11 @@ impl Early {
     pub fn read(input: &mut impl Read, header: codec::Header) -> io::Result<Option<Early>> {
         let publish = codec::read_publish(input, header)?;
         if publish.payload > MAX_MAX_LINE {
-            super::too_long_early(publish.payload);
+            log::warn!(
+                "a message of {} bytes arrived while subscribing, more than {MAX_MAX_LINE} \
+                 bytes; skipped it",
+                publish.payload
+            );
             skip(input, publish.payload)?;
             return Ok(None);
         }

@@ -8,7 +8,11 @@
 
 use std::fmt;
 
-use crate::endpoint::spec::each_setting;
+use crate::endpoint::settings::each_setting;
+
+/// Why `mqtts://` is refused, for now.
+pub const NO_TLS: &str =
+    "MQTT over TLS is not supported yet; use mqtt://HOST (port 1883) on a trusted network";
 
 /// The port MQTT brokers listen on without TLS.
 pub const DEFAULT_PORT: u16 = 1883;

@@ -1,48 +1,57 @@
 //! `ws://HOST:PORT[/PATH]`: a WebSocket client, one connection with a reader and a
 //! writer thread ([`super::frames`]). The server closing is the endpoint closing.
 
+use std::any::Any;
 use std::io;
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use log::info;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use super::Connect;
-use super::frames::{Conn, Role};
+use super::frames::Conn;
 use super::http;
-use crate::endpoint::listen::{Parcel, wait_drained};
-use crate::endpoint::{
-    Dropped, Inbox, Messages, OpenOptions, Outbox, Running, SendNow, Shape, Taken,
+use super::rules::Role;
+use super::settings::Connect;
+use crate::endpoint::contract::{
+    Direct, Dropped, Endpoint, GiveUp, Inbox, Kind, Opening, Outbox, Running, Start, Stop, Taken,
 };
+use crate::endpoint::listen::{Parcel, wait_drained};
+use crate::endpoint::tcp::connect_stream;
 use crate::framing::Batch;
 
 /// Batches waiting for a `ws://` connection's writer: a few reads' worth.
 const SEND_QUEUE: usize = 16;
 
-/// Connects to the WebSocket server of `connect`.
-pub fn connect(
-    name: &str,
-    connect: &Connect,
-    options: &OpenOptions,
-    interrupted: &dyn Fn() -> bool,
-) -> io::Result<Shape> {
-    let mut stream = crate::endpoint::tcp::connect_stream(&connect.addr, interrupted)?;
-    stream.set_nodelay(true)?;
-    http::handshake(&mut stream, &connect.addr, &connect.path, interrupted)?;
-    info!("{name}: connected to {}", stream.peer_addr()?);
-    let conn = Conn::new(
-        Role::Client,
-        name.to_string(),
-        &options.framing,
-        connect.keepalive,
-        &stream,
-    )?;
-    Ok(Shape::Messages(Box::new(Client { stream, conn })))
+impl Kind for Connect {
+    fn name(&self) -> String {
+        Connect::name(self)
+    }
+
+    /// Connects and does the WebSocket handshake.
+    fn open(&self, opening: &Opening<'_>) -> io::Result<Endpoint> {
+        let name = opening.name;
+        let mut stream = connect_stream(&self.addr, opening.interrupt())?;
+        stream.set_nodelay(true)?;
+        http::handshake(&mut stream, &self.addr, &self.path, opening.interrupt())?;
+        info!("{name}: connected to {}", stream.peer_addr()?);
+        let conn = Conn::new(
+            Role::Client,
+            name.to_string(),
+            &opening.defaults.framing,
+            self.keepalive,
+            &stream,
+        )?;
+        Ok(Endpoint::new(name, Client { stream, conn }))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// A connected `ws://` endpoint, not yet started.
@@ -51,8 +60,8 @@ struct Client {
     conn: Conn,
 }
 
-impl Messages for Client {
-    fn start(self: Box<Self>, inbox: Box<dyn Inbox>) -> io::Result<Running> {
+impl Start for Client {
+    fn start(self: Box<Self>, _: &str, inbox: Box<dyn Inbox>, _: GiveUp) -> io::Result<Running> {
         let conn = Arc::new(self.conn);
         let (queue_tx, queue_rx) = bounded::<Parcel>(SEND_QUEUE);
         let pending = Arc::new(AtomicUsize::new(0));
@@ -82,8 +91,8 @@ impl Messages for Client {
             })?;
         Ok(Running {
             outbox: Box::new(Queue(queue_tx.clone(), Arc::clone(&pending))),
-            outbox_now: Some(Box::new(Queue(queue_tx, pending))),
-            guard: Box::new(Closer {
+            direct: Some(Box::new(Queue(queue_tx, pending))),
+            stop: Box::new(Closer {
                 conn,
                 done: done_rx,
             }),
@@ -102,13 +111,13 @@ impl Outbox for Queue {
     }
 
     /// Waits until the connection's writer has sent what it was given.
-    fn finish(&mut self, abandon: &AtomicBool) {
-        wait_drained(|| self.1.load(Ordering::Acquire) > 0, abandon);
+    fn finish(&mut self, give_up: &GiveUp) {
+        wait_drained(|| self.1.load(Ordering::Acquire) > 0, give_up);
     }
 }
 
-impl SendNow for Queue {
-    fn send_now(&mut self, batch: &Batch) -> Taken {
+impl Direct for Queue {
+    fn try_send(&mut self, batch: &Batch) -> Taken {
         let parcel = Parcel::new(Arc::new(batch.clone()), &self.1);
         let bytes = match self.0.try_send(parcel) {
             Ok(()) => batch.bytes().len(),
@@ -121,17 +130,18 @@ impl SendNow for Queue {
     }
 }
 
-/// Closes a `ws://` connection when the bridge ends: a close frame, then the socket.
+/// Stops a `ws://` connection: a close frame, then the socket.
 struct Closer {
     conn: Arc<Conn>,
     /// Disconnected once the writer has ended.
     done: crossbeam_channel::Receiver<()>,
 }
 
-impl Drop for Closer {
-    fn drop(&mut self) {
+impl Stop for Closer {
+    fn stop(self: Box<Self>, deadline: Instant) {
         self.conn.close(CloseCode::Away, "the bridge is stopping");
-        let _ = self.done.recv_timeout(CLOSE_WAIT);
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let _ = self.done.recv_timeout(wait.min(CLOSE_WAIT));
         self.conn.hang_up();
     }
 }

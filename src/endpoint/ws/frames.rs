@@ -38,8 +38,8 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::{Frame, FrameSocket};
 
-use super::rules;
-use crate::endpoint::Inlet;
+use super::rules::{self, Role};
+use crate::endpoint::contract::Inlet;
 use crate::endpoint::listen::Parcel;
 use crate::framing::Framing;
 
@@ -52,15 +52,6 @@ const CONTROL_QUEUE: usize = 8;
 
 /// How long a reader that fails the connection waits for the close frame to go out.
 const CLOSE_PATIENCE: Duration = Duration::from_secs(1);
-
-/// Which end of the connection this is: a client masks what it sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// `ws://`: we connected.
-    Client,
-    /// A client of `ws-listen://`: it connected to us.
-    Server,
-}
 
 /// What a connection's two threads share.
 pub struct Conn {

@@ -4,7 +4,14 @@
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
-use super::frames::Role;
+/// Which end of the connection this is: a client masks what it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `ws://`: we connected.
+    Client,
+    /// A client of `ws-listen://`: it connected to us.
+    Server,
+}
 
 /// The longest control frame (ping, pong, close) RFC 6455 allows.
 const MAX_CONTROL: usize = 125;

@@ -1,39 +1,55 @@
 //! `ws-listen://[ADDR:]PORT`: the [`Server`] protocol of the listener in `listen.rs`:
 //! the page, the handshake and its checks (token, origin, room).
 
+use std::any::Any;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 
 use crossbeam_channel::Receiver;
-
-use crate::endpoint::listen::Parcel;
 use log::{info, warn};
 
-use super::frames::{Conn, Role};
-use super::{DEFAULT_WS_CLIENTS, Serve, http};
-use crate::endpoint::listen::{self, Protocol};
-use crate::endpoint::{Inlet, OpenOptions, Shape};
+use super::frames::Conn;
+use super::http;
+use super::rules::Role;
+use super::settings::{DEFAULT_WS_CLIENTS, Serve};
+use crate::endpoint::contract::{Endpoint, Inlet, Kind, Opening, Place};
+use crate::endpoint::listen::{self, Parcel, Protocol};
 use crate::framing::Framing;
 
 /// The page `ws-listen://` serves: one self-contained file, no outside assets.
 const CONSOLE: &str = include_str!("console.html");
 
-/// Binds a `ws-listen://` endpoint.
-pub fn serve(name: &str, serve: &Serve, options: &OpenOptions) -> io::Result<Shape> {
-    let max = options.max_clients.unwrap_or(DEFAULT_WS_CLIENTS);
-    if serve.token.is_none() && !serve.listen.addr.ip().is_loopback() {
-        warn!(
-            "{name}: no token= and listening beyond this machine: anyone on the network can \
-             talk to the device (add ,token=SECRET)"
-        );
+impl Kind for Serve {
+    fn name(&self) -> String {
+        Serve::name(self)
     }
-    let server = Server {
-        name: name.to_string(),
-        settings: serve.clone(),
-        framing: options.framing.clone(),
-        max_clients: max,
-    };
-    listen::bind(name, &serve.listen, max, server)
+
+    /// Binds the port; clients are taken once the bridge starts the endpoint.
+    fn open(&self, opening: &Opening<'_>) -> io::Result<Endpoint> {
+        let name = opening.name;
+        let max = opening.defaults.max_clients.unwrap_or(DEFAULT_WS_CLIENTS);
+        if self.token.is_none() && !self.listen.addr.ip().is_loopback() {
+            warn!(
+                "{name}: no token= and listening beyond this machine: anyone on the network \
+                 can talk to the device (add ,token=SECRET)"
+            );
+        }
+        let server = Server {
+            name: name.to_string(),
+            settings: self.clone(),
+            framing: opening.defaults.framing.clone(),
+            max_clients: max,
+        };
+        listen::bind(name, &self.listen, max, server)
+    }
+
+    fn place(&self) -> Place {
+        Serve::place(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// The `ws-listen://` protocol: the page, the handshake and its checks.

@@ -1,0 +1,97 @@
+//! [`WriteNow`]: a write half that never waits, for the direct route.
+
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use super::os_result;
+use crate::endpoint::contract::{Direct, Dropped, Taken};
+use crate::framing::Batch;
+
+/// A write half that never waits, on a descriptor of its own: a socket is sent to with
+/// `MSG_DONTWAIT` (the socket itself stays blocking for the writer thread); any other
+/// descriptor must be non-blocking already. Either way a write takes what fits now,
+/// or fails with `WouldBlock`.
+#[derive(Debug)]
+pub struct WriteNow {
+    fd: OwnedFd,
+    socket: bool,
+}
+
+impl WriteNow {
+    /// For a socket: `send` with `MSG_DONTWAIT | MSG_NOSIGNAL`.
+    pub fn socket(fd: OwnedFd) -> WriteNow {
+        WriteNow { fd, socket: true }
+    }
+
+    /// For a descriptor already in non-blocking mode, such as a terminal.
+    pub fn nonblocking(fd: OwnedFd) -> WriteNow {
+        WriteNow { fd, socket: false }
+    }
+}
+
+impl Direct for WriteNow {
+    /// Writes what fits now; an error ends the attempt quietly (the writer meets it
+    /// again and reports it).
+    fn try_send(&mut self, batch: &Batch) -> Taken {
+        let mut data = batch.bytes();
+        let total = data.len();
+        while !data.is_empty() {
+            match self.write(data) {
+                Ok(0) => break,
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        Taken {
+            bytes: total - data.len(),
+            dropped: Dropped::default(),
+        }
+    }
+
+    /// `poll` for room to write. A hang-up or an error on the descriptor is an error.
+    fn wait_ready(&mut self, timeout: Duration) -> io::Result<bool> {
+        let mut fd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: polls one pollfd that lives on this stack for the whole call.
+        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        match n {
+            0 => Ok(false),
+            1.. if fd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 => {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            1.. => Ok(true),
+            _ => {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => Ok(false),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+}
+
+impl Write for WriteNow {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let fd = self.fd.as_raw_fd();
+        let (data, len) = (buf.as_ptr().cast(), buf.len());
+        // SAFETY: reads `len` bytes from `buf`, valid for that long, into a descriptor
+        // this struct owns.
+        os_result(unsafe {
+            match self.socket {
+                true => libc::send(fd, data, len, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL),
+                false => libc::write(fd, data, len),
+            }
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,144 @@
+//! The settings of `ws://` and `ws-listen://`, and their parsers.
+
+use std::time::Duration;
+
+use super::http;
+use crate::endpoint::contract::Place;
+use crate::endpoint::listen::{self, Listen};
+use crate::endpoint::settings::{LONGEST_WAIT, address_and_settings};
+
+/// Why `wss://` is refused, for now.
+pub const NO_TLS: &str =
+    "wss:// (WebSocket over TLS) is not supported yet; put a TLS proxy in front, or use ws://";
+
+/// How often an idle connection is pinged unless `keepalive=` says.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Clients (browser tabs) a `ws-listen://` endpoint serves at once unless
+/// `--max-clients` says: enough that a reload is never refused while the old socket
+/// is still closing.
+pub const DEFAULT_WS_CLIENTS: usize = 16;
+
+/// A `ws://` endpoint's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connect {
+    /// `HOST:PORT`.
+    pub addr: String,
+    /// The path and query asked for (`/` if none).
+    pub path: String,
+    /// Ping period.
+    pub keepalive: Duration,
+}
+
+/// A `ws-listen://` endpoint's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serve {
+    /// Where to listen.
+    pub listen: Listen,
+    /// The token clients must present, if any.
+    pub token: Option<String>,
+    /// Origins allowed besides the page's own.
+    pub origins: Vec<String>,
+    /// Ping period.
+    pub keepalive: Duration,
+}
+
+impl Connect {
+    /// The name used in messages: the URL without its query, which may hold a token.
+    pub fn name(&self) -> String {
+        let path = self.path.split('?').next().unwrap_or("/");
+        format!("ws://{}{}", self.addr, if path == "/" { "" } else { path })
+    }
+}
+
+impl Serve {
+    /// The name used in messages: where it listens, without its settings.
+    pub fn name(&self) -> String {
+        format!("ws-listen://{}", self.listen.addr)
+    }
+
+    /// Where it is: port 0 is a new port each time.
+    pub fn place(&self) -> Place {
+        self.listen.place()
+    }
+}
+
+/// Parses `keepalive=SECS`.
+fn keepalive(value: &str) -> Result<Duration, String> {
+    let most = LONGEST_WAIT.as_secs();
+    match value.parse::<u64>() {
+        Ok(secs) if (1..=most).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(format!("keepalive is in seconds, from 1 to {most} (a day)")),
+    }
+}
+
+/// Parses what follows `ws://`.
+pub fn parse_connect(text: &str, rest: &str) -> Result<Connect, String> {
+    let mut period = DEFAULT_KEEPALIVE;
+    let url = address_and_settings(text, rest, "keepalive", &[], |key, value| match key {
+        "keepalive" => keepalive(value).map(|k| period = k).map(|_| true),
+        _ => Ok(false),
+    })?;
+    let (addr, path) = match url.find('/') {
+        Some(at) => (&url[..at], &url[at..]),
+        None => (url, "/"),
+    };
+    let has_port = match addr.rfind(']') {
+        Some(end) => addr[end..].contains(':'),
+        None => addr.contains(':'),
+    };
+    let host = match has_port {
+        true => addr.rsplit_once(':').map_or("", |(host, _)| host),
+        false => addr,
+    };
+    if host.is_empty() {
+        return Err(format!("{text}: missing host, e.g. ws://192.168.1.20:8080"));
+    }
+    let addr = match has_port {
+        true => {
+            let port = addr.rsplit_once(':').map_or("", |(_, port)| port);
+            port.parse::<u16>()
+                .map_err(|_| format!("{text}: port must be a number from 0 to 65535"))?;
+            addr.to_string()
+        }
+        false => format!("{addr}:80"),
+    };
+    Ok(Connect {
+        addr,
+        path: path.to_string(),
+        keepalive: period,
+    })
+}
+
+/// Parses what follows `ws-listen://`.
+pub fn parse_serve(text: &str, rest: &str) -> Result<Serve, String> {
+    let (mut token, mut origins, mut period) = (None, Vec::new(), DEFAULT_KEEPALIVE);
+    let addr = address_and_settings(
+        text,
+        rest,
+        "token, origin, keepalive",
+        &["origin"],
+        |key, value| {
+            match key {
+                "token" if value.is_empty() => return Err("the token is empty".into()),
+                // Compared with the request's, which a browser may have %-encoded.
+                "token" => token = Some(http::percent_decode(value)),
+                "origin" if value != "*" && !value.contains("://") => {
+                    return Err(
+                        "an origin is a scheme and host, e.g. origin=https://dash.example".into(),
+                    );
+                }
+                "origin" => origins.push(value.trim_end_matches('/').to_string()),
+                "keepalive" => period = keepalive(value)?,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        },
+    )?;
+    Ok(Serve {
+        listen: listen::parse(text, addr)?,
+        token,
+        origins,
+        keepalive: period,
+    })
+}
