@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use super::os_result;
+use super::fd::os_result;
 use crate::endpoint::contract::{Direct, Dropped, Taken};
 use crate::framing::Batch;
 

@@ -23,12 +23,14 @@
 
 use std::fmt::Write as _;
 
-use super::{Kind, Port, Scan, selector_for};
+use super::pick::selector_for;
+use super::port::{Kind, Port, Scan};
+use super::scan;
 use crate::error::Error;
 
 /// Scans and prints the list to stdout (JSON with `json`), warnings to stderr.
 pub fn print(json: bool) -> Result<(), Error> {
-    let scan = super::scan().map_err(|why| Error::Setup {
+    let scan = scan::scan().map_err(|why| Error::Setup {
         what: "--list".into(),
         source: std::io::Error::other(why),
     })?;

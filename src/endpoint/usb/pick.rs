@@ -5,7 +5,8 @@
 use std::fmt;
 use std::io;
 
-use super::{Kind, Port, Selector, Usb};
+use super::port::{Kind, Port, Usb};
+use super::selector::Selector;
 
 /// The USB description of a port that selectors may match.
 fn matchable(port: &Port) -> Option<&Usb> {

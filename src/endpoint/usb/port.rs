@@ -163,6 +163,24 @@ pub fn normalise(mut ports: Vec<Port>, os: Os) -> Vec<Port> {
     ports
 }
 
+/// The ports present, and anything odd seen while looking, one line each.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Every serial port found, sorted by path.
+    pub ports: Vec<Port>,
+    /// Ports listed with less than the OS knows, and why.
+    pub warnings: Vec<String>,
+}
+
+/// System messages start with a capital ("No such file or directory"); ours do not.
+pub fn lowercase_first(message: &str) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::{paths, usb};

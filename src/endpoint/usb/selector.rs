@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::Usb;
+use super::port::Usb;
 
 /// What a selector starts with (in any case).
 pub const PREFIX: &str = "usb:";

@@ -17,7 +17,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use super::{Kind, Port, Scan, Usb};
+use super::port::{Kind, Port, Scan, Usb, lowercase_first};
 
 /// Where Linux lists its terminals.
 pub const CLASS_TTY: &str = "/sys/class/tty";
@@ -29,7 +29,7 @@ pub fn scan(class_tty: &Path, dev: &Path) -> Result<Scan, String> {
         format!(
             "cannot list serial ports: {}: {} (is sysfs mounted? `mount -t sysfs sysfs /sys`)",
             class_tty.display(),
-            super::lowercase_first(&e.to_string())
+            lowercase_first(&e.to_string())
         )
     })?;
     let mut scan = Scan::default();

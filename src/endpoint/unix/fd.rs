@@ -1,0 +1,60 @@
+//! Descriptor helpers: terminal flags, device numbers, reads that never wait.
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// A libc `read`, `write` or `send` result as `io::Result`: negative means errno.
+pub fn os_result(n: libc::ssize_t) -> io::Result<usize> {
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// The device number of the character device at `path` (following links), if it is one.
+pub fn device_of(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).ok()?;
+    meta.file_type().is_char_device().then(|| meta.rdev())
+}
+
+/// Puts the descriptor `fd` in non-blocking mode (`O_NONBLOCK`), shared by every
+/// handle on the same open file.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor the caller owns and keeps open over this call.
+    let set = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+    };
+    match set {
+        true => Ok(()),
+        false => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Sets or clears HUPCL on the terminal `fd`: whether the last close drops DTR (and so
+/// resets an Arduino).
+pub fn set_hupcl(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: termios is plain data; tcgetattr fills it from a descriptor the caller
+    // owns and keeps open over this call.
+    unsafe {
+        let mut termios: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut termios) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if on {
+            termios.c_cflag |= libc::HUPCL;
+        } else {
+            termios.c_cflag &= !libc::HUPCL;
+        }
+        if libc::tcsetattr(fd, libc::TCSANOW, &termios) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Reads what is waiting on the non-blocking descriptor `fd` into `buf`, without
+/// waiting: `Ok(0)` means nothing was there (or EOF; the caller's blocking read tells).
+pub fn read_waiting(fd: RawFd, buf: &mut [u8]) -> usize {
+    // SAFETY: reads into `buf`, valid for its length, from a descriptor the caller owns.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    os_result(n).unwrap_or(0)
+}
