@@ -1,206 +1,212 @@
-//! The dispatcher's end of a direction's sources: receiving what they send, and taking
-//! their partial lines in order.
-//!
-//! The dispatcher takes an unfinished line straight from a source's framer (at a stop,
-//! when a source closes, after `--flush-after` of silence), so a reader blocked in
-//! `read` never holds data hostage and never needs waking: an idle bridge does not wake
-//! up at all. Order is kept by counting (see [`super::reader`]): for each source whose
-//! partial line is due, the dispatcher snapshots its count of messages sent at a moment
-//! it is not routing and takes the line, receives until each count is met, and only
-//! then appends the partial lines. Any rest of a line that a source cut short on the
-//! fast path is thus queued before them, and a taken line counts as outstanding in the
-//! lane before the source's mutex is released, so the source's next batch queues
-//! behind it.
+//! The dispatcher's end of a direction's sources: receiving their deliveries, and
+//! gathering their partial lines in order ([`Feed::gather`]; the rules are in
+//! [`super::handoff`]).
 
+use std::cell::Cell;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use super::handoff::{Mark, Partials, Taking};
 use super::lane::Lane;
-use super::reader::{Chunk, Inbox, Message, Shared};
-use super::{Options, trace};
-use crate::framing::Batch;
+use super::source::{Delivery, Pieces, Source, Sources, Watch};
+use crate::framing::{Batch, Framing};
 
-/// With `--flush-after`, how soon to look again at most often when a source is
-/// writing straight through and partial lines must wait for it.
+/// With `--flush-after`, how soon to look again at most often when a source holds the
+/// route and partial lines must wait for it.
 const BUSY_RETRY: Duration = Duration::from_millis(10);
 
 /// The dispatcher's end of a direction's sources.
 pub struct Feed {
-    shared: Arc<Shared>,
-    rx: Receiver<Message>,
+    watch: Watch,
+    rx: Receiver<Delivery>,
+    /// Deliveries received so far, from every source.
+    received: Cell<u64>,
 }
 
-/// Which partial lines [`Feed::take`] takes.
-#[derive(Debug, Clone, Copy)]
-pub enum Take {
-    /// Every source's, and the sources close: a stop, or the endpoint going away.
-    All,
-    /// Those of sources silent this long (`--flush-after`).
-    Silent(Duration),
-}
-
-/// What [`Feed::take`] gathered.
+/// What [`Feed::gather`] gathered.
 #[derive(Debug, Default)]
-pub struct Taken {
-    /// The messages received meanwhile, then the partial lines.
+pub struct Gathered {
+    /// The pieces received meanwhile, with the partial lines in their place.
     pub batch: Batch,
     /// A source's read error received meanwhile.
     pub error: Option<io::Error>,
-    /// With [`Take::Silent`], when a partial line not yet due will be.
+    /// With [`Partials::Silent`], when a partial line not yet due will be.
     pub next: Option<Instant>,
 }
 
-impl Taken {
+impl Gathered {
     /// A partial line not yet due will be at `at`: the earliest such time is `next`.
     fn look_at(&mut self, at: Instant) {
         self.next = Some(self.next.map_or(at, |next| next.min(at)));
     }
 }
 
+/// A partial line taken, waiting for its place.
+struct Taken {
+    source: Arc<Source>,
+    batch: Batch,
+    mark: Mark,
+}
+
 impl Feed {
-    /// A new set of sources for the direction `label`, writing through `lane`.
-    pub fn new(label: &str, lane: &Arc<Lane>, options: &Options) -> (Feed, Inbox) {
-        let (shared, tx, rx) = Shared::new(label, lane, options);
-        let inbox = Inbox {
-            shared: Arc::clone(&shared),
-            tx,
+    /// New sources for the direction `label`, writing through `lane`: the dispatcher's
+    /// end, and the endpoint's. With `announce`, sources tell when a partial line
+    /// appears (`--flush-after`).
+    pub fn new(
+        label: &str,
+        lane: &Arc<Lane>,
+        framing: &Framing,
+        hex: bool,
+        announce: bool,
+    ) -> (Feed, Sources) {
+        let (sources, watch, rx) = Sources::new(label, lane, framing, hex, announce);
+        let feed = Feed {
+            watch,
+            rx,
+            received: Cell::new(0),
         };
-        (Feed { shared, rx }, inbox)
+        (feed, sources)
     }
 
     /// The channel to select on.
-    pub fn rx(&self) -> &Receiver<Message> {
+    pub fn rx(&self) -> &Receiver<Delivery> {
         &self.rx
     }
 
-    /// Takes a received message's content, counting it as received.
-    pub fn accept(&self, message: Message) -> io::Result<Chunk> {
-        message.source.received.fetch_add(1, Ordering::Release);
-        message.body
+    /// A delivery's content, counted as received.
+    pub fn accept(&self, delivery: Delivery) -> io::Result<Pieces> {
+        self.received.set(self.received.get() + 1);
+        delivery.accept()
     }
 
     /// Bytes of partial lines still in the sources' framers: read, and not handed on
     /// (a stop whose grace ran out before a source was done routing leaves them).
     pub fn unsent(&self) -> u64 {
-        let sources = self.shared.sources().0.clone();
-        sources
-            .iter()
-            .map(|source| source.lock().framer.pending() as u64)
-            .sum()
+        let sources = self.watch.sources(false);
+        sources.iter().map(|source| source.pending() as u64).sum()
     }
 
     /// Over-long lines cut so far.
     pub fn cuts(&self) -> u64 {
-        self.shared.cuts.load(Ordering::Relaxed)
+        self.watch.cuts()
     }
 
-    /// Takes partial lines as `how` says, after every message each source counted
-    /// before; see the module documentation. Waits for messages until `deadline`.
+    /// Takes partial lines as `which` says and places them after what must go first
+    /// (see [`super::handoff`]); waits for deliveries until `deadline`.
     ///
-    /// A due source that is routing (waiting for room in a full destination, or in
-    /// the channel) is never polled: it is marked wanted and says when it is done.
-    /// [`Take::All`] waits for that (at a stop or a departure the lane ends such waits).
-    /// [`Take::Silent`] takes nothing while any source holds the route, as it may be in
-    /// the middle of a line, and says when to look again (`--flush-after` later, at
-    /// most every [`BUSY_RETRY`]); a source that finishes routing meanwhile re-arms the
-    /// timer with its message.
-    pub fn take(&self, how: Take, deadline: Option<Instant>) -> Taken {
+    /// A due source that is routing is never polled: it is marked wanted and says when
+    /// it is done. [`Partials::All`] waits for that (at a stop or a departure the lane
+    /// ends such waits). [`Partials::Silent`] takes nothing while any source holds the
+    /// route, as it may be in the middle of a line, and says when to look again
+    /// (`--flush-after` later, at most every [`BUSY_RETRY`]); a source that finishes
+    /// routing meanwhile re-arms the timer with its delivery.
+    pub fn gather(&self, which: Partials, deadline: Option<Instant>) -> Gathered {
         let now = Instant::now();
-        let all = matches!(how, Take::All);
-        let mut taken = Taken::default();
-        // A source writing straight through may be in the middle of a line: a partial
-        // line queued now could be written inside it. So `--flush-after` waits until no
-        // source holds the route (a stop or a departure waits for the routing sources
-        // to finish instead, below, before handing anything on).
+        let all = which == Partials::All;
+        let lane = self.watch.lane();
+        let mut gathered = Gathered::default();
         let mut route = None;
-        if let Take::Silent(after) = how {
-            route = self.shared.lane.try_route();
+        if let Partials::Silent(after) = which {
+            route = lane.try_route();
             if route.is_none() {
-                taken.next = Some(now + after.max(BUSY_RETRY));
-                return taken;
+                gathered.next = Some(now + after.max(BUSY_RETRY));
+                return gathered;
             }
         }
-        let mut todo = {
-            let mut sources = self.shared.sources();
-            sources.1 |= all;
-            sources.0.clone()
-        };
-        let mut waits = Vec::new();
-        let mut partials = Batch::default();
+        // What is in the channel now goes before any partial line: the rest of a line
+        // cut on the direct route may be among it.
+        let ahead = self.received.get() + self.rx.len() as u64;
+        let mut todo = self.watch.sources(all);
+        let mut taken: Vec<Taken> = Vec::new();
         loop {
             todo.retain(|source| {
-                let mut state = source.lock();
-                if let Take::Silent(after) = how {
-                    if state.framer.pending() == 0 {
-                        state.announced = false;
-                        return false;
+                let mut batch = Batch::default();
+                match source.take(which, now, &mut batch, lane) {
+                    Taking::Nothing => false,
+                    Taking::Later(at) => {
+                        gathered.look_at(at);
+                        false
                     }
-                    let at = state.last_read + after;
-                    if at > now {
-                        taken.look_at(at);
-                        return false;
+                    Taking::Busy => all,
+                    Taking::Now(mark) => {
+                        let source = Arc::clone(source);
+                        taken.push(Taken {
+                            source,
+                            batch,
+                            mark,
+                        });
+                        false
                     }
                 }
-                if state.routing {
-                    state.wanted = true;
-                    return all;
-                }
-                let before = partials.bytes().len();
-                state.framer.take_partial(&mut partials);
-                state.announced = false;
-                // Counted before the mutex goes: the source's next batch queues.
-                self.shared.lane.queued(partials.bytes().len() - before);
-                state.closed |= all;
-                waits.push((Arc::clone(source), state.sent));
-                false
             });
-            // Taken and counted as outstanding: sources may route again.
+            // Taken and counted as queued: sources may route again.
             drop(route.take());
-            waits.retain(|(source, sent)| source.received.load(Ordering::Acquire) < *sent);
-            if todo.is_empty() && waits.is_empty() {
+            if todo.is_empty() && self.received.get() >= ahead {
+                self.place(&mut taken, all, &mut gathered.batch);
+            }
+            if todo.is_empty() && taken.is_empty() {
                 break;
             }
-            let message = match deadline {
+            let delivery = match deadline {
                 Some(deadline) => self.rx.recv_deadline(deadline),
                 None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
-            match message {
-                Ok(message) => self.gather(message, how, &mut taken),
+            match delivery {
+                Ok(delivery) => self.receive(delivery, which, &mut gathered),
                 Err(_) => break,
             }
         }
         if all {
-            // Sources that ended meanwhile left their last messages in the channel.
-            while let Ok(message) = self.rx.try_recv() {
-                self.gather(message, how, &mut taken);
+            // Sources that ended meanwhile left their last deliveries in the channel.
+            while let Ok(delivery) = self.rx.try_recv() {
+                self.receive(delivery, which, &mut gathered);
             }
         }
-        trace::pieces(&self.shared.label, &partials, self.shared.hex);
-        taken.batch.append(partials);
-        taken
+        // Time ran out: what is left goes last, rather than not at all.
+        for t in taken {
+            self.watch.trace(&t.batch);
+            gathered.batch.append(t.batch);
+        }
+        gathered
     }
 
-    /// A message received while taking: its pieces go first. A partial line it
-    /// announces that is still there (not one taken just now) sets the timer, as it
-    /// would have had the dispatcher received the message itself.
-    fn gather(&self, message: Message, how: Take, taken: &mut Taken) {
-        let source = Arc::clone(&message.source);
-        match self.accept(message) {
-            Ok(chunk) => {
-                if let (true, Take::Silent(after)) = (chunk.partial, how) {
-                    let state = source.lock();
-                    if state.framer.pending() > 0 {
-                        let at = state.last_read + after;
-                        taken.look_at(at);
-                    }
-                }
-                taken.batch.append(chunk.batch);
+    /// Appends each taken partial line whose source's deliveries before it are all
+    /// received; with `together`, none until all are (at a stop every source is taken,
+    /// and a line cut on the direct route is finished by one of them).
+    fn place(&self, taken: &mut Vec<Taken>, together: bool, batch: &mut Batch) {
+        if together && !taken.iter().all(|t| t.source.reached(t.mark)) {
+            return;
+        }
+        taken.retain_mut(|t| {
+            if !t.source.reached(t.mark) {
+                return true;
             }
-            Err(e) => taken.error = Some(e),
+            let line = std::mem::take(&mut t.batch);
+            self.watch.trace(&line);
+            batch.append(line);
+            false
+        });
+    }
+
+    /// A delivery received while gathering: its pieces go next. A partial line it
+    /// announces that is still there (not one taken just now) sets the timer, as it
+    /// would have had the dispatcher received the delivery itself.
+    fn receive(&self, delivery: Delivery, which: Partials, gathered: &mut Gathered) {
+        let due = match (which, &delivery) {
+            (Partials::Silent(after), _) => delivery.due(after),
+            _ => None,
+        };
+        match self.accept(delivery) {
+            Ok(pieces) => {
+                if let (true, Some(at)) = (pieces.partial, due) {
+                    gathered.look_at(at);
+                }
+                gathered.batch.append(pieces.batch);
+            }
+            Err(e) => gathered.error = Some(e),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! A direction's lane: the fast-path rule in one place, and the direction's accounts.
+//! A direction's lane: the direct route's rule in one place, and the direction's accounts.
 //!
 //! A thread wake-up costs tens of microseconds on a busy machine, and the queued route
 //! (source -> dispatcher -> writer) has two of them per batch. So when nothing is
@@ -16,8 +16,9 @@
 //! The route lock is held from the decision until the rest is in the channel: with
 //! several sources (clients) in one direction, the rest of a line cut by a full
 //! destination is queued before any other source may write, so lines never mix. The
-//! dispatcher never takes that lock (a source may hold it while it waits for room in
-//! the channel the dispatcher drains); it swaps the never-waiting way out through
+//! dispatcher never waits for that lock (a source may hold it while it waits for room in
+//! the channel the dispatcher drains): it only tries it, for a silence flush, and swaps
+//! the never-waiting way out through
 //! [`Lane::set_direct`], which the next route applies.
 //!
 //! Counting protocol: bytes become outstanding when queued ([`Lane::route`],
@@ -28,14 +29,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::Traffic;
 use crate::endpoint::{Direct as Out, Dropped};
 use crate::framing::Batch;
 
 /// The destination's never-waiting way out, or none.
 type Direct = Option<Box<dyn Out>>;
 
-/// One direction's fast path and accounts; shared by its sources, the dispatcher and
+/// What went one way through the bridge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Pieces written: lines, plus pieces of over-long or partial lines (raw: reads).
+    pub pieces: u64,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+/// One direction's direct route and accounts; shared by its sources, the dispatcher and
 /// the destination's writer.
 #[derive(Default)]
 pub struct Lane {
@@ -51,7 +60,7 @@ pub struct Lane {
     /// Pieces that will never be written: dropped from a full backlog, lost with a
     /// failed writer, or sent to a listener with no client.
     lost: AtomicU64,
-    /// Bytes written straight through by a source, without the dispatcher.
+    /// Bytes written on the direct route, without the dispatcher.
     direct: AtomicU64,
     /// Set when the bridge stops: no source waits for a full destination any more.
     stopping: AtomicBool,
@@ -84,7 +93,7 @@ impl Lane {
         queue(batch)
     }
 
-    /// Writes `batch` straight to the destination. When it is full, waits for room
+    /// Writes `batch` on the direct route. When it is full, waits for room
     /// rather than handing the rest over (the dispatcher and the writer would cost two
     /// thread wake-ups per chunk), in slices, so a stop ends the wait within one; a way
     /// out that cannot wait, or a destination that failed, leaves the rest to the
@@ -181,7 +190,7 @@ impl Lane {
         self.lost.load(Ordering::Relaxed)
     }
 
-    /// Bytes written straight through by a source, without the dispatcher.
+    /// Bytes written on the direct route, without the dispatcher.
     pub fn direct_bytes(&self) -> u64 {
         self.direct.load(Ordering::Relaxed)
     }
@@ -197,7 +206,7 @@ impl Lane {
     }
 
     /// The route lock if no source holds it now: while the caller holds it, no source
-    /// is writing straight through, and once bytes are counted as outstanding none
+    /// is writing on the direct route, and once bytes are counted as outstanding none
     /// will, so what the caller queues cannot land inside another source's line.
     pub fn try_route(&self) -> Option<MutexGuard<'_, Direct>> {
         match self.route.try_lock() {

@@ -1,35 +1,24 @@
-//! Endpoints that go away and come back (`--reconnect`), and endpoints that need a
-//! moment after opening (`settle=MS`).
+//! Endpoints that go away and come back (`--reconnect`).
 //!
 //! When an endpoint fails or closes, the dispatcher forwards what it sent last, marks
-//! it down and starts a thread that opens its spec again with a growing delay. Lines
-//! for it go to a bounded [`Backlog`] (`--queue`, oldest dropped first) instead of its
-//! writer, so the other endpoint keeps being read. When it opens, new threads start and
-//! the backlog goes out first. A writer's failure carries the generation of the opening
-//! it served, so a failure that arrives after a reconnect is recognised as old news.
-//!
-//! Settling uses the same backlog: after opening, lines for the endpoint wait until its
-//! time is up ([`Settling`]), then go out first.
+//! it down ([`Reconnect::lost`]) and a thread opens its spec again with a growing
+//! delay. Lines for it wait in a backlog meanwhile (see [`super::direction`]). When it
+//! opens, new threads start and the backlog goes out first. A writer's failure carries
+//! the generation of the opening it served, so a failure that arrives after a
+//! reconnect is recognised as old news.
 //!
 //! Reopening threads are cancelled and joined when the bridge ends, so none of them
 //! opens anything afterwards; an endpoint one of them opened too late is dropped,
 //! which undoes it (a pty's link is removed, a listener closed).
 
-use std::collections::VecDeque;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
-use log::{debug, info, warn};
+use log::{debug, warn};
 
-use super::dispatcher::Dispatcher;
-use super::feed::Take;
-use super::lane::Lane;
-use super::shutdown::SHUTDOWN_GRACE;
-use super::{Pair, Side};
-use crate::endpoint::{Defaults, Direct, Endpoint, Spec};
-use crate::error::Error;
-use crate::framing::Batch;
+use super::side::{Pair, Side};
+use crate::endpoint::{Defaults, Endpoint, Spec};
 
 /// The first wait before opening a lost endpoint again.
 const RECONNECT_FIRST: Duration = Duration::from_millis(100);
@@ -92,7 +81,7 @@ impl Reconnect {
     }
 
     /// Marks `side` down and starts opening it again; false if it already was down.
-    fn lost(&mut self, side: Side) -> bool {
+    pub fn lost(&mut self, side: Side) -> bool {
         if self.down[side].is_some() || self.cancel.is_none() {
             return false;
         }
@@ -111,8 +100,13 @@ impl Reconnect {
         true
     }
 
+    /// Whether `side` is down.
+    pub fn is_down(&self, side: Side) -> bool {
+        self.down[side].is_some()
+    }
+
     /// `side` is open again; returns how long it was down.
-    fn back(&mut self, side: Side) -> Duration {
+    pub fn back(&mut self, side: Side) -> Duration {
         self.reconnects += 1;
         self.down[side]
             .take()
@@ -158,167 +152,5 @@ fn reopen(
             Err(error) => debug!("{error}; trying again in {delay:?}"),
         }
         delay = (delay * 2).min(RECONNECT_MAX);
-    }
-}
-
-/// Pieces bound for a down or settling endpoint, oldest first.
-#[derive(Default)]
-pub struct Backlog {
-    pieces: VecDeque<Vec<u8>>,
-    /// Dropped during this outage; logged once when it starts, once at the end.
-    dropped: u64,
-}
-
-impl Backlog {
-    /// Adds the pieces of `batch`, dropping the oldest beyond `limit` (counted as lost
-    /// in `lane`). Returns true when this is the first drop of the outage.
-    pub fn push(&mut self, batch: Batch, limit: usize, lane: &Lane) -> bool {
-        let before = self.dropped;
-        for piece in batch.iter() {
-            self.pieces.push_back(piece.to_vec());
-            while self.pieces.len() > limit {
-                let oldest = self.pieces.pop_front().expect("over the limit");
-                lane.lost(1, oldest.len());
-                self.dropped += 1;
-            }
-        }
-        before == 0 && self.dropped > 0
-    }
-
-    /// Pieces dropped during this outage.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
-    /// Pieces still waiting.
-    pub fn waiting(&self) -> usize {
-        self.pieces.len()
-    }
-
-    /// Everything still waiting, as one batch.
-    pub fn into_batch(self) -> Batch {
-        let mut batch = Batch::default();
-        self.pieces.iter().for_each(|piece| batch.push(piece));
-        batch
-    }
-}
-
-/// An endpoint settling after it opened: lines for it wait until `until`, then its
-/// never-waiting way out (`direct`) is put in place.
-pub struct Settling {
-    pub until: Instant,
-    direct: Option<Box<dyn Direct>>,
-}
-
-impl Dispatcher {
-    /// The endpoint on `side` is gone. Without `--reconnect` that ends the bridge with
-    /// `error`; with it, the endpoint goes down and is opened again.
-    pub fn lose(&mut self, side: Side, error: Error) -> Result<(), Error> {
-        let Some(reconnect) = &self.reconnect else {
-            return Err(error);
-        };
-        if reconnect.down[side].is_none() {
-            warn!("{error}; reconnecting");
-            self.go_down(side);
-        }
-        Ok(())
-    }
-
-    /// Marks `side` down and starts opening it again: what it sent before it went still
-    /// goes on, and lines for it wait in a backlog.
-    pub fn go_down(&mut self, side: Side) {
-        let Some(reconnect) = &mut self.reconnect else {
-            return;
-        };
-        if !reconnect.lost(side) {
-            return;
-        }
-        let dir = &mut self.dirs[side];
-        dir.flush_at = None;
-        if let Some(feed) = dir.feed.take() {
-            // A source still waiting for room queues the rest of its read instead.
-            dir.lane.interrupt();
-            let taken = feed.take(Take::All, Some(Instant::now() + SHUTDOWN_GRACE));
-            dir.cuts += feed.cuts();
-            self.hold(side, taken.batch);
-        }
-        let into = side.other();
-        let dir = &mut self.dirs[into];
-        dir.out = None;
-        dir.lane.set_direct(None);
-        // Lines held while it settled stay in the backlog.
-        dir.settling = None;
-        dir.backlog.get_or_insert_with(Backlog::default);
-        if let Some(held) = dir.held.take() {
-            self.hold(into, held);
-        }
-    }
-
-    /// The endpoint on `side` is open again: new threads, and its backlog goes out
-    /// first (after it settles, if it asks to).
-    pub fn restore(&mut self, side: Side, endpoint: Endpoint) -> Result<(), Error> {
-        let Some(reconnect) = &mut self.reconnect else {
-            return Ok(());
-        };
-        let since = reconnect.back(side);
-        info!(
-            "{}: back after {:.1} s",
-            self.ends[side].name,
-            since.as_secs_f64()
-        );
-        self.attach(side, endpoint)
-    }
-
-    /// Holds lines for `side` for `time` after it opened; `direct` is its
-    /// never-waiting way out, put in place when that time is up.
-    pub fn settle(&mut self, side: Side, time: Duration, direct: Option<Box<dyn Direct>>) {
-        debug!(
-            "{}: holding lines for it {time:?} while it settles",
-            self.ends[side].name
-        );
-        let dir = &mut self.dirs[side.other()];
-        dir.backlog.get_or_insert_with(Backlog::default);
-        dir.settling = Some(Settling {
-            until: Instant::now() + time,
-            direct,
-        });
-    }
-
-    /// Ends the settling of every endpoint whose time is up (`all`: every endpoint, as
-    /// at a stop, when held lines go out like any others).
-    pub fn end_settling(&mut self, all: bool) {
-        let now = Instant::now();
-        for side in Side::BOTH {
-            let dir = &mut self.dirs[side.other()];
-            if dir.settling.as_ref().is_some_and(|s| all || s.until <= now) {
-                let settling = dir.settling.take().expect("settling");
-                self.release(side, settling.direct);
-            }
-        }
-    }
-
-    /// Lets lines flow to `side` again: its backlog goes out first, then the fast path
-    /// (`direct`) may resume.
-    pub fn release(&mut self, side: Side, direct: Option<Box<dyn Direct>>) {
-        let to = &self.ends[side].name;
-        let dir = &mut self.dirs[side.other()];
-        if let Some(backlog) = dir.backlog.take() {
-            if backlog.dropped() > 0 {
-                warn!(
-                    "{}: {} lines dropped while {to} was down",
-                    dir.label,
-                    backlog.dropped()
-                );
-            }
-            let batch = backlog.into_batch();
-            if !batch.is_empty() {
-                match &mut dir.held {
-                    Some(held) => held.append(batch),
-                    None => dir.held = Some(batch),
-                }
-            }
-        }
-        // The backlog counts as outstanding, so the fast path waits until it is out.
-        dir.lane.set_direct(direct);
     }
 }

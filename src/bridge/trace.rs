@@ -2,14 +2,9 @@
 //! framing in the start-up line, and the traffic lines of `--stats` and the summary.
 //! Data bytes in logs are always escaped, never printed raw.
 
-use std::time::Instant;
+use log::{debug, log_enabled};
 
-use log::{debug, info, log_enabled};
-
-use super::dispatcher::Dispatcher;
-use super::feed::Feed;
-use super::reconnect::Reconnect;
-use super::{Side, Traffic};
+use super::lane::Traffic;
 use crate::escape::escape;
 use crate::framing::{Batch, Framing};
 
@@ -100,43 +95,6 @@ fn hex_dump(piece: &[u8]) -> String {
         out += &format!("  {:08x}  {:<47}  |{ascii}|", row * 16, hex.join(" "));
     }
     out
-}
-
-impl Dispatcher {
-    /// `--stats`: one line per direction, and the time of the next.
-    pub fn log_stats(&mut self) {
-        let (Some(at), Some(every)) = (self.stats_at, self.options.stats) else {
-            return;
-        };
-        if Instant::now() < at {
-            return;
-        }
-        for side in Side::BOTH {
-            info!("{}", self.traffic_line(side));
-        }
-        self.stats_at = Some(Instant::now() + every);
-    }
-
-    /// `A -> B: 12 lines, 345 bytes` and whatever else there is to say.
-    /// With `--stats`, also how much of it went straight through.
-    pub fn traffic_line(&self, side: Side) -> String {
-        let dir = &self.dirs[side];
-        let cuts = dir.cuts + dir.feed.as_ref().map_or(0, Feed::cuts);
-        let written = dir.lane.traffic();
-        let mut line = traffic(
-            &dir.label,
-            &written,
-            &self.options.framing,
-            dir.lane.lost_pieces(),
-            self.reconnect.as_ref().map(Reconnect::reconnects),
-            cuts,
-        );
-        if self.options.stats.is_some() && written.bytes > 0 {
-            let share = 100.0 * dir.lane.direct_bytes() as f64 / written.bytes as f64;
-            line += &format!(" ({share:.1}% straight through, the rest by the dispatcher)");
-        }
-        line
-    }
 }
 
 #[cfg(test)]

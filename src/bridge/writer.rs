@@ -12,8 +12,8 @@ use std::thread;
 
 use crossbeam_channel::{Sender, bounded};
 
-use super::Side;
 use super::lane::Lane;
+use super::side::Side;
 use crate::endpoint::{GiveUp, Outbox};
 use crate::error::Error;
 use crate::framing::Batch;

@@ -8,6 +8,7 @@ mod cli;
 mod endpoints;
 mod inproc;
 mod journal;
+mod layout;
 mod mqtt;
 mod pty;
 mod readme;

@@ -1,161 +1,187 @@
 //! Sources: where a direction's bytes come from, framed and handed on in order.
 //!
-//! A byte stream gets a named reader thread ([`spawn_reader`]) that owns its read half
-//! and pumps it into an inlet. A message endpoint opens inlets itself, one per client,
-//! through the [`Inbox`] the bridge gives it. Either way every source is the same
-//! machinery: its own [`Framer`] behind a mutex, the direction's [`Lane`] for the fast
-//! path, and the direction's bounded channel for what is queued.
+//! Every source is the same machinery, whether it is a byte stream's reader thread
+//! (see [`crate::endpoint::Stream`]) or one client of a server: the endpoint opens it
+//! from the direction's [`Sources`] (the bridge's [`endpoint::Inbox`]) and feeds it
+//! through a [`SourceInlet`]. Each has its own framer and hand-off state under one
+//! mutex ([`Source`]), routes what it frames through the direction's [`Lane`], and
+//! sends what is left as one [`Delivery`] on the direction's bounded channel. The
+//! order rules are in [`super::handoff`].
 //!
-//! **Counting.** Each source counts the messages it sends (`sent`, under its mutex) and
-//! marks itself *routing* from framing a read until what is left of it is counted; the
-//! dispatcher counts what it receives from each source (`received`). With these,
-//! [`super::feed`] takes partial lines without ever getting ahead of a source.
-//! Routing lasts as long as the destination is full (and the channel, when the rest
-//! is queued), so the dispatcher never polls a routing source: it marks it *wanted*,
-//! and the source sends a message (maybe empty) when it is done.
-//!
-//! Logging and writing happen outside the framer's mutex: a slow log (a paused
-//! terminal, a full pipe) never stalls the dispatcher.
+//! Logging and writing happen outside the mutex: a slow log (a paused terminal, a full
+//! pipe) never stalls the dispatcher.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendError, Sender, bounded};
 use log::{log_enabled, warn};
 
+use super::handoff::{Machine, Partials, Received, Taking};
 use super::lane::Lane;
-use super::{Options, trace};
+use super::trace;
 use crate::endpoint;
 use crate::framing::{Batch, Framer, Framing};
 
-/// Messages waiting between a direction's sources and the dispatcher. A batch holds a
-/// whole read, so a few are enough to keep a port busy; more would only grow memory.
+/// Deliveries waiting between a direction's sources and the dispatcher. A batch holds
+/// a whole read, so a few are enough to keep a port busy; more would only grow memory.
 const CHANNEL_CAPACITY: usize = 4;
 
-/// One item on a direction's channel.
-pub struct Message {
-    pub(super) source: Arc<Source>,
-    pub(super) body: io::Result<Chunk>,
+/// One item on a direction's channel: what one read left for the queued route (maybe
+/// nothing but the news of a partial line), or the error that ended its source.
+pub struct Delivery {
+    source: Arc<Source>,
+    content: io::Result<Pieces>,
 }
 
-/// What one read completed.
+/// What a read left for the queued route.
 #[derive(Debug)]
-pub struct Chunk {
-    /// The pieces, or what is left of them after the fast path.
+pub struct Pieces {
+    /// The pieces the direct route did not take.
     pub batch: Batch,
-    /// A partial line is pending after this read (only said with `--flush-after`).
+    /// A partial line is pending after this read (told only with `--flush-after`).
     pub partial: bool,
 }
 
-/// One source of a direction.
-pub(super) struct Source {
-    name: String,
-    state: Mutex<State>,
-    /// Messages the dispatcher has received from this source; only it writes this.
-    pub(super) received: AtomicU64,
+impl Delivery {
+    /// Its content, counted as received.
+    pub fn accept(self) -> io::Result<Pieces> {
+        self.source.received.count();
+        self.content
+    }
+
+    /// When its source's partial line falls due after `after`, if it has one now.
+    pub fn due(&self, after: Duration) -> Option<Instant> {
+        let state = self.source.lock();
+        state.machine.due(after, state.framer.pending())
+    }
 }
 
-/// A source's framer and bookkeeping, under its mutex.
-pub(super) struct State {
-    pub(super) framer: Framer,
-    /// Messages counted (under this mutex) and then sent.
-    pub(super) sent: u64,
-    /// The source hands on nothing more: the bridge is stopping, or it ended.
-    pub(super) closed: bool,
-    /// Between framing a read and handing it on.
-    pub(super) routing: bool,
-    /// The dispatcher waits for this source to finish routing: send a message then.
-    pub(super) wanted: bool,
-    /// When the last read returned data, or routing last ended (the source could not
-    /// read while it routed): where the silence `--flush-after` waits for starts.
-    pub(super) last_read: Instant,
-    /// Whether the dispatcher has been told a partial line is pending.
-    pub(super) announced: bool,
+/// One source of a direction: its framer and hand-off state, and what the dispatcher
+/// received from it.
+pub struct Source {
+    name: String,
+    state: Mutex<State>,
+    received: Received,
+}
+
+/// A source's state, under its mutex.
+struct State {
+    framer: Framer,
+    machine: Machine,
     /// Whether the first over-long line was logged.
     warned: bool,
 }
 
 impl Source {
-    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A source never panics while holding its mutex; if one did, the framer still
         // holds whole bytes, so carry on with it.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The dispatcher asks for its partial line: see [`Machine::take`]. A line taken is
+    /// appended to `into` and counted as queued in `lane` before the mutex goes, so the
+    /// source's next batch queues behind it.
+    pub fn take(&self, which: Partials, now: Instant, into: &mut Batch, lane: &Lane) -> Taking {
+        let mut state = self.lock();
+        let pending = state.framer.pending();
+        let taking = state.machine.take(which, now, pending);
+        if let Taking::Now(_) = taking {
+            state.framer.take_partial(into);
+            lane.queued(pending);
+        }
+        taking
+    }
+
+    /// Whether the dispatcher received everything the source counted up to `mark`.
+    pub fn reached(&self, mark: super::handoff::Mark) -> bool {
+        self.received.reached(mark)
+    }
+
+    /// Bytes of a partial line it holds.
+    pub fn pending(&self) -> usize {
+        self.lock().framer.pending()
+    }
 }
 
 /// What a direction's sources share.
-pub(super) struct Shared {
+struct Shared {
     /// `A -> B`, for logs.
-    pub(super) label: String,
-    pub(super) lane: Arc<Lane>,
+    label: String,
+    lane: Arc<Lane>,
     framing: Framing,
-    pub(super) hex: bool,
+    hex: bool,
     /// Tell the dispatcher when a partial line appears (`--flush-after` is set).
     announce: bool,
     /// The live sources, and whether new ones start closed (the bridge is stopping).
     sources: Mutex<(Vec<Arc<Source>>, bool)>,
     /// Over-long lines cut so far, all sources together.
-    pub(super) cuts: AtomicU64,
+    cuts: AtomicU64,
 }
 
 impl Shared {
-    /// What the sources of the direction `label` share, and their channel.
-    pub(super) fn new(
-        label: &str,
-        lane: &Arc<Lane>,
-        options: &Options,
-    ) -> (Arc<Shared>, Sender<Message>, Receiver<Message>) {
-        let shared = Arc::new(Shared {
-            label: label.to_string(),
-            lane: Arc::clone(lane),
-            framing: options.framing.clone(),
-            hex: options.hex,
-            announce: options.flush_after.is_some(),
-            sources: Mutex::new((Vec::new(), false)),
-            cuts: AtomicU64::new(0),
-        });
-        let (tx, rx) = bounded(CHANNEL_CAPACITY);
-        (shared, tx, rx)
-    }
-
-    pub(super) fn sources(&self) -> MutexGuard<'_, (Vec<Arc<Source>>, bool)> {
+    fn sources(&self) -> MutexGuard<'_, (Vec<Arc<Source>>, bool)> {
         self.sources.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// The sources' end: opens them. Once it and every source it opened are gone, the
-/// channel disconnects, which the dispatcher takes as "closed".
-pub struct Inbox {
-    pub(super) shared: Arc<Shared>,
-    pub(super) tx: Sender<Message>,
+/// A direction's sources: the endpoint opens them here. Once it and every source it
+/// opened are gone, the channel disconnects, which the dispatcher takes as "closed".
+pub struct Sources {
+    shared: Arc<Shared>,
+    tx: Sender<Delivery>,
 }
 
-impl Inbox {
+/// The dispatcher's view of a direction's sources: see [`super::feed`].
+pub struct Watch {
+    shared: Arc<Shared>,
+}
+
+impl Sources {
+    /// The sources of the direction `label`, writing through `lane`; the dispatcher
+    /// watches them, and receives their deliveries from the channel returned.
+    pub fn new(
+        label: &str,
+        lane: &Arc<Lane>,
+        framing: &Framing,
+        hex: bool,
+        announce: bool,
+    ) -> (Sources, Watch, Receiver<Delivery>) {
+        let shared = Arc::new(Shared {
+            label: label.to_string(),
+            lane: Arc::clone(lane),
+            framing: framing.clone(),
+            hex,
+            announce,
+            sources: Mutex::new((Vec::new(), false)),
+            cuts: AtomicU64::new(0),
+        });
+        let (tx, rx) = bounded(CHANNEL_CAPACITY);
+        let watch = Watch {
+            shared: Arc::clone(&shared),
+        };
+        (Sources { shared, tx }, watch, rx)
+    }
+
     /// Opens a source named `name` (for messages about it).
-    pub(super) fn inlet(&self, name: &str) -> Inlet {
+    pub fn inlet(&self, name: &str) -> SourceInlet {
+        let shared = &self.shared;
+        let mut sources = shared.sources();
         let source = Arc::new(Source {
             name: name.to_string(),
             state: Mutex::new(State {
-                framer: Framer::new(&self.shared.framing),
-                sent: 0,
-                closed: false,
-                routing: false,
-                wanted: false,
-                last_read: Instant::now(),
-                announced: false,
+                framer: Framer::new(&shared.framing),
+                machine: Machine::new(sources.1, shared.announce, Instant::now()),
                 warned: false,
             }),
-            received: AtomicU64::new(0),
+            received: Received::default(),
         });
-        {
-            let mut sources = self.shared.sources();
-            source.lock().closed = sources.1;
-            sources.0.push(Arc::clone(&source));
-        }
-        Inlet {
-            shared: Arc::clone(&self.shared),
+        sources.0.push(Arc::clone(&source));
+        SourceInlet {
+            shared: Arc::clone(shared),
             source,
             tx: self.tx.clone(),
             tail: Vec::new(),
@@ -163,53 +189,66 @@ impl Inbox {
     }
 }
 
-impl endpoint::Inbox for Inbox {
+impl endpoint::Inbox for Sources {
     fn open(&self, name: &str) -> Box<dyn endpoint::Inlet> {
         Box::new(self.inlet(name))
     }
 }
 
-/// One source's way in.
-pub(super) struct Inlet {
+impl Watch {
+    /// Every live source; with `closing`, sources opened from now on start closed.
+    pub fn sources(&self, closing: bool) -> Vec<Arc<Source>> {
+        let mut sources = self.shared.sources();
+        sources.1 |= closing;
+        sources.0.clone()
+    }
+
+    /// The direction's lane.
+    pub fn lane(&self) -> &Lane {
+        &self.shared.lane
+    }
+
+    /// Over-long lines cut so far.
+    pub fn cuts(&self) -> u64 {
+        self.shared.cuts.load(Ordering::Relaxed)
+    }
+
+    /// Logs pieces the dispatcher took, as sources log theirs.
+    pub fn trace(&self, batch: &Batch) {
+        trace::pieces(&self.shared.label, batch, self.shared.hex);
+    }
+}
+
+/// One source's way in: the bridge's [`endpoint::Inlet`].
+pub struct SourceInlet {
     shared: Arc<Shared>,
     source: Arc<Source>,
-    tx: Sender<Message>,
+    tx: Sender<Delivery>,
     /// The last bytes fed since the last message ended, as many as the delimiter has.
     tail: Vec<u8>,
 }
 
-impl Inlet {
+impl SourceInlet {
     /// Hands `batch` on through the lane; `state` is this source's, locked. Returns
     /// false if the dispatcher is gone.
     fn pass(&self, mut state: MutexGuard<'_, State>, mut batch: Batch) -> bool {
         let partial = state.framer.pending() > 0;
-        let announce = self.shared.announce && partial && !state.announced;
-        if batch.is_empty() && !announce {
+        let Some(route) = state.machine.route(!batch.is_empty(), partial) else {
             return true;
-        }
-        state.routing = true;
+        };
         drop(state);
         let logged = log_enabled!(log::Level::Debug).then(|| batch.clone());
         let mut sent = self.shared.lane.route(&mut batch, |rest| {
-            if rest.is_empty() && !announce {
+            if rest.is_empty() && !route.news {
                 return true;
             }
-            let mut state = self.source.lock();
-            state.sent += 1;
-            state.announced = partial && self.shared.announce;
-            drop(state);
+            self.source.lock().machine.count(route);
             self.send(std::mem::take(rest), partial)
         });
         // Routing ends only now, after a send that may have waited for room in the
         // channel. Until then the source was held back, not silent: the silence that
         // `--flush-after` waits for counts from here.
-        let mut state = self.source.lock();
-        state.routing = false;
-        state.last_read = Instant::now();
-        let wanted = std::mem::take(&mut state.wanted);
-        state.sent += u64::from(wanted);
-        drop(state);
-        if wanted {
+        if self.source.lock().machine.end_route(Instant::now()) {
             sent &= self.send(Batch::default(), partial);
         }
         if let Some(batch) = logged {
@@ -218,18 +257,18 @@ impl Inlet {
         sent
     }
 
-    /// Sends `batch` to the dispatcher (counted in `sent` before). If the dispatcher
-    /// is gone, its bytes are counted as lost, so the lane's accounts still add up.
+    /// Sends `batch` to the dispatcher (counted before). If the dispatcher is gone, its
+    /// bytes are counted as lost, so the lane's accounts still add up.
     fn send(&self, batch: Batch, partial: bool) -> bool {
-        let message = Message {
+        let delivery = Delivery {
             source: Arc::clone(&self.source),
-            body: Ok(Chunk { batch, partial }),
+            content: Ok(Pieces { batch, partial }),
         };
-        match self.tx.send(message) {
+        match self.tx.send(delivery) {
             Ok(()) => true,
-            Err(SendError(message)) => {
-                if let Ok(chunk) = message.body {
-                    let lost = chunk.batch;
+            Err(SendError(delivery)) => {
+                if let Ok(pieces) = delivery.content {
+                    let lost = pieces.batch;
                     self.shared.lane.lost(lost.pieces(), lost.bytes().len());
                 }
                 false
@@ -237,7 +276,7 @@ impl Inlet {
         }
     }
 
-    /// Keeps the last bytes fed, as many as the delimiter has, for [`Inlet::end_line`].
+    /// Keeps the last bytes fed, as many as the delimiter has, for `end_line`.
     fn remember_tail(&mut self, data: &[u8]) {
         let Framing::Lines { delimiter, .. } = &self.shared.framing else {
             return;
@@ -256,24 +295,22 @@ impl Inlet {
     /// Ends the source: its partial line goes on, and it takes no more.
     fn finish(&mut self) {
         let mut state = self.source.lock();
-        if state.closed {
+        if !state.machine.close() {
             return;
         }
-        state.closed = true;
         let mut rest = Batch::default();
         state.framer.take_partial(&mut rest);
         self.pass(state, rest);
     }
 }
 
-impl endpoint::Inlet for Inlet {
+impl endpoint::Inlet for SourceInlet {
     fn feed(&mut self, data: &[u8]) -> bool {
         self.remember_tail(data);
         let mut state = self.source.lock();
-        if state.closed {
+        if !state.machine.read(Instant::now()) {
             return false;
         }
-        state.last_read = Instant::now();
         let cuts = state.framer.cuts();
         let mut batch = Batch::with_capacity(data.len() + state.framer.pending());
         state.framer.feed(data, &mut batch);
@@ -324,18 +361,16 @@ impl endpoint::Inlet for Inlet {
 
     fn fail(mut self: Box<Self>, error: io::Error) {
         self.finish();
-        let mut state = self.source.lock();
-        state.sent += 1;
-        drop(state);
-        let message = Message {
+        self.source.lock().machine.fail();
+        let delivery = Delivery {
             source: Arc::clone(&self.source),
-            body: Err(error),
+            content: Err(error),
         };
-        let _ = self.tx.send(message);
+        let _ = self.tx.send(delivery);
     }
 }
 
-impl Drop for Inlet {
+impl Drop for SourceInlet {
     fn drop(&mut self) {
         self.finish();
         let mut sources = self.shared.sources();
@@ -346,7 +381,15 @@ impl Drop for Inlet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bridge::feed::{Feed, Take};
+
+    /// A feed and its sources for `A -> B` with `options`.
+    pub(super) fn feed_of(lane: &Arc<Lane>, options: &Options) -> (Feed, Sources) {
+        let announce = options.flush_after.is_some();
+        Feed::new("A -> B", lane, &options.framing, options.hex, announce)
+    }
+    use crate::bridge::feed::Feed;
+    use crate::bridge::handoff::{Partials, Phase};
+    use crate::bridge::options::Options;
     use std::sync::OnceLock;
     use std::thread;
     use std::time::Duration;
@@ -382,7 +425,7 @@ mod tests {
         let _ = log::set_logger(&Stuck);
         log::set_max_level(log::LevelFilter::Debug);
         let lane = Arc::new(Lane::default());
-        let (feed, inbox) = Feed::new("A -> B", &lane, &Options::default());
+        let (feed, inbox) = feed_of(&lane, &Options::default());
         let mut inlet = inbox.inlet("A");
         let source = thread::Builder::new()
             .name("logging source".into())
@@ -396,7 +439,10 @@ mod tests {
             .recv_timeout(Duration::from_secs(10))
             .expect("the source logs its line");
         // The dispatcher takes the partial line while the source is stuck logging.
-        let taken = feed.take(Take::All, Some(Instant::now() + Duration::from_secs(10)));
+        let taken = feed.gather(
+            Partials::All,
+            Some(Instant::now() + Duration::from_secs(10)),
+        );
         assert_eq!(taken.batch.bytes(), b"whole\npart");
         release.send(()).unwrap();
         let inlet = source.join().unwrap();
@@ -407,7 +453,7 @@ mod tests {
     #[test]
     fn what_a_source_cannot_hand_on_is_counted_as_lost() {
         let lane = Arc::new(Lane::default());
-        let (feed, inbox) = Feed::new("A -> B", &lane, &Options::default());
+        let (feed, inbox) = feed_of(&lane, &Options::default());
         let mut inlet = inbox.inlet("A");
         drop(feed);
         assert!(!endpoint::Inlet::feed(&mut inlet, b"a\nb\n"));
@@ -421,12 +467,12 @@ mod tests {
             flush_after: Some(Duration::from_millis(1)),
             ..Options::default()
         };
-        let (feed, inbox) = Feed::new("A -> B", &lane, &options);
+        let (feed, inbox) = feed_of(&lane, &options);
         let (mut one, mut two) = (inbox.inlet("one"), inbox.inlet("two"));
         endpoint::Inlet::feed(&mut one, b"1a\n1b");
         endpoint::Inlet::feed(&mut two, b"2a\n2");
         thread::sleep(Duration::from_millis(2));
-        let taken = feed.take(Take::Silent(Duration::from_millis(1)), None);
+        let taken = feed.gather(Partials::Silent(Duration::from_millis(1)), None);
         let pieces: Vec<&[u8]> = taken.batch.iter().collect();
         let at = |piece: &[u8]| pieces.iter().position(|p| *p == piece).unwrap();
         assert!(at(b"1a\n") < at(b"1b"), "{pieces:?}");
@@ -435,7 +481,10 @@ mod tests {
         // The sources go on, and new lines queue behind the taken ones.
         endpoint::Inlet::feed(&mut one, b"1c\n");
         drop((one, two));
-        let rest = feed.take(Take::All, Some(Instant::now() + Duration::from_secs(10)));
+        let rest = feed.gather(
+            Partials::All,
+            Some(Instant::now() + Duration::from_secs(10)),
+        );
         assert_eq!(rest.batch.bytes(), b"1c\n");
     }
 
@@ -467,10 +516,10 @@ mod tests {
         before: &[u8],
     ) -> (
         Feed,
-        Inlet,
+        SourceInlet,
         Arc<Source>,
         Sender<()>,
-        thread::JoinHandle<Inlet>,
+        thread::JoinHandle<SourceInlet>,
     ) {
         let lane = Arc::new(Lane::default());
         let (waiting, started) = bounded(4);
@@ -484,7 +533,7 @@ mod tests {
             flush_after: Some(Duration::from_millis(1)),
             ..Options::default()
         };
-        let (feed, inbox) = Feed::new("A -> B", &lane, &options);
+        let (feed, inbox) = feed_of(&lane, &options);
         let mut first = inbox.inlet("first");
         endpoint::Inlet::feed(&mut first, before);
         let mut inlet = inbox.inlet("A");
@@ -504,13 +553,13 @@ mod tests {
         // Another client's prompt, announced before; it is due while `whole\n` is
         // being written straight through.
         let (feed, first, _, open, thread) = routing_source(b"xyz");
-        let taken = feed.take(Take::Silent(Duration::ZERO), None);
+        let taken = feed.gather(Partials::Silent(Duration::ZERO), None);
         assert!(taken.batch.is_empty(), "{:?}", taken.batch);
         let retry = taken.next.expect("a time to look again");
         assert!(retry >= Instant::now(), "not polled at once");
         open.send(()).unwrap();
         let inlet = thread.join().unwrap();
-        let taken = feed.take(Take::Silent(Duration::ZERO), None);
+        let taken = feed.gather(Partials::Silent(Duration::ZERO), None);
         let mut pieces: Vec<&[u8]> = taken.batch.iter().collect();
         pieces.sort();
         assert_eq!(pieces, [&b"part"[..], &b"xyz"[..]]);
@@ -520,7 +569,7 @@ mod tests {
     #[test]
     fn a_partial_line_left_when_time_runs_out_is_counted_as_unsent() {
         let (feed, _first, _, open, thread) = routing_source(b"");
-        let taken = feed.take(Take::All, Some(Instant::now()));
+        let taken = feed.gather(Partials::All, Some(Instant::now()));
         assert!(taken.batch.is_empty(), "{:?}", taken.batch);
         assert_eq!(feed.unsent(), 4);
         open.send(()).unwrap();
@@ -530,10 +579,10 @@ mod tests {
     #[test]
     fn silence_counts_from_the_end_of_routing() {
         let (_feed, _first, source, open, thread) = routing_source(b"");
-        let read = source.lock().last_read;
+        let read = source.lock().machine.last_read();
         open.send(()).unwrap();
         drop(thread.join().unwrap());
-        assert!(source.lock().last_read > read);
+        assert!(source.lock().machine.last_read() > read);
     }
 
     #[test]
@@ -541,12 +590,19 @@ mod tests {
         let (feed, _first, source, open, thread) = routing_source(b"");
         let opener = thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(10);
-            while !source.lock().wanted && Instant::now() < deadline {
+            while !matches!(
+                source.lock().machine.phase(),
+                Phase::Routing { wanted: true, .. }
+            ) && Instant::now() < deadline
+            {
                 thread::sleep(Duration::from_millis(1));
             }
             open.send(()).unwrap();
         });
-        let taken = feed.take(Take::All, Some(Instant::now() + Duration::from_secs(10)));
+        let taken = feed.gather(
+            Partials::All,
+            Some(Instant::now() + Duration::from_secs(10)),
+        );
         assert_eq!(taken.batch.bytes(), b"part");
         opener.join().unwrap();
         drop(thread.join().unwrap());
@@ -555,8 +611,10 @@ mod tests {
 
 #[cfg(test)]
 mod message_tests {
+    use super::tests::feed_of;
     use super::*;
-    use crate::bridge::feed::{Feed, Take};
+    use crate::bridge::handoff::Partials;
+    use crate::bridge::options::Options;
     use std::time::Duration;
 
     /// What `inputs` become through one inlet: `Ok` is bytes fed, `Err(())` a message end.
@@ -566,7 +624,7 @@ mod message_tests {
             framing,
             ..Options::default()
         };
-        let (feed, inbox) = Feed::new("A -> B", &lane, &options);
+        let (feed, inbox) = feed_of(&lane, &options);
         let mut inlet = inbox.inlet("A");
         for input in inputs {
             match input {
@@ -575,7 +633,10 @@ mod message_tests {
             };
         }
         drop((inlet, inbox));
-        let taken = feed.take(Take::All, Some(Instant::now() + Duration::from_secs(10)));
+        let taken = feed.gather(
+            Partials::All,
+            Some(Instant::now() + Duration::from_secs(10)),
+        );
         taken.batch.iter().map(<[u8]>::to_vec).collect()
     }
 
