@@ -6,13 +6,14 @@
 //!    each positional argument becomes an [`endpoint::Spec`], the rest
 //!    [`bridge::Options`]. No raw strings go further.
 //! 2. [`bridge::run`] opens each spec: [`endpoint::Spec::open`] → [`endpoint::Endpoint`],
-//!    in one of two shapes: a byte stream (read and write halves) or messages (an
-//!    endpoint with threads of its own).
-//! 3. Sources: a reader thread per byte stream, or the message endpoint's own threads,
-//!    one inlet per client. Each source cuts what it reads into pieces with a
-//!    [`framing::Framer`] and hands them on through its direction's lane: straight to
-//!    the other endpoint when nothing is queued for it (the fast path), otherwise as one
-//!    [`framing::Batch`] per read on a bounded channel.
+//!    which carries everything the bridge needs to know of it and how to start it
+//!    (the one contract, [`endpoint::contract`]).
+//! 3. Sources: a reader thread per byte stream ([`endpoint::Stream`]), or the
+//!    endpoint's own threads, one inlet per client. Each source cuts what it reads into
+//!    pieces with a [`framing::Framer`] and hands them on through its direction's lane:
+//!    straight to the other endpoint when nothing is queued for it (the direct route),
+//!    otherwise as one [`framing::Batch`] per read on a bounded channel (the queued
+//!    route).
 //! 4. The dispatcher selects over both channels, the stop channel and writer failures,
 //!    taking whichever is ready first, and hands each batch to the writer thread of the
 //!    other endpoint. It alone decides when to stop.

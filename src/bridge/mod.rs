@@ -14,10 +14,10 @@
 //!   over-long one, a partial line taken at a silence or a stop, or (raw) one read.
 //! - *batch*: the pieces of one read, back to back ([`crate::framing::Batch`]).
 //! - *source*: one stream of bytes into a direction: a byte stream's reader, or one
-//!   client of a server ([`source`]).
+//!   client of a server (`source.rs`).
 //! - *direction*: one way through the bridge, named by the side it reads from:
-//!   direction A carries A's lines to B ([`direction`]).
-//! - *lane*: a direction's way to its destination, and its accounts ([`lane`]).
+//!   direction A carries A's lines to B (`direction.rs`).
+//! - *lane*: a direction's way to its destination, and its accounts (`lane.rs`).
 //! - *direct route*: a source writes its batch itself, through the destination's
 //!   never-waiting way out, when nothing is queued for it: no thread hop.
 //! - *queued route*: source to dispatcher to writer, for whatever the direct route
@@ -26,23 +26,23 @@
 //!   route (maybe only the news that a partial line is pending), or the error that
 //!   ended its source.
 //! - *hand-off*: the counted protocol that keeps a source's deliveries and the partial
-//!   lines the dispatcher takes from it in order ([`handoff`]).
+//!   lines the dispatcher takes from it in order (`handoff.rs`).
 //! - *backlog*: lines kept for a destination that is down or settling.
 //! - *settle*: holding lines for a port for a while after it opens (`settle=MS`).
 //!
 //! **Rooms.** Each file owns its state; none reaches into another's.
-//! - [`side`], [`options`]: the two sides, and the options from the command line.
-//! - [`handoff`]: the hand-off state machine, and its model check.
-//! - [`source`]: sources, as the endpoint's inbox and inlets; [`feed`]: the
+//! - `side.rs`, `options.rs`: the two sides, and the options from the command line.
+//! - `handoff.rs`: the hand-off state machine, and its model check.
+//! - `source.rs`: sources, as the endpoint's inbox and inlets; `feed.rs`: the
 //!   dispatcher's end of them, gathering partial lines.
-//! - [`lane`]: the direct route's rule and the direction's accounts.
-//! - [`direction`]: a direction's state as the dispatcher keeps it; [`backlog`].
-//! - [`dispatcher`]: the one thread that decides; [`select`]: its wait.
-//! - [`writer`]: a thread per endpoint, so a port that drains slowly holds back only
+//! - `lane.rs`: the direct route's rule and the direction's accounts.
+//! - `direction.rs`: a direction's state as the dispatcher keeps it; `backlog.rs`.
+//! - `dispatcher.rs`: the one thread that decides; `select.rs`: its wait.
+//! - `writer.rs`: a thread per endpoint, so a port that drains slowly holds back only
 //!   its own direction.
-//! - [`reconnect`]: `--reconnect`, opening lost endpoints again.
-//! - [`shutdown`]: the patience of a stop.
-//! - [`trace`]: per-line log formatting, escaped or as a hex dump.
+//! - `reconnect.rs`: `--reconnect`, opening lost endpoints again.
+//! - `shutdown.rs`: the patience of a stop.
+//! - `trace.rs`: per-line log formatting, escaped or as a hex dump.
 
 use std::cell::Cell;
 

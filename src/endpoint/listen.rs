@@ -10,7 +10,7 @@
 //! reach the other side whole, never interleaved with another client's; and a writer
 //! thread that drains the client's bounded queue.
 //!
-//! Every piece for the endpoint goes to every client ([`Broadcast`]). A client whose
+//! Every piece for the endpoint goes to every client (`Broadcast`). A client whose
 //! queue is full (it stopped reading) is dropped, with a log line, so it cannot stall
 //! the others or the bridge. Pieces that arrive while no client is connected reach
 //! nobody: the first such drop is logged, and the total when a client arrives; the

@@ -16,6 +16,12 @@ use crate::error::Error;
 pub struct Spec(Arc<dyn Kind>);
 
 impl Spec {
+    /// A spec of a kind the registry does not know: for tests, and for programs that
+    /// use the bridge as a library with a kind of their own.
+    pub fn of(kind: impl Kind) -> Spec {
+        Spec(Arc::new(kind))
+    }
+
     /// Opens the endpoint, ready to bridge, with the command line's `defaults`.
     /// `interrupted` is asked now and then while an open waits (a connect); once it
     /// says yes the open gives up. The error carries the kind's own hint.

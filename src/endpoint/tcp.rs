@@ -4,7 +4,7 @@
 //!
 //! Connecting can hang (a server whose backlog is full, a host that drops packets, a
 //! slow name lookup), so it runs on a thread of its own with a deadline of
-//! [`CONNECT_TIMEOUT`], while the caller checks every [`CONNECT_POLL`] whether the user
+//! [`CONNECT_TIMEOUT`], while the caller checks every `CONNECT_POLL` whether the user
 //! stopped the bridge. If so the caller returns at once; the connecting thread holds
 //! nothing but the attempt, and closes whatever it gets.
 

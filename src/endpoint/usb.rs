@@ -16,7 +16,7 @@
 //! - [`normalise`] (`port.rs`): what the OSes get wrong, put right where it is known
 //!   (Windows: FTDI's channel letter, invented serials; macOS: the dial-in twin of
 //!   each port).
-//! - [`matching`] and [`pick`] (`pick.rs`): which present ports a selector names, and
+//! - [`matching`] and [`pick()`] (`pick.rs`): which present ports a selector names, and
 //!   the one line a user sees when it names none or several. Never one at random.
 //! - [`selector_for`] (`pick.rs`): the shortest selector that names exactly one
 //!   present port, which `--list` prints ([`list`], text and JSON) and the "several

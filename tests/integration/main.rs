@@ -3,6 +3,7 @@
 //! the command line's messages and exit codes; `usb` the USB selectors' messages and
 //! exit codes.
 
+mod adding;
 mod bench;
 mod cli;
 mod endpoints;

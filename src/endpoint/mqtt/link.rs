@@ -135,7 +135,7 @@ impl Start for Opened {
             publish: publish.map(Arc::new),
             warned: false,
         };
-        // The fast path takes whole batches at QoS 0 only: at QoS 1 a line counts as
+        // The direct route takes whole batches at QoS 0 only: at QoS 1 a line counts as
         // written once acknowledged, which is never at once.
         let direct = (s.qos == 0).then(|| Box::new(out.clone()) as Box<dyn Direct>);
         Ok(Running {

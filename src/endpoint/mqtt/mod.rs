@@ -4,7 +4,7 @@
 //! side with the delimiter appended (`--raw`: bytes unchanged either way). Payloads are
 //! bytes and are never converted to text.
 //!
-//! **Opening** ([`connect`]) does the whole handshake before the bridge starts, so every
+//! **Opening** (`connect.rs`) does the whole handshake before the bridge starts, so every
 //! refusal is exit 3 with one clear line: the TCP connect ([`super::tcp::connect_stream`],
 //! interruptible, 10 s), CONNECT and its CONNACK (bad credentials, not authorised),
 //! SUBSCRIBE and its SUBACK (a filter the broker refuses), then the retained `online`
@@ -14,12 +14,12 @@
 //! with `--reconnect` it is read again at each try, so a rotated password is picked
 //! up).
 //!
-//! **Running** ([`link`]): two threads per connection. The reader decodes packets and
+//! **Running** (`link.rs`): two threads per connection. The reader decodes packets and
 //! hands each PUBLISH payload to the bridge through one inlet; the writer owns every
 //! write (publishes, acknowledgements, pings, the goodbye). The bridge's writer thread
 //! publishes through the outbox, which encodes a whole batch into one buffer.
 //!
-//! **QoS 1** ([`session`]): every line published stays in a process-wide session until
+//! **QoS 1** (`session.rs`): every line published stays in a process-wide session until
 //! its PUBACK arrives; the session outlives the connection, and when `--reconnect`
 //! opens the endpoint again, what is unacknowledged goes out first with the DUP flag.
 //! A line counts as written once it is in the session and on its way. The outbox does
@@ -37,7 +37,7 @@
 //! A clean stop sends DISCONNECT, which cancels the will, so the goodbye publishes the
 //! retained `offline` itself first.
 //!
-//! The codec is hand-written ([`codec`]): nine packet types, a page of code, no
+//! The codec is hand-written (`codec.rs`): nine packet types, a page of code, no
 //! dependency and no async runtime; every length from the broker is checked first.
 //! MQTT over TLS (`mqtts://`, port 8883) is not supported yet.
 
