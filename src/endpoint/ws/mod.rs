@@ -3,7 +3,7 @@
 //! browsers. Both are message endpoints: one message is one line (`frames.rs`); what a
 //! peer may not send fails its connection (`rules.rs`).
 //!
-//! A `ws-listen://` endpoint is the listener of `listen.rs` with the `Server`
+//! A `ws-listen://` endpoint is the listener of `listen/` with the `Server`
 //! protocol: a plain `GET /` gets the console page, an upgrade request on any path
 //! becomes a client, anything else a short HTTP error. With `token=SECRET` a client
 //! must ask with `?token=SECRET` (401 otherwise; browsers cannot set headers on a

@@ -1,4 +1,4 @@
-//! `ws-listen://[ADDR:]PORT`: the [`Server`] protocol of the listener in `listen.rs`:
+//! `ws-listen://[ADDR:]PORT`: the [`Server`] protocol of the listener in `listen/`:
 //! the page, the handshake and its checks (token, origin, room).
 
 use std::any::Any;
