@@ -58,7 +58,30 @@ pub fn parse(text: &str) -> Result<Arc<dyn Kind>, String> {
             None => Err(unknown(text, name)),
         };
     }
+    if let Some(hint) = not_a_path(text) {
+        return Err(hint);
+    }
     kind(text.parse::<serial::Settings>())
+}
+
+/// Whether `text` is socat's spelling of a scheme (`tcp-listen:5000`) or an address
+/// without one (`localhost:5000`) rather than a port's path: then what to write instead.
+fn not_a_path(text: &str) -> Option<String> {
+    let head = text.split(',').next().unwrap_or_default();
+    let (name, rest) = head.split_once(':')?;
+    if SCHEMES.iter().any(|scheme| scheme.name == name) {
+        let after = text.split_once(':').map_or("", |(_, after)| after);
+        return Some(format!(
+            "{text}: not a serial port; did you mean {name}://{after}?"
+        ));
+    }
+    let host = !name.is_empty()
+        && name != "usb"
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    let port = !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit());
+    (host && port).then(|| format!("{text}: not a serial port; did you mean tcp://{text}?"))
 }
 
 /// The message about a scheme nobody registered: every form there is.
@@ -90,6 +113,33 @@ mod tests {
              tcp-listen://[ADDR:]PORT, ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT, \
              mqtt://HOST,pub=TOPIC,sub=FILTER, -, pty, usb:VID:PID, or a serial port path"
         );
+    }
+
+    #[test]
+    fn socat_spellings_and_bare_addresses_are_not_taken_for_paths() {
+        for (text, hint) in [
+            ("tcp-listen:5000", "did you mean tcp-listen://5000?"),
+            ("tcp:host:5000", "did you mean tcp://host:5000?"),
+            ("socket:host:5000", "did you mean socket://host:5000?"),
+            (
+                "ws-listen:8080,token=x",
+                "did you mean ws-listen://8080,token=x?",
+            ),
+            ("localhost:5000", "did you mean tcp://localhost:5000?"),
+            ("10.0.0.2:7", "did you mean tcp://10.0.0.2:7?"),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert_eq!(error, format!("{text}: not a serial port; {hint}"));
+        }
+        for path in [
+            "/dev/ttyACM0",
+            "COM3",
+            "usb:2341:0043",
+            "./port:1",
+            "ttyS0,baud=9600",
+        ] {
+            assert!(parse(path).is_ok(), "{path}");
+        }
     }
 
     #[test]

@@ -49,6 +49,22 @@ fn bad_setting_exits_2_quoting_it() {
 }
 
 #[test]
+fn socat_spellings_exit_2_before_anything_opens() {
+    let link = std::env::temp_dir().join(format!("serial-bridge-socat-{}", std::process::id()));
+    let pty = format!("pty:{}", link.display());
+    let (code, _, err) = run(&[&pty, "tcp-listen:5000"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err.trim(),
+        "serial-bridge: tcp-listen:5000: not a serial port; did you mean tcp-listen://5000?"
+    );
+    assert!(
+        !link.exists(),
+        "a pty was made before the arguments were checked"
+    );
+}
+
+#[test]
 fn same_port_twice_exits_2() {
     let pty = Pty::new();
     let (code, _, err) = run(&[&pty.path, &format!("{},baud=115200", pty.path)]);
