@@ -36,7 +36,7 @@ use check::{Unit, bounded_wait, check_log_file, same_endpoint};
     example = "A board's lines in a browser, at http://localhost:8080/:\n  $ {command_name} /dev/ttyACM0 ws-listen://8080",
     example = "Name a board, not a port (--list prints the selector), and follow it across replugs:\n  $ {command_name} --reconnect usb:2341:0043:85735313233351F0B1E1,baud=115200 -",
     example = "Put a board on an MQTT broker, lines out on one topic and in from another:\n  $ {command_name} /dev/ttyACM0 mqtt://broker,pub=lab/uno1,sub=lab/uno2",
-    note = "A port is a serial port PATH[,key=value]... or usb:VID:PID[:SERIAL][,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT[,token=SECRET][,origin=URL], mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER (qos=0|1, retain=on|off, client-id=ID, keepalive=SECS, password-file=PATH, status=TOPIC), - for stdin/stdout, or pty[:LINK]."
+    note = "A port is a serial port PATH[,key=value]... or usb:VID:PID[:SERIAL][,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT[,token=SECRET][,origin=URL], mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER (qos=0|1, retain=on|off, client-id=ID, keepalive=SECS, password-file=PATH, status=TOPIC), udp://HOST:PORT (bind=[ADDR:]PORT, broadcast=on|off, ttl=N), udp-listen://[ADDR:]PORT (group=GROUP, reply=HOST:PORT, timeout=SECS), - for stdin/stdout, or pty[:LINK]."
 )]
 pub struct Args {
     /// the two ports to bridge, A and B
@@ -64,7 +64,7 @@ pub struct Args {
     pub flush_after: Option<u64>,
 
     /// clients a listening endpoint serves at once (default 1 for tcp-listen://,
-    /// 16 for ws-listen://)
+    /// 16 for ws-listen://, 16 peers for udp-listen://)
     #[argh(option, arg_name = "N")]
     pub max_clients: Option<usize>,
 

@@ -154,6 +154,12 @@ impl Lane {
         self.lost.fetch_add(pieces as u64, Ordering::Relaxed);
     }
 
+    /// `pieces` pieces were lost before a source could read them: never read, never
+    /// outstanding, only counted.
+    pub fn missed(&self, pieces: u64) {
+        self.lost.fetch_add(pieces, Ordering::Relaxed);
+    }
+
     /// Puts a new never-waiting way out in place (or none, while the destination is
     /// down or settling). Never waits: it takes effect now if no source is routing, or
     /// at the next route.

@@ -345,6 +345,10 @@ impl endpoint::Inlet for SourceInlet {
         fed
     }
 
+    fn missed(&mut self, count: u64) {
+        self.shared.lane.missed(count);
+    }
+
     fn drop_partial(&mut self) {
         let mut state = self.source.lock();
         let mut gone = Batch::default();

@@ -297,6 +297,10 @@ pub trait Inlet: Send {
     fn message(&mut self, data: &[u8]) -> bool {
         self.feed(data) && self.end_line()
     }
+    /// `count` messages from the source were lost before it could read them (datagrams
+    /// the kernel dropped with its receive buffer full): counted as dropped in this
+    /// direction, as lines that reached nobody are in the other.
+    fn missed(&mut self, count: u64);
     /// Forgets what was fed since the last complete line: a message that never ended
     /// (its peer vanished in the middle of it) is not a message.
     fn drop_partial(&mut self);

@@ -26,6 +26,8 @@
 //! | `ws://HOST:PORT[/PATH]` | WebSocket client, [`ws`] |
 //! | `ws-listen://[ADDR:]PORT` | WebSocket server with a console page, [`ws`] |
 //! | `mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER` | MQTT client, [`mqtt`] |
+//! | `udp://HOST:PORT` | UDP, one datagram per line, [`udp`] |
+//! | `udp-listen://[ADDR:]PORT` | UDP to and from the peers heard from, [`udp`] |
 //! | `-` | stdin and stdout, [`stdio`] |
 //! | `pty`, `pty:LINK` | a new pseudo-terminal, [`pty`] (Unix) |
 //!
@@ -43,6 +45,7 @@ mod spec;
 pub mod stdio;
 pub mod stream;
 pub mod tcp;
+pub mod udp;
 #[cfg(unix)]
 pub mod unix;
 pub mod usb;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::contract::Kind;
-use super::{listen, mqtt, pty, serial, stdio, tcp, ws};
+use super::{listen, mqtt, pty, serial, stdio, tcp, udp, ws};
 
 /// What parses the part of an argument after `SCHEME://`: the whole argument (for
 /// messages), then the rest.
@@ -39,6 +39,12 @@ pub const SCHEMES: &[Scheme] = &[
     }),
     scheme("mqtt", Some("mqtt://HOST,pub=TOPIC,sub=FILTER"), |t, r| {
         kind(mqtt::parse(t, r))
+    }),
+    scheme("udp", Some("udp://HOST:PORT"), |t, r| {
+        kind(udp::parse(t, r))
+    }),
+    scheme("udp-listen", Some("udp-listen://[ADDR:]PORT"), |t, r| {
+        kind(udp::parse_listen(t, r))
     }),
     scheme("mqtts", None, |t, _| Err(format!("{t}: {}", mqtt::NO_TLS))),
     scheme("wss", None, |t, _| Err(format!("{t}: {}", ws::NO_TLS))),
@@ -111,7 +117,7 @@ mod tests {
             parse("ftp://host:1").unwrap_err(),
             "ftp://host:1: unknown scheme 'ftp://'; use tcp://HOST:PORT, \
              tcp-listen://[ADDR:]PORT, ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT, \
-             mqtt://HOST,pub=TOPIC,sub=FILTER, -, pty, usb:VID:PID, or a serial port path"
+             mqtt://HOST,pub=TOPIC,sub=FILTER, udp://HOST:PORT, udp-listen://[ADDR:]PORT, -, pty, usb:VID:PID, or a serial port path"
         );
     }
 

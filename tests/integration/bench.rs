@@ -90,3 +90,42 @@ fn bench_smoke_runs_the_websocket_scenarios_without_loss() {
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn bench_smoke_runs_the_udp_scenarios_without_loss() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = env!("CARGO_BIN_EXE_serial-bridge");
+    let out = std::env::temp_dir().join(format!("bench-udp-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let (json, svg) = (out.join("bench.json"), out.join("bench.svg"));
+    let mut bridges = vec![format!("mine={exe} -q {{a}} udp://127.0.0.1:{{port}}")];
+    if have("socat", &["-V"]) {
+        bridges.push("socat=socat -b65536 {a},raw,echo=0 UDP:127.0.0.1:{port}".into());
+    }
+    let mut bench = Command::new("python3");
+    bench
+        .arg(root.join("scripts/bench"))
+        .args(["--udp", "--smoke"]);
+    for bridge in &bridges {
+        bench.arg("--bridge").arg(bridge);
+    }
+    let output = bench
+        .arg("--json")
+        .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .expect("run scripts/bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report = std::fs::read_to_string(&json).unwrap();
+    assert_eq!(
+        report.matches("\"status\": \"OK\"").count(),
+        2 * bridges.len(),
+        "{report}"
+    );
+    assert!(report.contains("\"datagrams_per_s_out\""), "{report}");
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -15,6 +15,7 @@ mod pty;
 mod readme;
 mod reconnect;
 mod soak;
+mod udp;
 mod usb;
 mod util;
 mod ws;

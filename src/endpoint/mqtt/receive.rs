@@ -366,6 +366,7 @@ mod tests {
         fn end_line(&mut self) -> bool {
             true
         }
+        fn missed(&mut self, _: u64) {}
         fn drop_partial(&mut self) {}
         fn fail(self: Box<Self>, _: io::Error) {}
     }

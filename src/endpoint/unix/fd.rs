@@ -58,3 +58,24 @@ pub fn read_waiting(fd: RawFd, buf: &mut [u8]) -> usize {
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
     os_result(n).unwrap_or(0)
 }
+
+/// Waits until one of `fds` is ready for its events, for at most `timeout` (`None`:
+/// for ever): how many are ready, 0 when the time is up or a signal came.
+pub fn poll(fds: &mut [libc::pollfd], timeout: Option<std::time::Duration>) -> io::Result<usize> {
+    let ms = match timeout {
+        None => -1,
+        Some(t) => libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX),
+    };
+    // SAFETY: polls `fds`, valid for its length, which outlives the call.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    match usize::try_from(n) {
+        Ok(n) => Ok(n),
+        Err(_) => {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            }
+        }
+    }
+}

@@ -4,5 +4,5 @@
 mod fd;
 mod write_now;
 
-pub use fd::{device_of, os_result, read_waiting, set_hupcl, set_nonblocking};
+pub use fd::{device_of, os_result, poll, read_waiting, set_hupcl, set_nonblocking};
 pub use write_now::WriteNow;

@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use super::fd::os_result;
+use super::fd::{os_result, poll};
 use crate::endpoint::contract::{Direct, Dropped, Taken};
 use crate::framing::Batch;
 
@@ -52,27 +52,17 @@ impl Direct for WriteNow {
 
     /// `poll` for room to write. A hang-up or an error on the descriptor is an error.
     fn wait_ready(&mut self, timeout: Duration) -> io::Result<bool> {
-        let mut fd = libc::pollfd {
+        let mut fds = [libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLOUT,
             revents: 0,
-        };
-        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: polls one pollfd that lives on this stack for the whole call.
-        let n = unsafe { libc::poll(&mut fd, 1, ms) };
-        match n {
+        }];
+        match poll(&mut fds, Some(timeout))? {
             0 => Ok(false),
-            1.. if fd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 => {
+            _ if fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 => {
                 Err(io::ErrorKind::BrokenPipe.into())
             }
-            1.. => Ok(true),
-            _ => {
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::Interrupted => Ok(false),
-                    _ => Err(e),
-                }
-            }
+            _ => Ok(true),
         }
     }
 }
