@@ -21,7 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded};
-use log::{info, warn};
+use log::{Level, debug, info, log, warn};
 
 use crate::endpoint::contract::{
     Direct, Dropped, GiveUp, Inbox, Inlet, Outbox, Running, Start, Stop, Taken,
@@ -62,6 +62,8 @@ pub struct Peers {
     timeout: Duration,
     /// Lines dropped since the last peer went, for the log.
     unheard: u64,
+    /// Whether more peers were heard from than the list holds.
+    crowded: bool,
 }
 
 impl Peers {
@@ -72,6 +74,7 @@ impl Peers {
             max: max.max(1),
             timeout,
             unheard: 0,
+            crowded: false,
         }
     }
 
@@ -85,11 +88,16 @@ impl Peers {
         self.current(name, now);
         if self.list.len() >= self.max {
             let (oldest, _) = self.list.remove(0);
-            info!(
-                "{name}: no more lines to {oldest}, to make room for {peer} \
-                 (at most {} peers; --max-clients sets it)",
-                self.max
-            );
+            if !self.crowded {
+                info!(
+                    "{name}: more than {} peers: the one heard from least recently gets no \
+                     more lines ({oldest} now, to make room for {peer}; --max-clients sets \
+                     the number); peers coming and going are logged at debug level from now",
+                    self.max
+                );
+            }
+            self.crowded = true;
+            debug!("{name}: no more lines to {oldest}, to make room for {peer}");
         }
         self.list.push((peer, now));
         let dropped = std::mem::take(&mut self.unheard);
@@ -100,16 +108,28 @@ impl Peers {
                 count(n, "line")
             ),
         };
-        info!("{name}: heard from {peer}; lines go to it{meanwhile}");
+        log!(
+            self.level(),
+            "{name}: heard from {peer}; lines go to it{meanwhile}"
+        );
+    }
+
+    /// Peers come and go at info level, until there are more than the list holds.
+    fn level(&self) -> Level {
+        match self.crowded {
+            true => Level::Debug,
+            false => Level::Info,
+        }
     }
 
     /// The peers heard from within the timeout; forgets the others.
     fn current(&mut self, name: &str, now: Instant) -> Vec<SocketAddr> {
-        let timeout = self.timeout;
+        let (timeout, level) = (self.timeout, self.level());
         self.list.retain(|(peer, at)| {
             let alive = now.saturating_duration_since(*at) < timeout;
             if !alive {
-                info!(
+                log!(
+                    level,
                     "{name}: no more lines to {peer}, silent for {}s",
                     timeout.as_secs()
                 );
@@ -626,6 +646,7 @@ mod tests {
         peers.heard("x", a, t + Duration::from_secs(1));
         peers.heard("x", c, t + Duration::from_secs(2));
         assert_eq!(peers.current("x", t + Duration::from_secs(2)), [a, c]);
+        assert!(peers.crowded, "more peers than the list holds");
         assert_eq!(peers.current("x", t + Duration::from_secs(6)), [c]);
         assert!(peers.current("x", t + Duration::from_secs(7)).is_empty());
     }
