@@ -19,8 +19,8 @@
 //!    other endpoint. It alone decides when to stop.
 //! 5. The writer puts it out, unchanged, through the endpoint's outbox.
 //!
-//! Dependencies point one way: `main → cli → bridge → endpoint → framing`; `escape` and
-//! `error` serve them all. Errors are [`error::Error`]: one line each, with an exit code.
+//! Dependencies point one way: `main → cli → bridge → endpoint → framing`; `escape`,
+//! `error` and `words` serve them all. Errors are [`error::Error`]: one line each, with an exit code.
 
 #![warn(missing_docs)]
 
@@ -30,3 +30,4 @@ pub mod endpoint;
 pub mod error;
 pub mod escape;
 pub mod framing;
+pub mod words;

@@ -1,5 +1,6 @@
 //! The serial-bridge binary: a switchboard from the command line to `bridge::run`.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use serial_bridge::cli::{self, Command};
@@ -26,8 +27,13 @@ fn run() -> Result<(), Error> {
             config.log.install()?;
             let (stop_tx, stop) = crossbeam_channel::bounded(1);
             // Ctrl-C, SIGTERM and SIGHUP (the `termination` feature) only ask to stop.
+            // A terminal has just echoed `^C` where the next log line would start: end
+            // that line first.
+            let terminal = std::io::stderr().is_terminal();
             ctrlc::set_handler(move || {
-                let _ = stop_tx.try_send(());
+                if stop_tx.try_send(()).is_ok() && terminal {
+                    eprintln!();
+                }
             })
             .map_err(|e| Error::Setup {
                 what: "cannot handle signals".into(),

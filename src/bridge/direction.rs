@@ -243,10 +243,11 @@ impl Direction {
     pub fn release(&mut self, direct: Option<Box<dyn Direct>>) {
         if let Some(backlog) = self.backlog.take() {
             if backlog.dropped() > 0 {
-                let dropped = backlog.dropped();
                 warn!(
-                    "{}: {dropped} lines dropped while {} was down",
-                    self.label, self.to
+                    "{}: {} dropped while {} was down",
+                    self.label,
+                    crate::words::count(backlog.dropped(), "line"),
+                    self.to
                 );
             }
             let batch = backlog.into_batch();
@@ -310,16 +311,17 @@ impl Direction {
         let to = &self.to;
         match &self.backlog {
             Some(backlog) if backlog.waiting() > 0 => {
-                let waiting = backlog.waiting();
-                line += &format!(" ({waiting} lines were still waiting for {to}, which is down)");
+                let waiting = crate::words::count(backlog.waiting() as u64, "line");
+                line += &format!(" ({waiting} still waiting for {to}, which is down)");
             }
             Some(_) => {}
             None => {
                 let unsent = self.feed.as_ref().map_or(0, Feed::unsent);
                 let unwritten = self.lane.outstanding() + unsent;
                 if unwritten > 0 {
+                    let unwritten = crate::words::count(unwritten, "byte");
                     line += &format!(
-                        " ({unwritten} bytes read but not written: {to} did not accept them in time)"
+                        " ({unwritten} read but not written: {to} did not accept them in time)"
                     );
                 }
             }

@@ -356,9 +356,9 @@ impl endpoint::Inlet for SourceInlet {
         self.tail.clear();
         if !gone.is_empty() {
             log::debug!(
-                "{}: dropped {} bytes of a message it never finished",
+                "{}: dropped {} of a message it never finished",
                 self.source.name,
-                gone.bytes().len()
+                crate::words::count(gone.bytes().len() as u64, "byte")
             );
         }
     }

@@ -7,6 +7,7 @@ use log::{debug, log_enabled};
 use super::lane::Traffic;
 use crate::escape::escape;
 use crate::framing::{Batch, Framing};
+use crate::words::count;
 
 /// How much of a piece a log line shows before `...`.
 const PREVIEW: usize = 80;
@@ -18,9 +19,11 @@ pub fn pieces(label: &str, batch: &Batch, hex: bool) {
     }
     for piece in batch.iter() {
         if hex {
-            debug!("{label} {} bytes\n{}", piece.len(), hex_dump(piece));
+            let size = count(piece.len() as u64, "byte");
+            debug!("{label} {size}\n{}", hex_dump(piece));
         } else {
-            debug!("{label} {} bytes \"{}\"", piece.len(), preview(piece));
+            let size = count(piece.len() as u64, "byte");
+            debug!("{label} {size} \"{}\"", preview(piece));
         }
     }
 }
@@ -51,16 +54,22 @@ pub fn traffic(
 ) -> String {
     let Traffic { pieces, bytes } = traffic;
     let mut line = match framing {
-        Framing::Raw => format!("{label}: {bytes} bytes"),
-        Framing::Lines { .. } => format!("{label}: {pieces} lines, {bytes} bytes"),
+        Framing::Raw => format!("{label}: {}", count(*bytes, "byte")),
+        Framing::Lines { .. } => format!(
+            "{label}: {}, {}",
+            count(*pieces, "line"),
+            count(*bytes, "byte")
+        ),
     };
     match reconnects {
-        Some(reconnects) => line += &format!(", {lost} dropped, {reconnects} reconnects"),
+        Some(reconnects) => {
+            line += &format!(", {lost} dropped, {}", count(reconnects, "reconnect"));
+        }
         None if lost > 0 => line += &format!(", {lost} dropped"),
         None => {}
     }
     if cuts > 0 {
-        line += &format!(" ({cuts} over-long lines forwarded in pieces)");
+        line += &format!(" ({} forwarded in pieces)", count(cuts, "over-long line"));
     }
     line
 }
@@ -130,7 +139,15 @@ mod tests {
         );
         assert_eq!(
             traffic("A -> B", &t, &lines, 3, Some(1), 2),
-            "A -> B: 2 lines, 9 bytes, 3 dropped, 1 reconnects (2 over-long lines forwarded in pieces)"
+            "A -> B: 2 lines, 9 bytes, 3 dropped, 1 reconnect (2 over-long lines forwarded in pieces)"
+        );
+        let one = Traffic {
+            pieces: 1,
+            bytes: 5,
+        };
+        assert_eq!(
+            traffic("A -> B", &one, &lines, 0, Some(2), 1),
+            "A -> B: 1 line, 5 bytes, 0 dropped, 2 reconnects (1 over-long line forwarded in pieces)"
         );
         assert_eq!(
             traffic("A -> B", &t, &Framing::Raw, 1, None, 0),

@@ -396,5 +396,5 @@ fn lines_with_no_client_are_counted_as_dropped() {
     bridge.signal("INT");
     let (status, log) = bridge.wait(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "{log}");
-    assert!(log.contains(": 1 lines, 5 bytes, 3 dropped"), "{log}");
+    assert!(log.contains(": 1 line, 5 bytes, 3 dropped"), "{log}");
 }

@@ -276,7 +276,7 @@ fn a_stop_while_a_port_settles_sends_the_held_lines() {
     assert_eq!(status.code(), Some(0), "{log}");
     assert_eq!(read_exactly(&mut b.master, 5, PATIENCE), b"held\n");
     assert!(!log.contains("which is down"), "{log}");
-    assert!(log.contains(": 1 lines, 5 bytes"), "{log}");
+    assert!(log.contains(": 1 line, 5 bytes"), "{log}");
 }
 
 #[test]
@@ -311,4 +311,40 @@ fn pty_links_are_only_made_where_nothing_lives_and_only_removed_if_still_ours() 
     assert_eq!(status.code(), Some(0), "{log}");
     assert_eq!(std::fs::read(&link).unwrap(), b"not ours");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_stop_on_a_terminal_starts_the_log_on_a_line_of_its_own() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::process::{Command, Stdio};
+    // The bridge's stderr is a terminal, where Ctrl-C leaves `^C` at the end of the line.
+    let mut term = Pty::new();
+    let ports = Pty::new();
+    // SAFETY: dup gives a new descriptor of our own for the child's stderr.
+    let stderr = unsafe { OwnedFd::from_raw_fd(libc::dup(term.slave.as_raw_fd())) };
+    let mut child = crate::util::spawn(
+        Command::new(env!("CARGO_BIN_EXE_serial-bridge"))
+            .args([ports.path.as_str(), "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr)),
+    );
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !String::from_utf8_lossy(&seen).contains("bridging") {
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        seen.extend(read_for(&mut term.master, Duration::from_millis(50)));
+    }
+    // SAFETY: kill has no memory effects; the pid is our own child, not yet reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert!(child.wait().unwrap().success());
+    seen.extend(read_for(&mut term.master, Duration::from_millis(300)));
+    let log = String::from_utf8_lossy(&seen).replace('\r', "");
+    let at = log.find("stopping").expect("a stopping line");
+    let before = &log[..at];
+    let line_start = before.rfind('\n').map_or(0, |n| n + 1);
+    assert!(
+        before[..line_start].ends_with("\n\n"),
+        "no empty line before the stop: {log:?}"
+    );
 }

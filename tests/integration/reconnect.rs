@@ -93,7 +93,7 @@ fn unplug_and_replug_resumes_both_ways_with_queued_lines() {
     let (status, stderr) = bridge.wait(Duration::from_secs(3));
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(
-        stderr.contains("4 lines, 24 bytes, 0 dropped, 1 reconnects"),
+        stderr.contains("4 lines, 24 bytes, 0 dropped, 1 reconnect"),
         "{stderr}"
     );
 }

@@ -265,7 +265,10 @@ fn udp_listen_takes_two_senders_and_replies_to_each() {
         assert_eq!(recv(peer, PATIENCE).unwrap().0, b"to both");
     }
     let log = stop(bridge);
-    assert!(log.contains("-> udp-listen://127.0.0.1:0: 1 line"), "{log}");
+    assert!(
+        log.contains("-> udp-listen://127.0.0.1:0: 1 line, "),
+        "{log}"
+    );
     assert_eq!(dropped(&log, "-> udp-listen://127.0.0.1:0"), 1, "{log}");
 }
 

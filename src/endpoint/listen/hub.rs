@@ -124,10 +124,11 @@ impl Broadcast {
     /// Drops a client that took nothing for [`STALL`].
     fn stalled(&self, peer: SocketAddr, pending: &AtomicUsize) {
         let hub = &self.0;
-        let waiting = pending.load(Ordering::Acquire);
+        let waiting = pending.load(Ordering::Acquire) as u64;
         warn!(
-            "{}: client {peer} is not reading; dropped it ({waiting} batches it had not taken are lost to it)",
-            hub.name
+            "{}: client {peer} is not reading; dropped it ({} it had not taken are lost to it)",
+            hub.name,
+            crate::words::count(waiting, "batch")
         );
         hub.drop_client(peer, "dropped");
     }

@@ -328,8 +328,8 @@ impl<P: Protocol> Server<P> {
         );
         if state.unheard > 0 {
             info!(
-                "{name}: {} lines dropped while no client was connected",
-                state.unheard
+                "{name}: {} dropped while no client was connected",
+                crate::words::count(state.unheard, "line")
             );
             state.unheard = 0;
         }

@@ -354,8 +354,9 @@ impl Stop for Stopper {
             let left = session.unacknowledged(self.link.connection);
             if left > 0 {
                 warn!(
-                    "{}: {left} lines published at QoS 1 were never acknowledged by the broker",
-                    self.link.name
+                    "{}: {} published at QoS 1 never acknowledged by the broker",
+                    self.link.name,
+                    crate::words::count(left as u64, "line")
                 );
             }
         }

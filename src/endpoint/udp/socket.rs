@@ -27,6 +27,7 @@ use crate::endpoint::contract::{
     Direct, Dropped, GiveUp, Inbox, Inlet, Outbox, Running, Start, Stop, Taken,
 };
 use crate::framing::{Batch, Framing};
+use crate::words::count;
 
 /// The largest UDP payload over IPv4: 65,535 bytes less the IP and UDP headers.
 pub const MAX_DATAGRAM_V4: usize = 65_507;
@@ -137,14 +138,6 @@ impl Peers {
             alive
         });
         self.list.iter().map(|(peer, _)| *peer).collect()
-    }
-}
-
-/// "1 line", "2 lines".
-fn count(n: u64, what: &str) -> String {
-    match n {
-        1 => format!("1 {what}"),
-        n => format!("{n} {what}s"),
     }
 }
 
@@ -649,11 +642,5 @@ mod tests {
         assert!(peers.crowded, "more peers than the list holds");
         assert_eq!(peers.current("x", t + Duration::from_secs(6)), [c]);
         assert!(peers.current("x", t + Duration::from_secs(7)).is_empty());
-    }
-
-    #[test]
-    fn plurals() {
-        assert_eq!(count(1, "line"), "1 line");
-        assert_eq!(count(3, "datagram"), "3 datagrams");
     }
 }

@@ -21,7 +21,10 @@ fn summary(stderr: &str, from: &str) -> (u64, u64) {
             .find_map(|part| part.strip_suffix(word)?.trim().parse().ok())
             .unwrap_or(0)
     };
-    (number(" dropped"), number(" reconnects"))
+    (
+        number(" dropped"),
+        number(" reconnects").max(number(" reconnect")),
+    )
 }
 
 #[test]
