@@ -97,3 +97,32 @@ fn peers_that_stall_vanish_or_lie_about_their_host() {
         scenario("ws_peer.py", "hostile");
     }
 }
+
+#[test]
+fn ws_listen_logs_the_address_to_open_and_it_serves_the_page() {
+    use std::io::{Read, Write};
+    let pty = crate::util::Pty::new();
+    let bridge = crate::util::Bridge::start(&[&pty.path, "ws-listen://127.0.0.1:0,token=s3 cr&t"]);
+    bridge.wait_for_log(" in a browser");
+    let log = bridge.stderr();
+    let url = log
+        .split("open ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .expect("an address in the log");
+    let rest = url
+        .strip_prefix("http://127.0.0.1:")
+        .expect("a loopback URL");
+    let (port, path) = rest.split_once('/').unwrap();
+    assert_eq!(path, "?token=s3%20cr%26t", "{log}");
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", port.parse().unwrap())).unwrap();
+    write!(
+        http,
+        "GET /{path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("<html"), "{answer}");
+}

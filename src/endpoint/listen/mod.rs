@@ -122,6 +122,11 @@ pub trait Protocol: Send + Sync + 'static {
     /// What a client's reader and writer threads share.
     type Conn: Send + Sync + 'static;
 
+    /// The listener is bound at `local`: say what a user needs to know of it.
+    fn bound(&self, name: &str, local: SocketAddr) {
+        let _ = (name, local);
+    }
+
     /// Greets a new connection: a handshake, or an answer (a page, a refusal) after
     /// which it is closed (`Ok(None)`). `room()` asks for a client's place, once the
     /// connection is known to want one; false means there is none.
@@ -166,6 +171,7 @@ pub fn bind<P: Protocol>(
         false => String::new(),
     };
     info!("{name}: listening on {local}{scope}");
+    protocol.bound(name, local);
     let listener = Listener {
         listener,
         max_clients: max_clients.max(1),

@@ -123,6 +123,18 @@ pub fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
     Ok(Some(request))
 }
 
+/// `text` with every byte but letters, digits and `-._~` as a `%XX` escape, for a URL.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `%XX` escapes decoded, as a browser may encode a token; anything else as it is.
 pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
@@ -266,5 +278,9 @@ mod tests {
     fn tokens_are_decoded() {
         assert_eq!(percent_decode("a%20b+c%2"), "a b+c%2");
         assert_eq!(percent_decode("s3cr%C3%A9t"), "s3cr\u{e9}t");
+        for text in ["plain-._~", "a b&c=d/é%"] {
+            assert_eq!(percent_decode(&percent_encode(text)), text);
+        }
+        assert_eq!(percent_encode("a b&"), "a%20b%26");
     }
 }

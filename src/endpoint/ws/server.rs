@@ -3,7 +3,7 @@
 
 use std::any::Any;
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 
 use crossbeam_channel::Receiver;
 use log::{info, warn};
@@ -97,6 +97,26 @@ fn plain_host(host: &str) -> bool {
 
 impl Protocol for Server {
     type Conn = Conn;
+
+    /// Logs the page's address, ready to open: on this machine when it listens on
+    /// every interface, with the token when one is set.
+    fn bound(&self, name: &str, local: SocketAddr) {
+        let host = match local.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let query = match &self.settings.token {
+            Some(token) => format!("?token={}", http::percent_encode(token)),
+            None => String::new(),
+        };
+        let url = format!("http://{}/{query}", SocketAddr::new(host, local.port()));
+        let others = match local.ip().is_unspecified() {
+            true => " (other machines: this machine's address instead of the loopback one)",
+            false => "",
+        };
+        info!("{name}: open {url} in a browser{others}");
+    }
 
     fn greet(
         &self,
