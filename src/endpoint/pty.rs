@@ -123,6 +123,17 @@ mod unix {
                 // Dangling: left behind by an earlier bridge.
                 std::fs::remove_file(link)?;
             }
+            // A command that wrote to the link before a bridge made it leaves a file.
+            Ok(meta) if meta.is_file() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{shown} is a regular file, not a link (something wrote to it before \
+                         a bridge made the link?); remove it (rm {shown}) if nothing needs \
+                         it, or pick another LINK"
+                    ),
+                ));
+            }
             Ok(_) => {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,

@@ -310,6 +310,26 @@ fn pty_links_are_only_made_where_nothing_lives_and_only_removed_if_still_ours() 
     let (status, log) = first.wait(Duration::from_secs(3));
     assert_eq!(status.code(), Some(0), "{log}");
     assert_eq!(std::fs::read(&link).unwrap(), b"not ours");
+    // A regular file at the link (`echo hello > LINK` run too early) is refused, with
+    // the way out; a directory is not to be removed.
+    let (code, _, err) = crate::util::run(&[&spec, "pty"]);
+    assert_eq!(code, 3, "{err}");
+    let shown = link.display();
+    assert!(
+        err.trim_end().ends_with(&format!(
+            "{shown} is a regular file, not a link (something wrote to it before a bridge \
+             made the link?); remove it (rm {shown}) if nothing needs it, or pick another LINK"
+        )),
+        "{err}"
+    );
+    std::fs::remove_file(&link).unwrap();
+    std::fs::create_dir(&link).unwrap();
+    let (code, _, err) = crate::util::run(&[&spec, "pty"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("exists and is not a symlink; pick another LINK"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
