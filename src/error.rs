@@ -119,6 +119,16 @@ pub fn describe(source: &io::Error) -> String {
     }
 }
 
+/// The system's message for `error`, lowercase, without its `(os error N)` tail.
+pub fn os_message(error: &io::Error) -> String {
+    let text = error.to_string();
+    let text = match text.rsplit_once(" (os error ") {
+        Some((message, _)) => message.to_string(),
+        None => text,
+    };
+    lowercase_first(&text)
+}
+
 /// System messages start with a capital ("Input/output error"); ours are lowercase.
 pub fn lowercase_first(message: &str) -> String {
     let mut chars = message.chars();
@@ -191,6 +201,8 @@ mod tests {
 
     #[test]
     fn system_messages_are_lowercased() {
+        let gone = io::Error::from_raw_os_error(2);
+        assert_eq!(os_message(&gone), "no such file or directory");
         assert_eq!(lowercase_first("Input/output error"), "input/output error");
         assert_eq!(lowercase_first("EIO"), "EIO");
     }

@@ -50,8 +50,48 @@ pub const SCHEMES: &[Scheme] = &[
     scheme("wss", None, |t, _| Err(format!("{t}: {}", ws::NO_TLS))),
 ];
 
-/// Parses a positional argument into its kind. The error says what is wrong with it.
+/// Parses a positional argument into its kind. The error says what is wrong with it,
+/// and never repeats a secret the argument holds (see [`secrets`]).
 pub fn parse(text: &str) -> Result<Arc<dyn Kind>, String> {
+    parse_kind(text).map_err(|message| {
+        secrets(text)
+            .into_iter()
+            .fold(message, |message, (shown, hidden)| {
+                message.replace(&shown, &hidden)
+            })
+    })
+}
+
+/// What in an argument must never reach a message or a log, as it may appear there and
+/// hidden: the password of `USER:PASSWORD@HOST` (`:PASSWORD@`) and every `token=`
+/// value (`token=VALUE`).
+fn secrets(text: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    // After `SCHEME://`, or socat's `SCHEME:`.
+    let rest = match text.split_once("://") {
+        Some((_, rest)) => rest,
+        None => text.split_once(':').map_or(text, |(_, rest)| rest),
+    };
+    let authority = rest.split([',', '/', '?']).next().unwrap_or_default();
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && let Some((_, password)) = userinfo.split_once(':')
+        && !password.is_empty()
+    {
+        found.push((format!(":{password}@"), ":***@".to_string()));
+    }
+    for (at, _) in text.match_indices("token=") {
+        let value = &text[at + "token=".len()..];
+        let value = value.split([',', '&', '#']).next().unwrap_or_default();
+        if !value.is_empty() {
+            found.push((format!("token={value}"), "token=***".to_string()));
+        }
+    }
+    // Longest first, so that a secret holding another is hidden whole.
+    found.sort_by_key(|(shown, _)| std::cmp::Reverse(shown.len()));
+    found
+}
+
+fn parse_kind(text: &str) -> Result<Arc<dyn Kind>, String> {
     if text == "-" {
         return Ok(Arc::new(stdio::Stdio));
     }
@@ -128,8 +168,8 @@ mod tests {
             ("tcp:host:5000", "did you mean tcp://host:5000?"),
             ("socket:host:5000", "did you mean socket://host:5000?"),
             (
-                "ws-listen:8080,token=x",
-                "did you mean ws-listen://8080,token=x?",
+                "ws-listen:8080,keepalive=5",
+                "did you mean ws-listen://8080,keepalive=5?",
             ),
             ("localhost:5000", "did you mean tcp://localhost:5000?"),
             ("10.0.0.2:7", "did you mean tcp://10.0.0.2:7?"),
@@ -145,6 +185,23 @@ mod tests {
             "ttyS0,baud=9600",
         ] {
             assert!(parse(path).is_ok(), "{path}");
+        }
+    }
+
+    #[test]
+    fn no_message_repeats_a_secret() {
+        for text in [
+            "mqtt://me:hunter2@broker,pub=a",
+            "mqtts://me:hunter2@broker,pub=a",
+            "mqtt:me:hunter2@broker:1883",
+            "ws-listen://8080,token=hunter2,token=x",
+            "ws-listen://8080,token=hunter2,bogus=1",
+            "ws://host:1/x?token=hunter2,keepalive=0",
+            "ftp://me:hunter2@host",
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(!error.contains("hunter2"), "{text}: {error}");
+            assert!(error.contains("***"), "{text}: {error}");
         }
     }
 

@@ -157,7 +157,10 @@ mod tests {
                 "ws://h:1,keepalive=5,keepalive=9",
                 "'keepalive=9': given twice",
             ),
-            ("ws-listen://8080,token=a,token=b", "'token=b': given twice"),
+            (
+                "ws-listen://8080,token=a,token=b",
+                "'token=***': given twice",
+            ),
             ("ws-listen://8080,nope", "expected key=value"),
             ("tcp://host", "expected tcp://HOST:PORT"),
             ("tcp://host:http", "port must be a number"),

@@ -242,3 +242,22 @@ fn a_pty_bridged_to_its_own_link_is_refused() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn no_secret_is_ever_echoed() {
+    for endpoint in [
+        "mqtt://me:hunter2@broker,pub=a",
+        "mqtt:me:hunter2@broker:1883",
+        "ws-listen://8080,token=hunter2,token=again",
+        "ws-listen://8080,token=hunter2,nosuch=1",
+    ] {
+        let (code, out, err) = run(&["-", endpoint]);
+        assert_eq!(code, 2, "{endpoint}: {err}");
+        assert!(
+            !format!("{out}{err}").contains("hunter2"),
+            "{endpoint}: {err}"
+        );
+        assert!(err.contains("***"), "{endpoint}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}

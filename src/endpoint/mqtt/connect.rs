@@ -77,7 +77,7 @@ fn read_password(path: &str) -> io::Result<Vec<u8>> {
         // A kind of its own: the serial hints for NotFound would mislead here.
         io::Error::other(format!(
             "password-file {path}: {}",
-            e.to_string().to_lowercase()
+            crate::error::os_message(&e)
         ))
     })?;
     if password.ends_with(b"\n") {
