@@ -19,6 +19,7 @@ use crate::framing::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE, Framing, MAX_MAX_LINE}
 
 mod check;
 mod log;
+mod usage;
 
 pub use log::LogConfig;
 
@@ -170,13 +171,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
     match Args::from_args(&["serial-bridge"], &args) {
         Ok(args) => args.unshield().into_command(),
         Err(exit) if exit.status.is_ok() => Ok(Command::Help(exit.output + &exit_codes())),
-        Err(exit) => Err(Error::Usage(format!(
-            "{} (see --help)",
-            exit.output
-                .trim_end()
-                .replace(STDIO_TOKEN, "-")
-                .replace('\n', "; ")
-        ))),
+        Err(exit) => {
+            let help = match Args::from_args(&["serial-bridge"], &["--help"]) {
+                Err(help) => help.output,
+                Ok(_) => String::new(),
+            };
+            let output = exit.output.replace(STDIO_TOKEN, "-");
+            Err(Error::Usage(format!(
+                "{} (see --help)",
+                usage::rewrite(&output, &help)
+            )))
+        }
     }
 }
 

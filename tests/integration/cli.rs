@@ -261,3 +261,26 @@ fn no_secret_is_ever_echoed() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn option_errors_are_in_the_tools_words_with_a_did_you_mean() {
+    for (args, message) in [
+        (
+            &["--reconect", "a", "b"][..],
+            "unknown option --reconect; did you mean --reconnect?",
+        ),
+        (
+            &["--baud", "abc", "a", "b"],
+            "--baud abc: expected a whole number, 0 or more",
+        ),
+        (&["a", "b", "--baud"], "--baud needs a value"),
+    ] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end(),
+            format!("serial-bridge: {message} (see --help)"),
+            "{args:?}"
+        );
+    }
+}
