@@ -13,6 +13,7 @@ use simplelog::LevelFilter;
 use crate::bridge::Options;
 use crate::endpoint::Spec;
 use crate::endpoint::contract::DEFAULT_BAUD;
+use crate::endpoint::schemes;
 use crate::error::{Error, exit};
 use crate::escape::unescape;
 use crate::framing::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE, Framing, MAX_MAX_LINE};
@@ -25,8 +26,8 @@ pub use log::LogConfig;
 
 use check::{Unit, bounded_wait, check_log_file, same_endpoint};
 
-/// Bridge two endpoints (serial ports, TCP, stdin/stdout, a pty): every complete
-/// line read on one is written to the other, byte for byte.
+/// Bridge two endpoints (serial ports, TCP, WebSocket, MQTT, UDP, stdin/stdout, a
+/// pty): every complete line read on one is written to the other, byte for byte.
 #[derive(FromArgs, Debug)]
 #[argh(
     example = "Bridge two Arduinos at 9600 baud:\n  $ {command_name} /dev/ttyACM0 /dev/ttyACM1",
@@ -36,16 +37,15 @@ use check::{Unit, bounded_wait, check_log_file, same_endpoint};
     example = "Expose an Arduino to the network (this machine only without 0.0.0.0):\n  $ {command_name} /dev/ttyACM0 tcp-listen://0.0.0.0:5000",
     example = "A board's lines in a browser, at http://localhost:8080/:\n  $ {command_name} /dev/ttyACM0 ws-listen://8080",
     example = "Name a board, not a port (--list prints the selector), and follow it across replugs:\n  $ {command_name} --reconnect usb:2341:0043:85735313233351F0B1E1,baud=115200 -",
-    example = "Put a board on an MQTT broker, lines out on one topic and in from another:\n  $ {command_name} /dev/ttyACM0 mqtt://broker,pub=lab/uno1,sub=lab/uno2",
-    note = "A port is a serial port PATH[,key=value]... or usb:VID:PID[:SERIAL][,key=value]... (baud=N, data=5-8, parity=none|odd|even, stop=1|2, flow=none|software|hardware; default 8N1, no flow control), tcp://HOST:PORT (or socket://), tcp-listen://[ADDR:]PORT, ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT[,token=SECRET][,origin=URL], mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER (qos=0|1, retain=on|off, client-id=ID, keepalive=SECS, password-file=PATH, status=TOPIC), udp://HOST:PORT (bind=[ADDR:]PORT, broadcast=on|off, ttl=N), udp-listen://[ADDR:]PORT (group=GROUP, reply=HOST:PORT, timeout=SECS), - for stdin/stdout, or pty[:LINK]."
+    example = "Put a board on an MQTT broker, lines out on one topic and in from another:\n  $ {command_name} /dev/ttyACM0 mqtt://broker,pub=lab/uno1,sub=lab/uno2"
 )]
 pub struct Args {
-    /// the two ports to bridge, A and B
-    #[argh(positional, arg_name = "PORT")]
+    /// the two endpoints to bridge, A and B (below)
+    #[argh(positional, arg_name = "ENDPOINT")]
     pub ports: Vec<String>,
 
     /// baud rate for ports that set none (default 9600)
-    #[argh(option)]
+    #[argh(option, arg_name = "RATE")]
     pub baud: Option<u32>,
 
     /// no framing: forward bytes as they arrive (binary protocols)
@@ -53,11 +53,11 @@ pub struct Args {
     pub raw: bool,
 
     /// line delimiter; escapes \n \r \t \0 \xNN work (default \n)
-    #[argh(option)]
+    #[argh(option, arg_name = "TEXT")]
     pub delimiter: Option<String>,
 
     /// longest line in bytes; longer runs go out in pieces of this size (default 4096)
-    #[argh(option)]
+    #[argh(option, arg_name = "BYTES")]
     pub max_line: Option<usize>,
 
     /// forward a partial line after MS milliseconds of silence (default: never)
@@ -96,7 +96,7 @@ pub struct Args {
     pub quiet: bool,
 
     /// log level: off, error, warn, info, debug or trace (overrides -v and -q)
-    #[argh(option)]
+    #[argh(option, arg_name = "LEVEL")]
     pub log_level: Option<LevelFilter>,
 
     /// also write the log to this file
@@ -170,7 +170,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
         .collect();
     match Args::from_args(&["serial-bridge"], &args) {
         Ok(args) => args.unshield().into_command(),
-        Err(exit) if exit.status.is_ok() => Ok(Command::Help(exit.output + &exit_codes())),
+        Err(exit) if exit.status.is_ok() => Ok(Command::Help(
+            with_value_names(&exit.output) + &schemes::help() + &exit_codes(),
+        )),
         Err(exit) => {
             let help = match Args::from_args(&["serial-bridge"], &["--help"]) {
                 Err(help) => help.output,
@@ -183,6 +185,33 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error>
             )))
         }
     }
+}
+
+/// argh's help with each option's value name after it in the options list
+/// (`--baud RATE`), as the usage line names it (`[--baud <RATE>]`).
+fn with_value_names(help: &str) -> String {
+    let usage = help.lines().next().unwrap_or_default();
+    let mut out = String::new();
+    for line in help.lines() {
+        let option = line
+            .strip_prefix("  --")
+            .and_then(|rest| rest.split(' ').next());
+        let value = option.and_then(|name| {
+            let at = usage.find(&format!("[--{name} <"))? + name.len() + 5;
+            usage[at..].split('>').next()
+        });
+        match (option, value) {
+            (Some(name), Some(value)) if line.len() > 20 => {
+                let both = format!("--{name} {value}");
+                match both.len() + 2 <= 18 {
+                    true => out += &format!("  {both:<18}{}\n", &line[20..]),
+                    false => out += &format!("  {both}\n{:20}{}\n", "", &line[20..]),
+                }
+            }
+            _ => out += &format!("{line}\n"),
+        }
+    }
+    out
 }
 
 /// The exit codes for `--help`, from their one list in error.rs, as argh would show them.

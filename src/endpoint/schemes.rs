@@ -18,37 +18,134 @@ pub struct Scheme {
     /// How to write it, for the message about an unknown scheme; `None` leaves it out
     /// of that list (an alias, or a scheme not supported yet).
     pub usage: Option<&'static str>,
+    /// What it is and its settings, for `--help`.
+    pub about: &'static str,
     /// Its parser.
     pub parse: Parse,
 }
 
 /// Every scheme, in the order the unknown-scheme message lists them.
 pub const SCHEMES: &[Scheme] = &[
-    scheme("tcp", Some("tcp://HOST:PORT"), |t, r| {
-        kind(tcp::parse(t, r))
+    scheme(
+        "tcp",
+        Some("tcp://HOST:PORT"),
+        "a TCP client (also socket://HOST:PORT)",
+        |t, r| kind(tcp::parse(t, r)),
+    ),
+    scheme("socket", None, "", |t, r| kind(tcp::parse(t, r))),
+    scheme(
+        "tcp-listen",
+        Some("tcp-listen://[ADDR:]PORT"),
+        "a TCP server for line clients, on 127.0.0.1 unless ADDR says",
+        |t, r| kind(listen::parse(t, r)),
+    ),
+    scheme(
+        "ws",
+        Some("ws://HOST:PORT[/PATH]"),
+        "a WebSocket client, one message per line; keepalive=SECS",
+        |t, r| kind(ws::parse_connect(t, r)),
+    ),
+    scheme(
+        "ws-listen",
+        Some("ws-listen://[ADDR:]PORT"),
+        "a WebSocket server and a console page for browsers; token=SECRET, \
+         origin=URL (more than once), keepalive=SECS",
+        |t, r| kind(ws::parse_serve(t, r)),
+    ),
+    scheme(
+        "mqtt",
+        Some("mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER"),
+        "an MQTT client, one message per line; qos=0|1, retain=on|off, client-id=ID, \
+         keepalive=SECS, password-file=PATH, status=TOPIC",
+        |t, r| kind(mqtt::parse(t, r)),
+    ),
+    scheme(
+        "udp",
+        Some("udp://HOST:PORT"),
+        "UDP, one datagram per line; bind=[ADDR:]PORT, broadcast=on|off, ttl=N",
+        |t, r| kind(udp::parse(t, r)),
+    ),
+    scheme(
+        "udp-listen",
+        Some("udp-listen://[ADDR:]PORT"),
+        "UDP from anyone, lines to the peers heard from; group=GROUP, reply=HOST:PORT, \
+         timeout=SECS",
+        |t, r| kind(udp::parse_listen(t, r)),
+    ),
+    scheme("mqtts", None, "", |t, _| {
+        Err(format!("{t}: {}", mqtt::NO_TLS))
     }),
-    scheme("socket", None, |t, r| kind(tcp::parse(t, r))),
-    scheme("tcp-listen", Some("tcp-listen://[ADDR:]PORT"), |t, r| {
-        kind(listen::parse(t, r))
-    }),
-    scheme("ws", Some("ws://HOST:PORT[/PATH]"), |t, r| {
-        kind(ws::parse_connect(t, r))
-    }),
-    scheme("ws-listen", Some("ws-listen://[ADDR:]PORT"), |t, r| {
-        kind(ws::parse_serve(t, r))
-    }),
-    scheme("mqtt", Some("mqtt://HOST,pub=TOPIC,sub=FILTER"), |t, r| {
-        kind(mqtt::parse(t, r))
-    }),
-    scheme("udp", Some("udp://HOST:PORT"), |t, r| {
-        kind(udp::parse(t, r))
-    }),
-    scheme("udp-listen", Some("udp-listen://[ADDR:]PORT"), |t, r| {
-        kind(udp::parse_listen(t, r))
-    }),
-    scheme("mqtts", None, |t, _| Err(format!("{t}: {}", mqtt::NO_TLS))),
-    scheme("wss", None, |t, _| Err(format!("{t}: {}", ws::NO_TLS))),
+    scheme("wss", None, "", |t, _| Err(format!("{t}: {}", ws::NO_TLS))),
 ];
+
+/// The forms without a scheme, for `--help`: how to write each, and what it is.
+const FORMS: &[(&str, &str)] = &[
+    (
+        "PATH[,KEY=VALUE]...",
+        "a serial port (/dev/ttyACM0, COM3); baud=N (else --baud), data=5-8, \
+         parity=none|odd|even, stop=1|2, flow=none|software|hardware (default 8N1, no \
+         flow control), dtr=on|off, rts=on|off, hupcl=on|off, settle=MS",
+    ),
+    (
+        "usb:VID:PID[:SERIAL][,KEY=VALUE]...",
+        "the USB serial device so named, wherever it is plugged in (--list shows \
+         each one's); a serial port's settings",
+    ),
+];
+
+/// The last forms, after the schemes.
+const LAST_FORMS: &[(&str, &str)] = &[
+    ("-", "stdin and stdout"),
+    (
+        "pty[:LINK]",
+        "a new pseudo-terminal, with a symlink at LINK (Unix)",
+    ),
+];
+
+/// The `Endpoints:` section of `--help`: every form, one per entry, with its settings,
+/// laid out as argh lays out options.
+pub fn help() -> String {
+    let schemes = SCHEMES
+        .iter()
+        .filter_map(|scheme| Some((scheme.usage?, scheme.about)));
+    let mut out = "\nEndpoints:\n".to_string();
+    for (form, about) in FORMS
+        .iter()
+        .copied()
+        .chain(schemes)
+        .chain(LAST_FORMS.iter().copied())
+    {
+        out += &entry(form, about);
+    }
+    out
+}
+
+/// One entry: the form, then its text from column 20, wrapped at 80.
+fn entry(form: &str, about: &str) -> String {
+    const COLUMN: usize = 20;
+    let mut out = format!("  {form}");
+    let mut width = out.len();
+    if width + 2 > COLUMN {
+        out.push('\n');
+        width = 0;
+    }
+    for word in about.split_whitespace() {
+        if width > COLUMN && width + 1 + word.len() > 80 {
+            out.push('\n');
+            width = 0;
+        }
+        if width < COLUMN {
+            out += &" ".repeat(COLUMN - width);
+            width = COLUMN;
+        } else {
+            out.push(' ');
+            width += 1;
+        }
+        out += word;
+        width += word.len();
+    }
+    out + "\n"
+}
 
 /// Parses a positional argument into its kind. The error says what is wrong with it,
 /// and never repeats a secret the argument holds (see [`secrets`]).
@@ -139,8 +236,18 @@ fn unknown(text: &str, name: &str) -> String {
     )
 }
 
-const fn scheme(name: &'static str, usage: Option<&'static str>, parse: Parse) -> Scheme {
-    Scheme { name, usage, parse }
+const fn scheme(
+    name: &'static str,
+    usage: Option<&'static str>,
+    about: &'static str,
+    parse: Parse,
+) -> Scheme {
+    Scheme {
+        name,
+        usage,
+        about,
+        parse,
+    }
 }
 
 fn kind<K: Kind>(parsed: Result<K, String>) -> Result<Arc<dyn Kind>, String> {
@@ -157,7 +264,7 @@ mod tests {
             parse("ftp://host:1").unwrap_err(),
             "ftp://host:1: unknown scheme 'ftp://'; use tcp://HOST:PORT, \
              tcp-listen://[ADDR:]PORT, ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT, \
-             mqtt://HOST,pub=TOPIC,sub=FILTER, udp://HOST:PORT, udp-listen://[ADDR:]PORT, -, pty, usb:VID:PID, or a serial port path"
+             mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER, udp://HOST:PORT, udp-listen://[ADDR:]PORT, -, pty, usb:VID:PID, or a serial port path"
         );
     }
 
@@ -203,6 +310,25 @@ mod tests {
             assert!(!error.contains("hunter2"), "{text}: {error}");
             assert!(error.contains("***"), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn help_lists_every_form_one_per_entry_within_80_columns() {
+        let text = help();
+        for scheme in SCHEMES.iter().filter(|s| s.usage.is_some()) {
+            assert!(
+                text.contains(&format!("\n  {}", scheme.usage.unwrap())),
+                "{text}"
+            );
+            assert!(!scheme.about.is_empty(), "{}", scheme.name);
+        }
+        for form in ["PATH[,KEY=VALUE]...", "usb:VID:PID", "-", "pty[:LINK]"] {
+            assert!(text.contains(&format!("\n  {form}")), "{text}");
+        }
+        for setting in ["dtr=on|off", "hupcl=on|off", "settle=MS", "keepalive=SECS"] {
+            assert!(text.contains(setting), "{setting}: {text}");
+        }
+        assert!(text.lines().all(|line| line.len() <= 80), "{text}");
     }
 
     #[test]

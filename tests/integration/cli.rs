@@ -284,3 +284,40 @@ fn option_errors_are_in_the_tools_words_with_a_did_you_mean() {
         );
     }
 }
+
+#[test]
+fn help_names_option_values_and_lists_each_endpoint_on_its_own_entry() {
+    let (code, help, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    for line in [
+        "  --baud RATE  ",
+        "  --max-line BYTES",
+        "  --log-level LEVEL\n",
+    ] {
+        assert!(help.contains(line), "{line:?}: {help}");
+    }
+    let endpoints = help
+        .split("\nEndpoints:\n")
+        .nth(1)
+        .expect("an Endpoints section");
+    for form in [
+        "PATH[,KEY=VALUE]...",
+        "usb:VID:PID",
+        "tcp://",
+        "tcp-listen://",
+        "ws://",
+        "ws-listen://",
+        "mqtt://",
+        "udp://",
+        "udp-listen://",
+        "-  ",
+        "pty[:LINK]",
+    ] {
+        assert!(
+            endpoints.contains(&format!("\n  {form}"))
+                || endpoints.starts_with(&format!("  {form}")),
+            "{form}: {endpoints}"
+        );
+    }
+    assert!(help.contains("WebSocket, MQTT, UDP"), "{help}");
+}
