@@ -17,6 +17,8 @@
 //! (see `socket.rs`), and nothing of the kind ends the bridge. A bad address or a port
 //! in use fails the open, as for any endpoint.
 
+mod peers;
+mod run;
 mod settings;
 mod socket;
 
@@ -28,10 +30,11 @@ use std::sync::{Arc, Mutex};
 use log::info;
 
 use super::contract::{Endpoint, Kind, Opening, Place};
+use peers::Peers;
 pub use settings::{Connect, DEFAULT_TIMEOUT, DEFAULT_TTL, DEFAULT_UDP_PEERS, Serve};
 use settings::{NEEDS_BROADCAST, bind_address};
 pub use socket::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
-use socket::{Peers, Socket, Targets};
+use socket::{Socket, Targets};
 
 /// `udp://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]

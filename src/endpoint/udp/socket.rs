@@ -1,4 +1,6 @@
-//! The socket both UDP kinds run on: its reader thread, its way out, its peers.
+//! The socket both UDP kinds run on: how it receives and sends, and what it counts as
+//! lost. `run.rs` starts its reader thread and ways out; `peers.rs` keeps the peers of
+//! `udp-listen://`.
 //!
 //! **In**: the reader waits for a datagram (on Unix in `poll`, with a second
 //! descriptor that a stop closes, so an idle socket never wakes up; elsewhere with a
@@ -16,18 +18,14 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, bounded};
-use log::{Level, debug, info, log, warn};
+use log::warn;
 
-use crate::endpoint::contract::{
-    Direct, Dropped, GiveUp, Inbox, Inlet, Outbox, Running, Start, Stop, Taken,
-};
+use super::peers::Peers;
+use crate::endpoint::contract::{GiveUp, Taken};
 use crate::framing::{Batch, Framing};
-use crate::words::count;
 
 /// The largest UDP payload over IPv4: 65,535 bytes less the IP and UDP headers.
 pub const MAX_DATAGRAM_V4: usize = 65_507;
@@ -53,107 +51,19 @@ pub enum Targets {
     Heard(Mutex<Peers>),
 }
 
-/// The peers of `udp-listen://` heard from recently: at most `max`, each until it has
-/// been silent for `timeout`.
-#[derive(Debug)]
-pub struct Peers {
-    /// Oldest heard first.
-    list: Vec<(SocketAddr, Instant)>,
-    max: usize,
-    timeout: Duration,
-    /// Lines dropped since the last peer went, for the log.
-    unheard: u64,
-    /// Whether more peers were heard from than the list holds.
-    crowded: bool,
-}
-
-impl Peers {
-    /// No peer yet.
-    pub fn new(max: usize, timeout: Duration) -> Peers {
-        Peers {
-            list: Vec::new(),
-            max: max.max(1),
-            timeout,
-            unheard: 0,
-            crowded: false,
-        }
-    }
-
-    /// `peer` sent a datagram at `now`.
-    fn heard(&mut self, name: &str, peer: SocketAddr, now: Instant) {
-        if let Some(at) = self.list.iter().position(|(p, _)| *p == peer) {
-            self.list.remove(at);
-            self.list.push((peer, now));
-            return;
-        }
-        self.current(name, now);
-        if self.list.len() >= self.max {
-            let (oldest, _) = self.list.remove(0);
-            if !self.crowded {
-                info!(
-                    "{name}: more than {} peers: the one heard from least recently gets no \
-                     more lines ({oldest} now, to make room for {peer}; --max-clients sets \
-                     the number); peers coming and going are logged at debug level from now",
-                    self.max
-                );
-            }
-            self.crowded = true;
-            debug!("{name}: no more lines to {oldest}, to make room for {peer}");
-        }
-        self.list.push((peer, now));
-        let dropped = std::mem::take(&mut self.unheard);
-        let meanwhile = match dropped {
-            0 => String::new(),
-            n => format!(
-                "; {} dropped while no peer was heard from",
-                count(n, "line")
-            ),
-        };
-        log!(
-            self.level(),
-            "{name}: heard from {peer}; lines go to it{meanwhile}"
-        );
-    }
-
-    /// Peers come and go at info level, until there are more than the list holds.
-    fn level(&self) -> Level {
-        match self.crowded {
-            true => Level::Debug,
-            false => Level::Info,
-        }
-    }
-
-    /// The peers heard from within the timeout; forgets the others.
-    fn current(&mut self, name: &str, now: Instant) -> Vec<SocketAddr> {
-        let (timeout, level) = (self.timeout, self.level());
-        self.list.retain(|(peer, at)| {
-            let alive = now.saturating_duration_since(*at) < timeout;
-            if !alive {
-                log!(
-                    level,
-                    "{name}: no more lines to {peer}, silent for {}s",
-                    timeout.as_secs()
-                );
-            }
-            alive
-        });
-        self.list.iter().map(|(peer, _)| *peer).collect()
-    }
-}
-
 /// An open UDP socket and what the endpoint does with it.
 #[derive(Debug)]
 pub struct Socket {
-    name: String,
+    pub(super) name: String,
     sock: UdpSocket,
     targets: Targets,
     /// Stripped from the end of each piece (none with `--raw`).
     delimiter: Option<Vec<u8>>,
     max_datagram: usize,
-    stopped: AtomicBool,
+    pub(super) stopped: AtomicBool,
     /// Closed by a stop, to wake the reader's `poll`.
     #[cfg(unix)]
-    wake: (
+    pub(super) wake: (
         std::os::unix::net::UnixStream,
         std::os::unix::net::UnixStream,
     ),
@@ -201,7 +111,7 @@ impl Socket {
 
     /// The next datagram into `buf` (its length and sender), or `None` once stopped.
     /// `idle` is called each time nothing is waiting, before the wait.
-    fn recv(
+    pub(super) fn recv(
         &self,
         buf: &mut [u8],
         idle: &mut dyn FnMut(),
@@ -230,7 +140,7 @@ impl Socket {
 
     /// Datagrams the kernel dropped at this socket so far, its receive buffer full
     /// (counted modulo 2^32); `None` where the system does not tell.
-    fn kernel_drops(&self) -> Option<u32> {
+    pub(super) fn kernel_drops(&self) -> Option<u32> {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
             use std::os::fd::AsRawFd;
@@ -272,14 +182,14 @@ impl Socket {
     }
 
     /// A sender was heard from.
-    fn heard(&self, from: SocketAddr) {
+    pub(super) fn heard(&self, from: SocketAddr) {
         if let Targets::Heard(peers) = &self.targets {
             lock(peers).heard(&self.name, from, Instant::now());
         }
     }
 
     /// Counts an "unreachable" report: one datagram sent earlier was dropped.
-    fn refusal(&self, error: &io::Error) {
+    pub(super) fn refusal(&self, error: &io::Error) {
         self.refused.fetch_add(1, Ordering::AcqRel);
         let to = match &self.targets {
             Targets::Peer => self
@@ -353,7 +263,7 @@ impl Socket {
 
     /// Sends the pieces of `batch`. `direct`: stop before a piece that finds no room
     /// (what is left is not taken), else wait for room.
-    fn deliver(&self, batch: &Batch, direct: bool, give_up: &GiveUp) -> Taken {
+    pub(super) fn deliver(&self, batch: &Batch, direct: bool, give_up: &GiveUp) -> Taken {
         let targets: Vec<Option<SocketAddr>> = match &self.targets {
             Targets::Peer => vec![None],
             Targets::To(addr) => vec![Some(*addr)],
@@ -361,7 +271,7 @@ impl Socket {
                 let mut peers = lock(peers);
                 let now = peers.current(&self.name, Instant::now());
                 if now.is_empty() {
-                    return self.unheard(&mut peers, batch);
+                    return peers.unheard(&self.name, batch);
                 }
                 now.into_iter().map(Some).collect()
             }
@@ -416,22 +326,6 @@ impl Socket {
         Ok(())
     }
 
-    /// Counts a batch sent when no peer was heard from; logs the first of a run.
-    fn unheard(&self, peers: &mut Peers, batch: &Batch) -> Taken {
-        if peers.unheard == 0 {
-            info!(
-                "{}: no peer heard from in the last {}s; dropping lines until one sends",
-                self.name,
-                peers.timeout.as_secs()
-            );
-        }
-        peers.unheard += batch.pieces() as u64;
-        Taken {
-            bytes: batch.bytes().len(),
-            dropped: Dropped::all(batch),
-        }
-    }
-
     /// Adds the "unreachable" reports not yet counted to what `taken` dropped, as far
     /// as the `pieces` it took go (the rest count with a later batch).
     fn with_refused(&self, mut taken: Taken, pieces: usize) -> Taken {
@@ -463,7 +357,7 @@ fn waiting(error: &io::Error) -> bool {
 
 /// Whether `error` reports a datagram that did not arrive (ICMP port, host or network
 /// unreachable; Windows reports it as a reset).
-fn unreachable(error: &io::Error) -> bool {
+pub(super) fn unreachable(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::ConnectionRefused
@@ -485,162 +379,4 @@ fn why(error: &io::Error) -> String {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Start for Arc<Socket> {
-    fn start(
-        self: Box<Self>,
-        name: &str,
-        inbox: Box<dyn Inbox>,
-        give_up: GiveUp,
-    ) -> io::Result<Running> {
-        let socket = *self;
-        let mut inlet = inbox.open(name);
-        // The reader's inlet is the socket's only source.
-        drop(inbox);
-        let (done_tx, done_rx) = bounded::<()>(0);
-        let reader = Arc::clone(&socket);
-        thread::Builder::new()
-            .name(format!("read {name}"))
-            .spawn(move || {
-                let _done = done_tx;
-                if let Err(e) = read(&reader, &mut *inlet) {
-                    inlet.fail(e);
-                }
-            })?;
-        let out = Out {
-            socket: Arc::clone(&socket),
-            give_up,
-        };
-        Ok(Running {
-            outbox: Box::new(out.clone()),
-            direct: match cfg!(unix) {
-                true => Some(Box::new(out)),
-                false => None,
-            },
-            stop: Box::new(Stopper {
-                socket,
-                done: done_rx,
-            }),
-        })
-    }
-}
-
-/// The reader: each datagram into `inlet` as one message, until a stop or a bridge that
-/// takes no more (`Ok`), or a receive that fails for good.
-fn read(socket: &Socket, inlet: &mut dyn Inlet) -> io::Result<()> {
-    let mut buf = vec![0; MAX_DATAGRAM_V6 + 1];
-    let mut drops = Drops {
-        seen: socket.kernel_drops().unwrap_or(0),
-        said: None,
-    };
-    let end = loop {
-        let got = socket.recv(&mut buf, &mut || drops.check(socket, inlet));
-        match got {
-            Ok(None) => break Ok(()),
-            Ok(Some((n, from))) => {
-                socket.heard(from);
-                if !inlet.message(&buf[..n]) {
-                    break Ok(());
-                }
-            }
-            Err(e) if unreachable(&e) => socket.refusal(&e),
-            Err(e) => break Err(e),
-        }
-    };
-    // What the kernel dropped while the reader waited for the bridge counts too.
-    drops.check(socket, inlet);
-    end
-}
-
-/// The kernel's count of datagrams it dropped at the socket, as far as the reader has
-/// passed it on.
-struct Drops {
-    seen: u32,
-    /// When a drop was last logged.
-    said: Option<Instant>,
-}
-
-impl Drops {
-    /// Passes on what the kernel dropped since the last look, and logs it (at most
-    /// every [`COMPLAIN_EVERY`]).
-    fn check(&mut self, socket: &Socket, inlet: &mut dyn Inlet) {
-        let Some(now) = socket.kernel_drops() else {
-            return;
-        };
-        let new = now.wrapping_sub(self.seen);
-        self.seen = now;
-        if new == 0 {
-            return;
-        }
-        inlet.missed(u64::from(new));
-        if self.said.is_none_or(|at| at.elapsed() >= COMPLAIN_EVERY) {
-            self.said = Some(Instant::now());
-            warn!(
-                "{}: the kernel dropped {}, its receive buffer full (they arrive faster \
-                 than the other side takes them); counted as dropped",
-                socket.name,
-                count(u64::from(new), "datagram")
-            );
-        }
-    }
-}
-
-/// The socket's way in from the bridge.
-#[derive(Clone)]
-struct Out {
-    socket: Arc<Socket>,
-    give_up: GiveUp,
-}
-
-impl Outbox for Out {
-    /// Sends every piece; what the kernel would not send is counted as dropped, never
-    /// an error.
-    fn send(&mut self, batch: &Batch) -> io::Result<Dropped> {
-        Ok(self.socket.deliver(batch, false, &self.give_up).dropped)
-    }
-}
-
-impl Direct for Out {
-    /// Whole pieces, up to the first that finds no room in the socket.
-    fn try_send(&mut self, batch: &Batch) -> Taken {
-        self.socket.deliver(batch, true, &self.give_up)
-    }
-}
-
-/// Stops the reader and waits for it, so the port is free again.
-struct Stopper {
-    socket: Arc<Socket>,
-    done: Receiver<()>,
-}
-
-impl Stop for Stopper {
-    fn stop(self: Box<Self>, deadline: Instant) {
-        self.socket.stopped.store(true, Ordering::Release);
-        #[cfg(unix)]
-        let _ = self.socket.wake.0.shutdown(std::net::Shutdown::Both);
-        let _ = self.done.recv_deadline(deadline);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peers_are_bounded_and_forgotten_when_silent() {
-        let mut peers = Peers::new(2, Duration::from_secs(5));
-        let t = Instant::now();
-        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let c: SocketAddr = "127.0.0.1:3".parse().unwrap();
-        peers.heard("x", a, t);
-        peers.heard("x", b, t);
-        peers.heard("x", a, t + Duration::from_secs(1));
-        peers.heard("x", c, t + Duration::from_secs(2));
-        assert_eq!(peers.current("x", t + Duration::from_secs(2)), [a, c]);
-        assert!(peers.crowded, "more peers than the list holds");
-        assert_eq!(peers.current("x", t + Duration::from_secs(6)), [c]);
-        assert!(peers.current("x", t + Duration::from_secs(7)).is_empty());
-    }
 }
