@@ -11,7 +11,9 @@
 //!
 //! Steps, separated by `;`: `write N "text"` into device N; `read N "text"` from it;
 //! `expect "text"` in what the commands printed; `log N "text"` in bridge N's log;
-//! `file NAME "text"` made before the commands run; `http PORT "PATH" "text"` in a page.
+//! `file NAME "text"` made before the commands run; `http PORT "PATH" "text"` in a page;
+//! `pasted`: the block runs as one script, as if pasted into a shell at once, with no
+//! waiting between its lines (so a demo that races its own bridge fails here).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -135,6 +137,8 @@ struct Run {
     bridges: Vec<(Child, Sink)>,
     others: Vec<Child>,
     out: Sink,
+    /// A pasted block's shell, the leader of its own process group.
+    pasted: Option<Child>,
 }
 
 impl Run {
@@ -168,6 +172,23 @@ impl Run {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         c
+    }
+
+    /// Runs `commands` as one script, as pasted into a shell, in a process group of its
+    /// own (its background jobs outlive it until [`Run::finish`]).
+    fn paste(&mut self, commands: &[String]) {
+        let script: Vec<String> = commands.iter().map(|c| self.rewrite(c)).collect();
+        let mut shell = Command::new("setsid");
+        shell
+            .args(["bash", "-c", &script.join("\n")])
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = spawn(&mut shell);
+        collect(child.stdout.take().unwrap(), &self.out);
+        collect(child.stderr.take().unwrap(), &self.out);
+        self.pasted = Some(child);
     }
 
     fn start(&mut self, line: &str) {
@@ -231,7 +252,7 @@ impl Run {
                 stream.read_to_string(&mut page).unwrap();
                 assert!(page.contains(&step[3]), "{step:?}: {page}");
             }
-            "file" => {}
+            "file" | "pasted" => {}
             other => panic!("unknown step {other}"),
         }
     }
@@ -249,6 +270,18 @@ impl Run {
         for mut child in self.others.drain(..) {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(mut shell) = self.pasted.take() {
+            // Its background jobs ignore SIGINT (bash does that without job control):
+            // SIGTERM, as a service manager would, then whatever is left is killed.
+            let group = -(shell.id() as libc::pid_t);
+            // SAFETY: kill has no memory effects; the group is our child's own.
+            unsafe { libc::kill(group, libc::SIGTERM) };
+            let _ = shell.wait();
+            // SAFETY: as above; signal 0 only asks whether the group still exists.
+            wait_for("the pasted block's jobs to end", || unsafe {
+                libc::kill(group, 0) != 0
+            });
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -271,13 +304,18 @@ fn the_readme_examples_do_what_it_says() {
             bridges: Vec::new(),
             others: Vec::new(),
             out: Arc::default(),
+            pasted: None,
         };
         for step in block.steps.iter().filter(|s| s[0] == "file") {
             let content = unescape(&step[2]).unwrap();
             std::fs::write(run.dir.join(&step[1]), content).unwrap();
         }
-        for command in &block.commands {
-            run.start(command);
+        if block.steps.iter().any(|s| s[0] == "pasted") {
+            run.paste(&block.commands);
+        } else {
+            for command in &block.commands {
+                run.start(command);
+            }
         }
         for step in &block.steps {
             run.step(step);
