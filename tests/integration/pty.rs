@@ -115,7 +115,7 @@ fn a_megabyte_without_delimiter_arrives_in_max_line_pieces() {
     assert_eq!(stderr.matches("longer than --max-line").count(), 1);
     // One line, cut 255 times, is one over-long line.
     assert!(
-        stderr.contains("(1 over-long lines forwarded in pieces)"),
+        stderr.contains("(1 over-long line forwarded in pieces)"),
         "{stderr}"
     );
     drop(a);
