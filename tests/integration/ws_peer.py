@@ -14,6 +14,7 @@ import hashlib
 import os
 import select
 import signal
+import re
 import socket
 import subprocess
 import sys
@@ -398,7 +399,7 @@ def drain():
         bridge.stop()
         reader.join(PATIENCE)
         summary = [l for l in bridge.text().splitlines() if f"-> {scheme}" in l][-1]
-        written = int(summary.split(" lines, ")[1].split(" bytes")[0])
+        written = int(re.search(r"lines?, (\d+) bytes?", summary).group(1))
         if bytes(got) != data[:len(got)] or len(got) != written:
             fail(f"{scheme}: {len(got)} bytes arrived, the summary says {written}: {summary}")
         ws.close()
