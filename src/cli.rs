@@ -246,6 +246,15 @@ impl Args {
     /// Validates the arguments.
     pub fn into_command(self) -> Result<Command, Error> {
         let usage = |message: String| Error::Usage(message);
+        let alone = [(self.version, "--version"), (self.list, "--list")];
+        if let (Some((_, option)), Some(extra)) =
+            (alone.iter().find(|(given, _)| *given), self.ports.first())
+        {
+            let extra = extra.replace(STDIO_TOKEN, "-");
+            return Err(usage(format!(
+                "{option} takes no endpoint, but '{extra}' was given"
+            )));
+        }
         if self.version {
             return Ok(Command::Version);
         }
@@ -496,6 +505,11 @@ mod tests {
         assert!(usage_error(&["--json"]).contains("only works with --list"));
         assert!(usage_error(&["--json", "/a", "/b"]).contains("only works with --list"));
         assert!(matches!(parse(&["--version"]), Ok(Command::Version)));
+        assert_eq!(
+            usage_error(&["--list", "/dev/ttyACM0"]),
+            "--list takes no endpoint, but '/dev/ttyACM0' was given"
+        );
+        assert!(usage_error(&["--version", "-", "x"]).contains("but '-' was given"));
     }
 
     #[test]

@@ -100,6 +100,20 @@ impl Error {
     }
 }
 
+/// Writes `text` to stdout. A reader that went away (`| head`) ends the output
+/// quietly, as for any command-line tool; any other failure (a full disk) is an error.
+pub fn write_stdout(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::Setup {
+            what: "cannot write to stdout".into(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// A short reason for an I/O error, lowercase, with a hint where one helps whatever the
 /// endpoint; a kind adds its own ([`crate::endpoint::Kind::why`]).
 pub fn describe(source: &io::Error) -> String {

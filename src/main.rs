@@ -3,9 +3,10 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use serial_bridge::bridge;
 use serial_bridge::cli::{self, Command};
 use serial_bridge::endpoint::usb;
-use serial_bridge::{bridge, error::Error};
+use serial_bridge::error::{self, Error};
 
 fn main() -> ExitCode {
     match run() {
@@ -19,8 +20,10 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), Error> {
     match cli::parse(std::env::args_os().skip(1))? {
-        Command::Help(text) => print!("{text}"),
-        Command::Version => println!("serial-bridge {}", env!("CARGO_PKG_VERSION")),
+        Command::Help(text) => error::write_stdout(&text)?,
+        Command::Version => {
+            error::write_stdout(&format!("serial-bridge {}\n", env!("CARGO_PKG_VERSION")))?
+        }
         Command::List => usb::list::print(false)?,
         Command::ListJson => usb::list::print(true)?,
         Command::Bridge(config) => {

@@ -321,3 +321,58 @@ fn help_names_option_values_and_lists_each_endpoint_on_its_own_entry() {
     }
     assert!(help.contains("WebSocket, MQTT, UDP"), "{help}");
 }
+
+#[test]
+fn output_to_a_closed_pipe_or_a_full_disk_never_panics() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_serial-bridge");
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["--list"],
+        &["--list", "--json"],
+    ] {
+        // A pipe whose reader is gone: the output ends quietly.
+        let mut fds = [0; 2];
+        // SAFETY: pipe fills two descriptors, which the OwnedFds below then own.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors are new and owned by nobody else.
+        let (reader, writer) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(reader);
+        let out = Command::new(bin)
+            .args(args)
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        // A full disk: one line, exit 1.
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = Command::new(bin)
+            .args(args)
+            .stdout(Stdio::from(full))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if args[0] == "--list" && err.contains("no serial ports found") {
+            continue; // nothing was written
+        }
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end(),
+            "serial-bridge: cannot write to stdout: no space left on device (os error 28)",
+            "{args:?}"
+        );
+    }
+    let (code, _, err) = run(&["--list", "/dev/ttyACM0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--list takes no endpoint"), "{err}");
+}

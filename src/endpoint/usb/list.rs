@@ -38,13 +38,13 @@ pub fn print(json: bool) -> Result<(), Error> {
         eprintln!("serial-bridge: warning: {warning}");
     }
     if json {
-        print!("{}", to_json(&scan));
+        crate::error::write_stdout(&to_json(&scan))
     } else if scan.ports.is_empty() {
         eprintln!("serial-bridge: no serial ports found");
+        Ok(())
     } else {
-        print!("{}", to_text(&scan.ports));
+        crate::error::write_stdout(&to_text(&scan.ports))
     }
-    Ok(())
 }
 
 /// The selector column and description of one port.
