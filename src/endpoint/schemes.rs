@@ -148,7 +148,7 @@ fn entry(form: &str, about: &str) -> String {
 }
 
 /// Parses a positional argument into its kind. The error says what is wrong with it,
-/// and never repeats a secret the argument holds (see [`secrets`]).
+/// and never repeats a secret the argument holds: a password or a `token=` value.
 pub fn parse(text: &str) -> Result<Arc<dyn Kind>, String> {
     parse_kind(text).map_err(|message| {
         secrets(text)
