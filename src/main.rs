@@ -12,7 +12,16 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("serial-bridge: {error}");
+            // An argument may hold control characters; a terminal must not act on them.
+            let message: String = error
+                .to_string()
+                .chars()
+                .map(|c| match c.is_control() {
+                    true => c.escape_unicode().to_string(),
+                    false => c.to_string(),
+                })
+                .collect();
+            eprintln!("serial-bridge: {message}");
             error.exit_code()
         }
     }

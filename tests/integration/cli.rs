@@ -376,3 +376,20 @@ fn output_to_a_closed_pipe_or_a_full_disk_never_panics() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--list takes no endpoint"), "{err}");
 }
+
+#[test]
+fn control_characters_in_messages_are_shown_escaped_and_bad_topics_refused() {
+    let (code, _, err) = run(&["-", "mqtt://broker,pub=a\u{1}b"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("'pub=a\\u{1}b': a topic cannot hold U+0001"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["/dev/nosuch\u{1b}[31m", "-"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(!err.contains('\u{1b}'), "{err}");
+    assert!(
+        err.starts_with("serial-bridge: /dev/nosuch\\u{1b}[31m: "),
+        "{err}"
+    );
+}

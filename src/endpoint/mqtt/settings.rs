@@ -281,7 +281,21 @@ fn common(value: &str) -> Result<(), String> {
     if value.contains('\0') {
         return Err("a topic cannot hold NUL".into());
     }
+    // MQTT 3.1.1, 1.5.3: brokers drop a connection that sends these.
+    if let Some(c) = value.chars().find(|&c| c.is_control() || noncharacter(c)) {
+        return Err(format!(
+            "a topic cannot hold U+{:04X}: no control characters (U+0001-U+001F, \
+             U+007F-U+009F) or Unicode noncharacters, which brokers refuse",
+            u32::from(c)
+        ));
+    }
     Ok(())
+}
+
+/// A Unicode noncharacter: U+FDD0 to U+FDEF, and the last two code points of each plane.
+fn noncharacter(c: char) -> bool {
+    let c = u32::from(c);
+    (0xFDD0..=0xFDEF).contains(&c) || c & 0xFFFE == 0xFFFE
 }
 
 /// Whether `filter` matches `topic`, as a broker decides (MQTT 3.1.1, 4.7). Wildcards at
@@ -382,6 +396,11 @@ mod tests {
         for (rest, why) in [
             ("broker", "pub=TOPIC, sub=FILTER, or both"),
             ("u:secret@broker,pub=a", "never put a password"),
+            ("broker,pub=a\u{1}b", "cannot hold U+0001"),
+            ("broker,sub=a/\u{7f}", "cannot hold U+007F"),
+            ("broker,pub=x,status=s\u{9f}", "cannot hold U+009F"),
+            ("broker,pub=a\u{fdd0}", "cannot hold U+FDD0"),
+            ("broker,pub=a\u{1fffe}", "cannot hold U+1FFFE"),
             ("@broker,pub=a", "missing user name"),
             (",pub=a", "missing broker host"),
             ("broker:0,pub=a", "port must be a number"),
