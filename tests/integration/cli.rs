@@ -393,3 +393,33 @@ fn control_characters_in_messages_are_shown_escaped_and_bad_topics_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_password_file_that_is_endless_a_fifo_or_too_long_is_refused_at_once() {
+    let dir = std::env::temp_dir().join(format!("sb-pw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path that lives over the call.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let long = dir.join("long");
+    std::fs::write(&long, vec![b'p'; 65_536]).unwrap();
+    let fine = dir.join("fine");
+    std::fs::write(&fine, [vec![b'p'; 65_535], b"\r\n".to_vec()].concat()).unwrap();
+    for (file, why) in [
+        ("/dev/zero", "not a regular file"),
+        (fifo.to_str().unwrap(), "not a regular file"),
+        (long.to_str().unwrap(), "longer than 65535 bytes"),
+        // Read whole, it goes on to connect: nobody listens on port 1.
+        (fine.to_str().unwrap(), "connection refused"),
+    ] {
+        let endpoint = format!("mqtt://me@127.0.0.1:1,pub=a,password-file={file}");
+        let (code, _, err) = run(&["-", &endpoint]);
+        assert_eq!(code, 3, "{file}: {err}");
+        assert!(err.contains(why), "{file}: {err}");
+    }
+    let (code, _, err) = run(&["-", &format!("mqtt://{}@h,pub=a", "u".repeat(65_536))]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("a user name is at most 65535 bytes"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

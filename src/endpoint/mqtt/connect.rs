@@ -73,18 +73,28 @@ impl Kind for Settings {
 /// Reads the password: the file's bytes without one trailing line ending. The error
 /// names the file but never its content.
 fn read_password(path: &str) -> io::Result<Vec<u8>> {
-    let mut password = std::fs::read(path).map_err(|e| {
-        // A kind of its own: the serial hints for NotFound would mislead here.
-        io::Error::other(format!(
-            "password-file {path}: {}",
-            crate::error::os_message(&e)
-        ))
-    })?;
+    // A kind of its own: the serial hints for NotFound would mislead here.
+    let fail = |why: String| io::Error::other(format!("password-file {path}: {why}"));
+    let os = |e: io::Error| fail(crate::error::os_message(&e));
+    // Only a plain file: a FIFO nobody writes would block a stop, /dev/zero never ends.
+    if !std::fs::metadata(path).map_err(os)?.is_file() {
+        return Err(fail("not a regular file".into()));
+    }
+    let mut password = Vec::new();
+    let most = u64::from(u16::MAX) + 2; // the password, then a line end
+    std::fs::File::open(path)
+        .and_then(|file| file.take(most + 1).read_to_end(&mut password))
+        .map_err(os)?;
     if password.ends_with(b"\n") {
         password.pop();
         if password.ends_with(b"\r") {
             password.pop();
         }
+    }
+    if password.len() > usize::from(u16::MAX) {
+        return Err(fail(
+            "longer than 65535 bytes, more than MQTT carries".into(),
+        ));
     }
     Ok(password)
 }

@@ -95,6 +95,9 @@ pub fn parse(text: &str, rest: &str) -> Result<Settings, String> {
             ));
         }
         Some(("", _)) => return Err(format!("{text}: missing user name before '@'")),
+        Some((user, _)) if user.len() > usize::from(u16::MAX) => {
+            return Err(format!("{text}: a user name is at most 65535 bytes"));
+        }
         Some((user, hostport)) => (Some(user.to_string()), hostport),
         None => (None, authority),
     };
@@ -402,6 +405,10 @@ mod tests {
             ("broker,pub=a\u{fdd0}", "cannot hold U+FDD0"),
             ("broker,pub=a\u{1fffe}", "cannot hold U+1FFFE"),
             ("@broker,pub=a", "missing user name"),
+            (
+                &format!("{}@broker,pub=a", "u".repeat(65_536)),
+                "at most 65535 bytes",
+            ),
             (",pub=a", "missing broker host"),
             ("broker:0,pub=a", "port must be a number"),
             ("broker:x,pub=a", "port must be a number"),
