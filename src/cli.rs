@@ -535,5 +535,10 @@ mod tests {
             .contains("go round for ever")
         );
         config(&["mqtt://h,pub=x/a,sub=x/b", "mqtt://h,pub=y/a,sub=y/b"]);
+        assert!(
+            usage_error(&["mqtt://h,pub=a,client-id=x", "mqtt://h,pub=b,client-id=x"])
+                .contains("client-id=x is the other endpoint's too")
+        );
+        config(&["mqtt://h,pub=a,client-id=x", "mqtt://h2,pub=b,client-id=x"]);
     }
 }

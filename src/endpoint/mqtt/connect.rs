@@ -43,14 +43,23 @@ impl Kind for Settings {
         }
     }
 
-    /// Refuses two MQTT endpoints on one broker where either subscribes to what the
-    /// other publishes: every line would come straight back, for ever.
+    /// Refuses two MQTT endpoints on one broker with the same client id (the broker
+    /// would keep dropping one for the other), or where either subscribes to what the
+    /// other publishes (every line would come straight back, for ever).
     fn check_pair(&self, other: &dyn Kind) -> Result<(), String> {
         let Some(other) = other.as_any().downcast_ref::<Settings>() else {
             return Ok(());
         };
         if self.address() != other.address() {
             return Ok(());
+        }
+        if self.client_id == other.client_id {
+            return Err(format!(
+                "{other}: client-id={} is the other endpoint's too; a broker keeps one \
+                 connection per client id, so each would throw the other off for ever: give \
+                 one of them another client-id=",
+                other.client_id
+            ));
         }
         for (from, to) in [(self, other), (other, self)] {
             if let (Some(topic), Some(filter)) = (&from.publish, &to.subscribe)
