@@ -161,6 +161,7 @@ mod tests {
                 "ws-listen://8080,token=a,token=b",
                 "'token=***': given twice",
             ),
+            ("ws-listen://8080,token=a%zz", "must start a %XX escape"),
             ("ws-listen://8080,nope", "expected key=value"),
             ("tcp://host", "expected tcp://HOST:PORT"),
             ("tcp://host:http", "port must be a number"),

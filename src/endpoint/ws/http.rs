@@ -77,7 +77,9 @@ pub struct Request {
     /// The path without its query.
     pub path: String,
     /// The query's `token=` value, if any.
-    pub token: Option<String>,
+    /// The `token=` of the query, its `%XX` escapes decoded; empty (which no token
+    /// set on the command line is) when an escape is bad.
+    pub token: Option<Vec<u8>>,
     /// Whether it asks for a WebSocket.
     pub upgrade: bool,
     /// `Sec-WebSocket-Key`.
@@ -106,7 +108,7 @@ pub fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
         token: query
             .split('&')
             .find_map(|pair| pair.strip_prefix("token="))
-            .map(percent_decode),
+            .map(|token| percent_decode(token).unwrap_or_default()),
         ..Request::default()
     };
     for header in parsed.headers.iter() {
@@ -124,9 +126,9 @@ pub fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
 }
 
 /// `text` with every byte but letters, digits and `-._~` as a `%XX` escape, for a URL.
-pub fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
+pub fn percent_encode(text: &[u8]) -> String {
+    text.iter()
+        .map(|&b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
                 (b as char).to_string()
             }
@@ -135,27 +137,27 @@ pub fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-/// `%XX` escapes decoded, as a browser may encode a token; anything else as it is.
-pub fn percent_decode(text: &str) -> String {
+/// The bytes `text` stands for, its `%XX` escapes decoded (a browser may encode a
+/// token); `None` when a `%` is not followed by two hex digits. Tokens are compared as
+/// these bytes, never as text.
+pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
+        if bytes[i] != b'%' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
         }
+        let hex = bytes.get(i + 1..i + 3)?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+        i += 3;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Some(out)
 }
 
 /// Answers a request with a status and a short text, and closes.
@@ -268,19 +270,25 @@ mod tests {
         ] {
             client.write_all(head).unwrap();
             let request = read_request(&mut server).unwrap().expect("HTTP");
-            assert_eq!(request.token.as_deref(), Some("a"));
+            assert_eq!(request.token.as_deref(), Some(&b"a"[..]));
             assert_eq!(request.host.as_deref(), Some("x"));
             assert!(request.upgrade);
         }
     }
 
     #[test]
-    fn tokens_are_decoded() {
-        assert_eq!(percent_decode("a%20b+c%2"), "a b+c%2");
-        assert_eq!(percent_decode("s3cr%C3%A9t"), "s3cr\u{e9}t");
-        for text in ["plain-._~", "a b&c=d/é%"] {
-            assert_eq!(percent_decode(&percent_encode(text)), text);
+    fn tokens_are_decoded_to_bytes_and_bad_escapes_refused() {
+        let decode = |text: &str| percent_decode(text);
+        assert_eq!(decode("a%20b+c").as_deref(), Some(&b"a b+c"[..]));
+        assert_eq!(decode("s3cr%C3%A9t").unwrap(), "s3cr\u{e9}t".as_bytes());
+        // Bytes, not text: these two differ though neither is UTF-8.
+        assert_ne!(decode("%FF%FE"), decode("%80%81"));
+        for bad in ["%2", "%+1", "%G0", "a%", "%%41"] {
+            assert_eq!(decode(bad), None, "{bad}");
         }
-        assert_eq!(percent_encode("a b&"), "a%20b%26");
+        for text in [&b"plain-._~"[..], "a b&c=d/é%".as_bytes(), b"\xff\x00"] {
+            assert_eq!(decode(&percent_encode(text)).unwrap(), text);
+        }
+        assert_eq!(percent_encode(b"a b&"), "a%20b%26");
     }
 }

@@ -184,7 +184,7 @@ impl Protocol for Server {
             .map(|_| None);
         }
         if let Some(token) = &self.settings.token
-            && request.token.as_deref() != Some(token.as_str())
+            && request.token.as_deref() != Some(token.as_slice())
         {
             return refuse(stream, "401 Unauthorized", "wrong or missing token");
         }

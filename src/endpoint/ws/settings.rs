@@ -36,7 +36,7 @@ pub struct Serve {
     /// Where to listen.
     pub listen: Listen,
     /// The token clients must present, if any.
-    pub token: Option<String>,
+    pub token: Option<Vec<u8>>,
     /// Origins allowed besides the page's own.
     pub origins: Vec<String>,
     /// Ping period.
@@ -122,7 +122,12 @@ pub fn parse_serve(text: &str, rest: &str) -> Result<Serve, String> {
             match key {
                 "token" if value.is_empty() => return Err("the token is empty".into()),
                 // Compared with the request's, which a browser may have %-encoded.
-                "token" => token = Some(http::percent_decode(value)),
+                "token" => match http::percent_decode(value) {
+                    Some(bytes) => token = Some(bytes),
+                    None => {
+                        return Err("a % in the token must start a %XX escape (%25 for %)".into());
+                    }
+                },
                 "origin" if value != "*" && !value.contains("://") => {
                     return Err(
                         "an origin is a scheme and host, e.g. origin=https://dash.example".into(),
