@@ -126,3 +126,55 @@ fn ws_listen_logs_the_address_to_open_and_it_serves_the_page() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("<html"), "{answer}");
 }
+
+#[test]
+fn a_client_gone_without_a_closing_frame_leaves_at_once_and_later_lines_count_as_dropped() {
+    use std::io::{Read, Write};
+    let mut pty = crate::util::Pty::new();
+    let bridge =
+        crate::util::Bridge::start(&["--log-level", "debug", &pty.path, "ws-listen://127.0.0.1:0"]);
+    bridge.wait_for_log("listening on 127.0.0.1:");
+    let log = bridge.stderr();
+    let port: u16 = log
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok())
+        .expect("a port in the log");
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        client,
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        client.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    bridge.wait_for_log("connected (1 of");
+    // FIN only: no closing frame.
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    // Once the bridge has read the end ("finished sending" was the old way of noting
+    // it, with the client still listed), a line reaches nobody.
+    let deadline = std::time::Instant::now() + crate::util::PATIENCE;
+    while !["finished sending", "left"]
+        .iter()
+        .any(|seen| bridge.stderr().contains(seen))
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", bridge.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    crate::util::write_all(&mut pty.master, b"after\n");
+    pty.wait_drained();
+    bridge.signal("INT");
+    let (status, log) = bridge.wait(std::time::Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("-> ws-listen://127.0.0.1:0: 0 lines, 0 bytes, 1 dropped"),
+        "{log}"
+    );
+}

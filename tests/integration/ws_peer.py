@@ -214,8 +214,14 @@ def guarded():
                 fail(f"{url} from {origin}: {e.response.status_code}, want {status}")
     bridge.wait_for("wrong or missing token (401")
     bridge.wait_for("origin http://evil.example is not allowed")
-    for origin in [None, f"http://127.0.0.1:{port}", "http://dash.example"]:
+    for n, origin in enumerate([None, f"http://127.0.0.1:{port}", "http://dash.example"]):
         with connect(base + "?token=s3cr%C3%A9t", origin=origin) as ws:
+            # A line before the bridge lists the client reaches nobody: wait for it.
+            deadline = time.monotonic() + PATIENCE
+            while bridge.text().count(" connected (") <= n:
+                if time.monotonic() > deadline:
+                    fail(f"client {n + 1} never listed: {bridge.text()}")
+                time.sleep(0.005)
             pty.write(b"ok\n")
             if recv(ws) != "ok":
                 fail(f"no line for a client from {origin}")

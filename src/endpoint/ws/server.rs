@@ -210,8 +210,16 @@ impl Protocol for Server {
         .map(Some)
     }
 
+    /// A WebSocket client that stopped sending is gone: it closed the connection (its
+    /// answer is sent by now) or vanished without a closing frame, and reads nothing
+    /// more either. It leaves the list at once, so lines from then on count as reaching
+    /// nobody rather than as forwarded.
     fn read(&self, conn: &Conn, stream: TcpStream, inlet: &mut dyn Inlet) -> io::Result<()> {
-        conn.read(stream, inlet)
+        conn.read(stream, inlet)?;
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "closed the connection",
+        ))
     }
 
     fn write(&self, conn: &Conn, stream: TcpStream, queue: Receiver<Parcel>) -> io::Result<()> {
