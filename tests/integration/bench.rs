@@ -5,12 +5,36 @@ use std::process::Command;
 
 use crate::util::have;
 
+/// Runs `scripts/bench --smoke` with `mode` (`--ws`, `--udp` or nothing) and `bridges`;
+/// checks it exited 0 and drew its plot; returns its stdout and its JSON report.
+fn smoke(tag: &str, mode: &[&str], bridges: &[String]) -> (String, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::env::temp_dir().join(format!("bench-{tag}-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let (json, svg) = (out.join("bench.json"), out.join("bench.svg"));
+    let mut bench = Command::new("python3");
+    bench
+        .arg(root.join("scripts/bench"))
+        .args(mode)
+        .arg("--smoke");
+    for bridge in bridges {
+        bench.arg("--bridge").arg(bridge);
+    }
+    bench.arg("--json").arg(&json).arg("--svg").arg(&svg);
+    let output = bench.output().expect("run scripts/bench");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report = std::fs::read_to_string(&json).unwrap();
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    std::fs::remove_dir_all(&out).unwrap();
+    (stdout, report)
+}
+
 #[test]
 fn bench_smoke_runs_every_reference_without_loss() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = env!("CARGO_BIN_EXE_serial-bridge");
-    let out = std::env::temp_dir().join(format!("bench-smoke-{}", std::process::id()));
-    std::fs::create_dir_all(&out).unwrap();
     let mut bridges = vec![
         // With --stats, the summary says what share went straight through.
         format!("mine={exe} --log-level info --stats 86400 {{a}} {{b}}"),
@@ -24,24 +48,12 @@ fn bench_smoke_runs_every_reference_without_loss() {
         let script = root.join("scripts/py_bridge.py");
         bridges.push(format!("python=python3 {} {{a}} {{b}}", script.display()));
     }
-    let mut bench = Command::new("python3");
-    bench.arg(root.join("scripts/bench")).arg("--smoke");
-    for bridge in &bridges {
-        bench.arg("--bridge").arg(bridge);
-    }
-    let (json, svg) = (out.join("bench.json"), out.join("bench.svg"));
-    bench.arg("--json").arg(&json).arg("--svg").arg(&svg);
-    let output = bench.output().expect("run scripts/bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let report = std::fs::read_to_string(&json).unwrap();
+    let (stdout, report) = smoke("pty", &[], &bridges);
     assert_eq!(
         report.matches("\"status\": \"OK\"").count(),
         2 * bridges.len(),
         "{report}"
     );
-    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
     for scenario in ["latency", "oneway", "twoway", "slow"] {
         let key = format!("\"direct_{scenario}\"");
         assert!(report.contains(&key), "no share for {scenario}: {report}");
@@ -52,32 +64,13 @@ fn bench_smoke_runs_every_reference_without_loss() {
             "{stdout}"
         );
     }
-    std::fs::remove_dir_all(&out).unwrap();
 }
 
 #[test]
 fn bench_smoke_runs_the_websocket_scenarios_without_loss() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = env!("CARGO_BIN_EXE_serial-bridge");
-    let out = std::env::temp_dir().join(format!("bench-ws-smoke-{}", std::process::id()));
-    std::fs::create_dir_all(&out).unwrap();
-    let (json, svg) = (out.join("bench.json"), out.join("bench.svg"));
-    let output = Command::new("python3")
-        .arg(root.join("scripts/bench"))
-        .args(["--ws", "--smoke", "--bridge"])
-        .arg(format!(
-            "mine={exe} -q {{a}} ws-listen://127.0.0.1:{{port}}"
-        ))
-        .arg("--json")
-        .arg(&json)
-        .arg("--svg")
-        .arg(&svg)
-        .output()
-        .expect("run scripts/bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let report = std::fs::read_to_string(&json).unwrap();
+    let mine = format!("mine={exe} -q {{a}} ws-listen://127.0.0.1:{{port}}");
+    let (stdout, report) = smoke("ws", &["--ws"], &[mine]);
     // The bridge and the client's own ceiling, each in the summary and its round.
     assert_eq!(report.matches("\"status\": \"OK\"").count(), 4, "{report}");
     // Invalid UTF-8, NUL, CR and an empty line went both ways unchanged.
@@ -87,45 +80,20 @@ fn bench_smoke_runs_the_websocket_scenarios_without_loss() {
         "{report}"
     );
     assert!(stdout.contains("mine: bytes exact"), "{stdout}");
-    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
-    std::fs::remove_dir_all(&out).unwrap();
 }
 
 #[test]
 fn bench_smoke_runs_the_udp_scenarios_without_loss() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = env!("CARGO_BIN_EXE_serial-bridge");
-    let out = std::env::temp_dir().join(format!("bench-udp-smoke-{}", std::process::id()));
-    std::fs::create_dir_all(&out).unwrap();
-    let (json, svg) = (out.join("bench.json"), out.join("bench.svg"));
     let mut bridges = vec![format!("mine={exe} -q {{a}} udp://127.0.0.1:{{port}}")];
     if have("socat", &["-V"]) {
         bridges.push("socat=socat -b65536 {a},raw,echo=0 UDP:127.0.0.1:{port}".into());
     }
-    let mut bench = Command::new("python3");
-    bench
-        .arg(root.join("scripts/bench"))
-        .args(["--udp", "--smoke"]);
-    for bridge in &bridges {
-        bench.arg("--bridge").arg(bridge);
-    }
-    let output = bench
-        .arg("--json")
-        .arg(&json)
-        .arg("--svg")
-        .arg(&svg)
-        .output()
-        .expect("run scripts/bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let report = std::fs::read_to_string(&json).unwrap();
+    let (_, report) = smoke("udp", &["--udp"], &bridges);
     assert_eq!(
         report.matches("\"status\": \"OK\"").count(),
         2 * bridges.len(),
         "{report}"
     );
     assert!(report.contains("\"datagrams_per_s_out\""), "{report}");
-    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
-    std::fs::remove_dir_all(&out).unwrap();
 }
