@@ -41,11 +41,14 @@ fn run() -> Result<(), Error> {
             // Ctrl-C, SIGTERM and SIGHUP (the `termination` feature) only ask to stop.
             // A terminal has just echoed `^C` where the next log line would start: end
             // that line first.
+            // Before the stop is asked for, or the stopping log could come first.
             let terminal = std::io::stderr().is_terminal();
+            let asked = std::sync::atomic::AtomicBool::new(false);
             ctrlc::set_handler(move || {
-                if stop_tx.try_send(()).is_ok() && terminal {
+                if terminal && !asked.swap(true, std::sync::atomic::Ordering::AcqRel) {
                     eprintln!();
                 }
+                let _ = stop_tx.try_send(());
             })
             .map_err(|e| Error::Setup {
                 what: "cannot handle signals".into(),

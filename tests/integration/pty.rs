@@ -355,12 +355,16 @@ fn a_stop_on_a_terminal_starts_the_log_on_a_line_of_its_own() {
         assert!(std::time::Instant::now() < deadline, "{seen:?}");
         seen.extend(read_for(&mut term.master, Duration::from_millis(50)));
     }
+    // Its stdin stays open (wait() would close it first, an end of input).
+    let _stdin = child.stdin.take();
     // SAFETY: kill has no memory effects; the pid is our own child, not yet reaped.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     assert!(child.wait().unwrap().success());
     seen.extend(read_for(&mut term.master, Duration::from_millis(300)));
     let log = String::from_utf8_lossy(&seen).replace('\r', "");
-    let at = log.find("stopping").expect("a stopping line");
+    let at = log
+        .find("stopping")
+        .unwrap_or_else(|| panic!("no stopping line: {log:?}"));
     let before = &log[..at];
     let line_start = before.rfind('\n').map_or(0, |n| n + 1);
     assert!(
