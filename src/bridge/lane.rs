@@ -105,7 +105,9 @@ impl Lane {
             let taken = out.try_send(batch);
             let pieces = batch.advance(taken.bytes);
             self.count(pieces, taken.bytes, taken.dropped);
-            self.direct.fetch_add(taken.bytes as u64, Ordering::Relaxed);
+            // What reached nobody did not go straight through either.
+            let reached = taken.bytes.saturating_sub(taken.dropped.bytes);
+            self.direct.fetch_add(reached as u64, Ordering::Relaxed);
             // Room reported but nothing taken, more than once: stop asking.
             idle = if taken.bytes == 0 { idle + 1 } else { 0 };
             if batch.is_empty()

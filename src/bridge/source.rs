@@ -345,6 +345,22 @@ impl endpoint::Inlet for SourceInlet {
         fed
     }
 
+    /// One feed, the delimiter added in it when needed, so that a stop can never fall
+    /// between a message and its line end.
+    fn message(&mut self, data: &[u8]) -> bool {
+        let Framing::Lines { delimiter, .. } = &self.shared.framing else {
+            return self.feed(data);
+        };
+        let mut tail = std::mem::take(&mut self.tail);
+        tail.extend_from_slice(&data[data.len().saturating_sub(delimiter.len())..]);
+        let fed = match tail.ends_with(delimiter) {
+            true => self.feed(data),
+            false => self.feed(&[data, delimiter.as_slice()].concat()),
+        };
+        self.tail.clear();
+        fed
+    }
+
     fn missed(&mut self, count: u64) {
         self.shared.lane.missed(count);
     }

@@ -508,3 +508,23 @@ fn raw_sends_each_read_and_bad_addresses_fail_to_open() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn an_ipv4_peer_behind_an_ipv6_address_gets_datagrams_ipv4_can_carry() {
+    let mut pty = Pty::new();
+    let peer = receiver("127.0.0.1:0");
+    let dest = format!("udp://[::ffff:127.0.0.1]:{}", port(&peer));
+    let bridge = Bridge::start(&["--max-line", "100000", &pty.path, &dest]);
+    let line = vec![b'M'; 65_520];
+    let mut master = pty.master_clone();
+    let data = [line.clone(), b"\n".to_vec()].concat();
+    let writer = thread::spawn(move || write_all(&mut master, &data));
+    assert_eq!(recv(&peer, PATIENCE).unwrap().0.len(), 65_507);
+    assert_eq!(recv(&peer, PATIENCE).unwrap().0.len(), 13);
+    writer.join().unwrap();
+    let log = stop(bridge);
+    assert!(
+        log.contains(&format!("-> {dest}: 1 line, 65521 bytes")),
+        "{log}"
+    );
+}

@@ -138,7 +138,12 @@ impl Kind for UdpListen {
         let max = opening.defaults.max_clients.unwrap_or(DEFAULT_UDP_PEERS);
         let (targets, whom) = match &s.reply {
             Some(reply) => {
-                let to = resolve(reply, Some(local.is_ipv4()))?;
+                let to = resolve(reply, Some(local.is_ipv4())).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("reply={reply}: {}", crate::error::os_message(&e)),
+                    )
+                })?;
                 (Targets::To(to), format!("lines go to {to}"))
             }
             None => {

@@ -69,7 +69,7 @@ pub struct Socket {
     ),
     /// "Unreachable" reports not yet counted as dropped.
     refused: AtomicUsize,
-    /// The size of the last datagram sent, for the bytes of a refused one.
+    /// The size of the last piece sent, for the bytes of a refused one.
     last_size: AtomicUsize,
     /// When a failed send was last logged, and how many failed since.
     complaint: Mutex<(Option<Instant>, u64)>,
@@ -239,10 +239,7 @@ impl Socket {
                 None => self.sock.send(data),
             };
             match sent {
-                Ok(_) => {
-                    self.last_size.store(data.len(), Ordering::Relaxed);
-                    return Ok(());
-                }
+                Ok(_) => return Ok(()),
                 // A report about an earlier datagram: this one did not leave yet.
                 Err(e) if unreachable(&e) && !reported => {
                     reported = true;
@@ -300,6 +297,10 @@ impl Socket {
             }
             taken.bytes += piece.len();
             pieces += 1;
+            if reached {
+                // A later "unreachable" is about this one, whole, delimiter included.
+                self.last_size.store(piece.len(), Ordering::Relaxed);
+            }
             if !reached {
                 taken.dropped.pieces += 1;
                 taken.dropped.bytes += piece.len();
@@ -320,7 +321,16 @@ impl Socket {
         if payload.is_empty() {
             return self.send_one(payload, to, may_stop, give_up);
         }
-        for (i, datagram) in payload.chunks(self.max_datagram).enumerate() {
+        // An IPv4 peer reached through an IPv6 socket takes IPv4's largest.
+        let mapped = match to.or_else(|| self.sock.peer_addr().ok()) {
+            Some(SocketAddr::V6(addr)) => addr.ip().to_ipv4_mapped().is_some(),
+            _ => false,
+        };
+        let most = match mapped {
+            true => MAX_DATAGRAM_V4,
+            false => self.max_datagram,
+        };
+        for (i, datagram) in payload.chunks(most).enumerate() {
             self.send_one(datagram, to, may_stop && i == 0, give_up)?;
         }
         Ok(())
