@@ -511,7 +511,7 @@ fn raw_sends_each_read_and_bad_addresses_fail_to_open() {
 
 #[test]
 fn an_ipv4_peer_behind_an_ipv6_address_gets_datagrams_ipv4_can_carry() {
-    let mut pty = Pty::new();
+    let pty = Pty::new();
     let peer = receiver("127.0.0.1:0");
     let dest = format!("udp://[::ffff:127.0.0.1]:{}", port(&peer));
     let bridge = Bridge::start(&["--max-line", "100000", &pty.path, &dest]);
