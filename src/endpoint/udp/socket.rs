@@ -87,10 +87,8 @@ impl Socket {
         sock.set_nonblocking(true)?;
         #[cfg(not(unix))]
         sock.set_read_timeout(Some(Duration::from_millis(250)))?;
-        let max_datagram = match sock.local_addr()? {
-            SocketAddr::V4(_) => MAX_DATAGRAM_V4,
-            SocketAddr::V6(_) => MAX_DATAGRAM_V6,
-        };
+        // The connected peer's, looked up once; else the socket's own family's.
+        let max_datagram = largest(sock.peer_addr().or_else(|_| sock.local_addr())?);
         Ok(Socket {
             name: name.to_string(),
             sock,
@@ -321,15 +319,7 @@ impl Socket {
         if payload.is_empty() {
             return self.send_one(payload, to, may_stop, give_up);
         }
-        // An IPv4 peer reached through an IPv6 socket takes IPv4's largest.
-        let mapped = match to.or_else(|| self.sock.peer_addr().ok()) {
-            Some(SocketAddr::V6(addr)) => addr.ip().to_ipv4_mapped().is_some(),
-            _ => false,
-        };
-        let most = match mapped {
-            true => MAX_DATAGRAM_V4,
-            false => self.max_datagram,
-        };
+        let most = to.map_or(self.max_datagram, largest);
         for (i, datagram) in payload.chunks(most).enumerate() {
             self.send_one(datagram, to, may_stop && i == 0, give_up)?;
         }
@@ -354,6 +344,15 @@ impl Socket {
             taken.dropped.bytes += bytes.min(room);
         }
         taken
+    }
+}
+
+/// The largest datagram `to` can take: IPv4's for an IPv4 address, even one reached
+/// through an IPv6 socket (`[::ffff:a.b.c.d]`), else IPv6's.
+fn largest(to: SocketAddr) -> usize {
+    match to {
+        SocketAddr::V6(addr) if addr.ip().to_ipv4_mapped().is_none() => MAX_DATAGRAM_V6,
+        _ => MAX_DATAGRAM_V4,
     }
 }
 
