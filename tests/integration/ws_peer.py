@@ -76,7 +76,8 @@ class Bridge:
         self.proc = subprocess.Popen([BIN, *args], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.lock = threading.Lock()
-        threading.Thread(target=self._drain, daemon=True).start()
+        self.drainer = threading.Thread(target=self._drain, daemon=True)
+        self.drainer.start()
 
     def _drain(self):
         for chunk in iter(lambda: self.proc.stderr.read1(4096), b""):
@@ -101,11 +102,15 @@ class Bridge:
     def stop(self):
         self.proc.send_signal(signal.SIGINT)
         code = self.proc.wait(timeout=10)
+        self.drainer.join(timeout=PATIENCE)
         if code != 0:
             fail(f"exit {code} after SIGINT: {self.text()}")
 
     def exit_code(self):
-        return self.proc.wait(timeout=PATIENCE)
+        """Waits for the exit and for everything it wrote to stderr (read by another thread)."""
+        code = self.proc.wait(timeout=PATIENCE)
+        self.drainer.join(timeout=PATIENCE)
+        return code
 
 
 def free_port():
