@@ -139,10 +139,9 @@ pub enum Command {
 /// A validated bridge configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The first endpoint.
-    pub a: Spec,
-    /// The second endpoint.
-    pub b: Spec,
+    /// The endpoints: the device, then its peers (one for a plain bridge, more for a
+    /// hub).
+    pub ports: Vec<Spec>,
     /// How data is framed and logged.
     pub bridge: Options,
     /// Where the log goes.
@@ -270,30 +269,40 @@ impl Args {
                 Command::List
             });
         }
-        let [a, b] = &self.ports[..] else {
+        if self.ports.len() < 2 {
             return Err(usage(
                 "two ports are needed, e.g. `serial-bridge /dev/ttyACM0 /dev/ttyACM1` \
                  (see --help, or --list for the ports present)"
                     .into(),
             ));
-        };
+        }
         let baud = match self.baud {
             Some(0) => return Err(usage("--baud must be at least 1".into())),
             Some(baud) => baud,
             None => DEFAULT_BAUD,
         };
         let settle = bounded_wait("--settle", self.settle, Unit::Millis, 0)?;
-        let a = a.parse::<Spec>().map_err(usage)?;
-        let b = b.parse::<Spec>().map_err(usage)?;
+        let ports = self
+            .ports
+            .iter()
+            .map(|port| port.parse::<Spec>().map_err(usage))
+            .collect::<Result<Vec<Spec>, Error>>()?;
         if let Some(file) = &self.log_file {
-            check_log_file(file, [&a, &b])?;
+            check_log_file(file, &ports)?;
         }
-        a.check_pair(&b).map_err(usage)?;
-        b.check_pair(&a).map_err(usage)?;
-        if same_endpoint(&a, &b) {
-            return Err(usage(format!(
-                "{a}: given as both ports; a bridge needs two different ports"
-            )));
+        for (i, a) in ports.iter().enumerate() {
+            for b in &ports[i + 1..] {
+                a.check_pair(b).map_err(usage)?;
+                b.check_pair(a).map_err(usage)?;
+                if same_endpoint(a, b) {
+                    return Err(usage(match ports.len() {
+                        2 => {
+                            format!("{a}: given as both ports; a bridge needs two different ports")
+                        }
+                        _ => format!("{a}: given twice; each endpoint needs a port of its own"),
+                    }));
+                }
+            }
         }
         let framing = if self.raw {
             for (given, flag) in [
@@ -362,8 +371,7 @@ impl Args {
         }
         let max_clients = self.max_clients;
         Ok(Command::Bridge(Box::new(Config {
-            a,
-            b,
+            ports,
             bridge: Options {
                 framing,
                 flush_after,
@@ -422,9 +430,9 @@ mod tests {
     #[test]
     fn defaults() {
         let c = config(&["/dev/ttyACM0", "/dev/ttyACM1"]);
-        assert_eq!(c.a.to_string(), "/dev/ttyACM0");
-        assert_eq!(c.b.to_string(), "/dev/ttyACM1");
-        assert_eq!(baud(&c, &c.a), 9600);
+        assert_eq!(c.ports[0].to_string(), "/dev/ttyACM0");
+        assert_eq!(c.ports[1].to_string(), "/dev/ttyACM1");
+        assert_eq!(baud(&c, &c.ports[0]), 9600);
         assert_eq!(c.bridge.framing, Framing::default());
         assert_eq!(c.bridge.flush_after, None);
         assert_eq!(c.log.level, LevelFilter::Info);
@@ -433,8 +441,8 @@ mod tests {
     #[test]
     fn baud_default_only_fills_ports_without_one() {
         let c = config(&["--baud", "57600", "/dev/a,baud=115200", "/dev/b"]);
-        assert_eq!(baud(&c, &c.a), 115200);
-        assert_eq!(baud(&c, &c.b), 57600);
+        assert_eq!(baud(&c, &c.ports[0]), 115200);
+        assert_eq!(baud(&c, &c.ports[1]), 57600);
     }
 
     #[test]
@@ -465,10 +473,10 @@ mod tests {
     #[test]
     fn reconnect_options() {
         let c = config(&["--reconnect", "--queue", "0", "--stats", "5", "/a", "/b"]);
-        assert_eq!(settle(&c, &c.a), None);
+        assert_eq!(settle(&c, &c.ports[0]), None);
         let c2 = config(&["--settle", "1500", "/a,settle=10", "/b"]);
-        assert_eq!(settle(&c2, &c2.a), Some(Duration::from_millis(10)));
-        assert_eq!(settle(&c2, &c2.b), Some(Duration::from_millis(1500)));
+        assert_eq!(settle(&c2, &c2.ports[0]), Some(Duration::from_millis(10)));
+        assert_eq!(settle(&c2, &c2.ports[1]), Some(Duration::from_millis(1500)));
         assert!(c.bridge.reconnect);
         assert_eq!(c.bridge.queue, 0);
         assert_eq!(c.bridge.stats, Some(Duration::from_secs(5)));
@@ -489,9 +497,9 @@ mod tests {
     #[test]
     fn a_bare_dash_is_stdio() {
         let c = config(&["-", "/dev/ttyACM0"]);
-        assert_eq!(c.a.place(), Place::Stdio);
+        assert_eq!(c.ports[0].place(), Place::Stdio);
         let c = config(&["--", "/dev/ttyACM0", "-"]);
-        assert_eq!(c.b.place(), Place::Stdio);
+        assert_eq!(c.ports[1].place(), Place::Stdio);
         assert!(usage_error(&["-", "-"]).contains("given as both"));
     }
 

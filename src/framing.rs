@@ -106,6 +106,20 @@ impl Batch {
         done
     }
 
+    /// Drops `count` pieces after the first (which may finish a line already begun
+    /// elsewhere); returns the bytes dropped.
+    pub fn drop_after_first(&mut self, count: usize) -> usize {
+        let count = count.min(self.ends.len().saturating_sub(1));
+        if count == 0 {
+            return 0;
+        }
+        let (start, end) = (self.ends[0], self.ends[count]);
+        self.data.drain(start..end);
+        self.ends.drain(1..=count);
+        self.ends[1..].iter_mut().for_each(|e| *e -= end - start);
+        end - start
+    }
+
     /// All bytes of all pieces, back to back.
     pub fn bytes(&self) -> &[u8] {
         &self.data
@@ -288,6 +302,21 @@ mod tests {
 
     fn v(s: &[u8]) -> Vec<u8> {
         s.to_vec()
+    }
+
+    #[test]
+    fn dropping_pieces_keeps_the_first_and_the_rest_in_order() {
+        let mut batch = Batch::default();
+        for piece in [&b"rest\n"[..], b"a\n", b"bb\n", b"ccc\n"] {
+            batch.push(piece);
+        }
+        assert_eq!(batch.drop_after_first(2), 5);
+        let pieces: Vec<&[u8]> = batch.iter().collect();
+        assert_eq!(pieces, [&b"rest\n"[..], b"ccc\n"]);
+        assert_eq!(batch.drop_after_first(9), 4);
+        assert_eq!(batch.bytes(), b"rest\n");
+        assert_eq!(batch.drop_after_first(1), 0);
+        assert_eq!(Batch::default().drop_after_first(1), 0);
     }
 
     #[test]

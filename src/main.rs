@@ -54,7 +54,7 @@ fn run() -> Result<(), Error> {
                 what: "cannot handle signals".into(),
                 source: std::io::Error::other(e),
             })?;
-            bridge::run(&config.a, &config.b, &config.bridge, stop)?;
+            bridge::run_hub(&config.ports, &config.bridge, stop)?;
         }
     }
     Ok(())

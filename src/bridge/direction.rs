@@ -3,8 +3,12 @@
 //! the destination is down or settling (`settle=MS`), the [`Backlog`] its lines wait
 //! in. The dispatcher decides what happens; each transition of a direction's state is
 //! a method here.
+//!
+//! A direction to one peer of a hub (a device with several peers) never holds back its
+//! source, the device: its lane never waits, the dispatcher keeps taking the device's
+//! lines while the writer is busy, and beyond `--queue` lines waiting for the peer the
+//! oldest are dropped and counted ([`Direction::hold`]).
 
-use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +20,7 @@ use super::feed::{Feed, Gathered};
 use super::handoff::Partials;
 use super::lane::{Lane, Traffic};
 use super::options::Options;
-use super::source::{Delivery, Sources};
+use super::source::{Delivery, Failed, Owner, Sources};
 use super::trace;
 use crate::endpoint::Direct;
 use crate::framing::Batch;
@@ -44,21 +48,28 @@ pub struct Direction {
     settling: Option<(Instant, Option<Box<dyn Direct>>)>,
     /// Over-long lines cut by sources replaced since (a reconnect).
     cuts: u64,
+    /// To one peer of a hub: never holds back its source; see the module documentation.
+    hub: bool,
+    /// Whether lines were dropped for a peer that fell behind (logged once).
+    lagged: bool,
 }
 
-/// What a direction offers the dispatcher's select now.
-pub enum Arm<'a> {
+/// What a direction offers the dispatcher's select now: its held batch to the writer,
+/// the next delivery from its sources, both (a hub's peer) or neither.
+pub struct Arms<'a> {
     /// Its held batch, to the writer.
-    Send(&'a Sender<Batch>),
+    pub send: Option<&'a Sender<Batch>>,
     /// The next delivery from its sources.
-    Receive(&'a Receiver<Delivery>),
-    /// Nothing.
-    Idle,
+    pub receive: Option<&'a Receiver<Delivery>>,
 }
 
 impl Direction {
-    /// The direction from `from` to `to`.
-    pub fn new(from: &str, to: &str, options: &Options) -> Direction {
+    /// The direction from `from` to `to`; with `hub`, to one peer of a hub.
+    pub fn new(from: &str, to: &str, options: &Options, hub: bool) -> Direction {
+        let lane = Arc::new(Lane::default());
+        if hub {
+            lane.never_wait();
+        }
         Direction {
             label: format!("{from} -> {to}"),
             to: to.to_string(),
@@ -66,11 +77,13 @@ impl Direction {
             feed: None,
             held: None,
             flush_at: None,
-            lane: Arc::default(),
+            lane,
             out: None,
             backlog: None,
             settling: None,
             cuts: 0,
+            hub,
+            lagged: false,
         }
     }
 
@@ -79,14 +92,17 @@ impl Direction {
         &self.lane
     }
 
-    /// New sources, for an endpoint that opened; the old ones, if any, are forgotten.
-    pub fn open_sources(&mut self) -> Sources {
+    /// Sources for an endpoint that opened (`owner`): beside the others if the
+    /// direction has sources, else in a new feed.
+    pub fn sources(&mut self, owner: Owner) -> Sources {
+        if let Some(feed) = &self.feed {
+            return feed.sources(owner);
+        }
         let o = &self.options;
         let announce = o.flush_after.is_some();
-        let (feed, sources) = Feed::new(&self.label, &self.lane, &o.framing, o.hex, announce);
-        if let Some(old) = self.feed.replace(feed) {
-            self.cuts += old.cuts();
-        }
+        let (feed, sources) =
+            Feed::new(&self.label, &self.lane, &o.framing, o.hex, announce, owner);
+        self.feed = Some(feed);
         self.flush_at = None;
         sources
     }
@@ -109,12 +125,14 @@ impl Direction {
     }
 
     /// What the select may do for it, `held` being its held batch.
-    pub fn arm(&self, held: &Option<Batch>) -> Arm<'_> {
-        match (held, &self.out, &self.feed) {
-            (Some(_), Some(out), _) => Arm::Send(out),
-            (None, _, Some(feed)) => Arm::Receive(feed.rx()),
-            _ => Arm::Idle,
-        }
+    pub fn arms(&self, held: &Option<Batch>) -> Arms<'_> {
+        let send = self.out.as_ref().filter(|_| held.is_some());
+        let receive = self
+            .feed
+            .as_ref()
+            .filter(|_| self.hub || held.is_none())
+            .map(Feed::rx);
+        Arms { send, receive }
     }
 
     /// Its next timer: a flush (unless a batch is held) or the end of settling.
@@ -126,7 +144,7 @@ impl Direction {
 
     /// A delivery from its sources: its pieces are held for the writer. A read error
     /// is returned, for the dispatcher to decide.
-    pub fn receive(&mut self, delivery: Delivery) -> io::Result<()> {
+    pub fn receive(&mut self, delivery: Delivery) -> Result<(), Failed> {
         let feed = self
             .feed
             .as_ref()
@@ -149,7 +167,10 @@ impl Direction {
     }
 
     /// Holds a batch for the writer or, while the destination is down or settling,
-    /// adds its pieces to the backlog, dropping the oldest beyond `--queue`.
+    /// adds its pieces to the backlog, dropping the oldest beyond `--queue`. A hub's
+    /// peer that cannot take lines as fast as they come is treated the same way: beyond
+    /// `--queue` lines held for it, the oldest go (all but the first, which may finish a
+    /// line already begun).
     pub fn hold(&mut self, batch: Batch) {
         if batch.is_empty() {
             return;
@@ -166,7 +187,22 @@ impl Direction {
                 }
             }
             None => match &mut self.held {
-                Some(held) => held.append(batch),
+                Some(held) => {
+                    held.append(batch);
+                    let over = held.pieces().saturating_sub(limit.max(1));
+                    if self.hub && over > 0 {
+                        let bytes = held.drop_after_first(over);
+                        self.lane.lost(over, bytes);
+                        if !self.lagged {
+                            self.lagged = true;
+                            warn!(
+                                "{}: {} is not keeping up; dropping its oldest lines \
+                                 (--queue {limit}; the summary counts them)",
+                                self.label, self.to
+                            );
+                        }
+                    }
+                }
                 None => self.held = Some(batch),
             },
         }
@@ -174,7 +210,7 @@ impl Direction {
 
     /// `--flush-after`: forwards each partial line whose source has been silent long
     /// enough, and re-arms the timer for the others. Returns a read error met meanwhile.
-    pub fn flush(&mut self, now: Instant) -> Option<io::Error> {
+    pub fn flush(&mut self, now: Instant) -> Option<Failed> {
         let after = self.options.flush_after?;
         match (self.flush_at, &self.feed) {
             (Some(at), Some(feed)) if at <= now && self.held.is_none() => {
@@ -273,8 +309,11 @@ impl Direction {
     pub fn hand_over(&mut self, deadline: Instant, mut wait: impl FnMut() -> bool) {
         if let Some(feed) = &self.feed {
             let Gathered { batch, error, .. } = feed.gather(Partials::All, Some(deadline));
-            if let Some(e) = error {
-                debug!("{}: read error while stopping: {e}", self.label);
+            if let Some(failed) = error {
+                debug!(
+                    "{}: read error while stopping: {}",
+                    self.label, failed.error
+                );
             }
             self.hold(batch);
         }
@@ -297,7 +336,12 @@ impl Direction {
         let written: Traffic = self.lane.traffic();
         let lost = self.lane.lost_pieces();
         let framing = &self.options.framing;
-        let mut line = trace::traffic(&self.label, &written, framing, lost, reconnects, cuts);
+        let shown = trace::Shown {
+            reconnects,
+            cuts,
+            dropped: self.hub,
+        };
+        let mut line = trace::traffic(&self.label, &written, framing, lost, shown);
         if self.options.stats.is_some() && written.bytes > 0 {
             let share = 100.0 * self.lane.direct_bytes() as f64 / written.bytes as f64;
             line += &format!(" ({share:.1}% straight through, the rest by the dispatcher)");

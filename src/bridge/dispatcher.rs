@@ -3,8 +3,15 @@
 //! ([`super::select`]), and alone decides when to stop; then it forwards what was read
 //! ([`Dispatcher::finish`], with [`super::shutdown`]'s patience). An endpoint that goes
 //! away is opened again with `--reconnect` ([`super::reconnect`]).
+//!
+//! Endpoints are numbered as on the command line: the device is [`DEVICE`], its peers
+//! follow (one peer: a plain bridge; several: a hub). Each has one direction that writes
+//! to it, `into[end]`: into the device go every peer's lines (one feed, so each line
+//! stays whole), into each peer the device's (the device's sources feed them all, see
+//! [`super::tee`]).
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use log::{info, warn};
@@ -15,12 +22,16 @@ use super::options::Options;
 use super::reconnect::Reconnect;
 use super::select::{Event, Inputs, wait};
 use super::shutdown::{Patience, SHUTDOWN_GRACE, STOP_GRACE, wait_for_writers};
-use super::side::{Pair, Side};
+use super::source::{Failed, Origin, Owner, Sources, Tally};
+use super::tee::Tee;
 use super::trace;
 use super::writer::{Failure, Writing, spawn_writer};
-use crate::endpoint::{Endpoint, GiveUp, Stop};
+use crate::endpoint::{Endpoint, GiveUp, Inbox, Stop};
 use crate::error::Error;
 use crate::framing::Batch;
+
+/// The device: the first endpoint on the command line. The others are its peers.
+pub const DEVICE: usize = 0;
 
 /// Writer failures waiting for the dispatcher: one per writer at most.
 const FAILURE_QUEUE: usize = 4;
@@ -35,11 +46,15 @@ enum End {
 
 /// The bridge's state while it runs.
 pub struct Dispatcher {
-    /// Direction A carries A's lines to B.
-    dirs: Pair<Direction>,
-    names: Pair<String>,
+    /// `into[end]` carries lines to endpoint `end`.
+    into: Vec<Direction>,
+    names: Vec<String>,
     /// Whether each endpoint's end of input is a normal end (stdin).
-    ends_input: Pair<bool>,
+    ends_input: Vec<bool>,
+    /// Per endpoint whose sources are watched: disconnects once they are all gone.
+    alive: Vec<Option<Receiver<()>>>,
+    /// In a hub, per peer: what it handed to the device.
+    tallies: Vec<Option<Arc<Tally>>>,
     options: Options,
     stop: Receiver<()>,
     fail_tx: Sender<Failure>,
@@ -53,32 +68,47 @@ pub struct Dispatcher {
     /// With `--reconnect`.
     reconnect: Option<Reconnect>,
     /// How to stop each endpoint, kept until the bridge ends or the endpoint goes.
-    stops: Pair<Option<Box<dyn Stop>>>,
+    stops: Vec<Option<Box<dyn Stop>>>,
     /// When to log the next `--stats` line.
     stats_at: Option<Instant>,
 }
 
 impl Dispatcher {
-    /// Bridges the `opened` endpoints named `names` (a missing one is down and waited
-    /// for) until a stop, the end of input or a failure; then shuts down.
+    /// Bridges the `opened` endpoints named `names` (the device first; a missing one is
+    /// down and waited for) until a stop, the end of input or a failure; then shuts
+    /// down. Returns what went to each peer, in order, then what went to the device.
     pub fn run(
-        opened: Pair<Option<Endpoint>>,
-        names: Pair<String>,
+        opened: Vec<Option<Endpoint>>,
+        names: Vec<String>,
         options: &Options,
         stop: Receiver<()>,
         reconnect: Option<Reconnect>,
-    ) -> Result<[Traffic; 2], Error> {
-        let (a, b) = (&names[Side::A], &names[Side::B]);
+    ) -> Result<Vec<Traffic>, Error> {
+        let count = names.len();
+        let hub = count > 2;
+        let device = &names[DEVICE];
+        let peers = names[1..].join(", ");
         info!(
-            "bridging {a} <-> {b} ({})",
+            "bridging {device} <-> {peers} ({})",
             trace::framing(&options.framing)
         );
         let (fail_tx, fail_rx) = bounded(FAILURE_QUEUE);
         let (done, done_rx) = bounded(0);
+        let into = (0..count)
+            .map(|end| match end {
+                DEVICE if hub => Direction::new("all peers", device, options, false),
+                DEVICE => Direction::new(&names[1], device, options, false),
+                peer => Direction::new(device, &names[peer], options, hub),
+            })
+            .collect();
         let mut dispatcher = Dispatcher {
-            dirs: Pair::new(|side| Direction::new(&names[side], &names[side.other()], options)),
+            into,
+            ends_input: vec![false; count],
+            alive: vec![None; count],
+            tallies: (0..count)
+                .map(|end| (hub && end != DEVICE).then(Arc::default))
+                .collect(),
             names,
-            ends_input: Pair::default(),
             options: options.clone(),
             stop,
             fail_tx,
@@ -87,60 +117,102 @@ impl Dispatcher {
             done_rx,
             give_up: GiveUp::default(),
             reconnect,
-            stops: Pair::default(),
+            stops: (0..count).map(|_| None).collect(),
             stats_at: options.stats.map(|every| Instant::now() + every),
         };
-        let [a, b] = opened.0;
         let mut outcome = Ok(End::Stop);
-        for (side, endpoint) in [(Side::A, a), (Side::B, b)] {
+        for (end, endpoint) in opened.into_iter().enumerate() {
             match endpoint {
                 Some(endpoint) => {
-                    if let Err(error) = dispatcher.attach(side, endpoint) {
+                    if let Err(error) = dispatcher.attach(end, endpoint) {
                         outcome = Err(error);
                     }
                 }
-                None => dispatcher.go_down(side),
+                None => dispatcher.go_down(end),
             }
         }
         if outcome.is_ok() {
             outcome = dispatcher.forward();
         }
         dispatcher.finish(matches!(outcome, Ok(End::Input)));
-        outcome.map(|_| dispatcher.dirs.0.each_ref().map(|dir| dir.lane().traffic()))
+        let order = (1..count).chain([DEVICE]);
+        outcome.map(|_| {
+            order
+                .map(|end| dispatcher.into[end].lane().traffic())
+                .collect()
+        })
     }
 
-    /// Starts moving data for the open `endpoint` on `side`: its sources feed direction
-    /// `side`, and a writer takes direction `side.other()`'s batches to it.
-    fn attach(&mut self, side: Side, endpoint: Endpoint) -> Result<(), Error> {
-        let name = self.names[side].clone();
-        self.ends_input[side] = endpoint.ends_input();
+    /// Whether the device has several peers.
+    fn hub(&self) -> bool {
+        self.names.len() > 2
+    }
+
+    /// Which opening of `end` is current.
+    fn generation(&self, end: usize) -> u64 {
+        self.reconnect.as_ref().map_or(0, |r| r.generation(end))
+    }
+
+    /// Starts moving data for the open `endpoint` number `end`: its sources feed the
+    /// directions out of it (into every peer, or into the device), and a writer takes
+    /// the direction into it.
+    fn attach(&mut self, end: usize, endpoint: Endpoint) -> Result<(), Error> {
+        let name = self.names[end].clone();
+        self.ends_input[end] = endpoint.ends_input();
         let settle = endpoint.settle();
-        let into = side.other();
+        let origin = Origin {
+            end,
+            generation: self.generation(end),
+        };
+        let (alive, alive_rx) = bounded(0);
+        let owner = |label: String, tally: Option<Arc<Tally>>| Owner {
+            origin,
+            label,
+            tally,
+            alive: alive.clone(),
+        };
+        let inbox: Box<dyn Inbox> = if end == DEVICE {
+            let mut tee: Vec<Sources> = (1..self.names.len())
+                .map(|peer| {
+                    let label = format!("{name} -> {}", self.names[peer]);
+                    self.into[peer].sources(owner(label, None))
+                })
+                .collect();
+            match tee.len() {
+                1 => Box::new(tee.pop().expect("one peer")),
+                _ => Box::new(Tee(tee)),
+            }
+        } else {
+            let label = format!("{name} -> {}", self.names[DEVICE]);
+            let tally = self.tallies[end].clone();
+            Box::new(self.into[DEVICE].sources(owner(label, tally)))
+        };
+        drop(alive);
+        self.alive[end] = Some(alive_rx);
         let setup = |what: &str| {
             let what = format!("cannot start {what} for {name}");
             move |source| Error::Setup { what, source }
         };
-        let sources = self.dirs[side].open_sources();
         let running = endpoint
-            .start(Box::new(sources), self.give_up.clone())
+            .start(inbox, self.give_up.clone())
             .map_err(setup("threads"))?;
         let writing = Writing {
             name: name.clone(),
-            side,
-            generation: self.reconnect.as_ref().map_or(0, |r| r.generation(side)),
-            lane: std::sync::Arc::clone(self.dirs[into].lane()),
+            end,
+            generation: origin.generation,
+            lane: Arc::clone(self.into[end].lane()),
             fail: self.fail_tx.clone(),
             done: self.done.clone().expect("endpoints attach before shutdown"),
             give_up: self.give_up.clone(),
         };
         let out = spawn_writer(running.outbox, writing).map_err(setup("the writer thread"))?;
-        self.dirs[into].connect(out);
-        if let Some(old) = self.stops[side].replace(running.stop) {
+        self.into[end].connect(out);
+        if let Some(old) = self.stops[end].replace(running.stop) {
             old.stop(Instant::now() + STOP_GRACE);
         }
         match settle {
-            Some(time) => self.dirs[into].settle(time, running.direct),
-            None => self.dirs[into].release(running.direct),
+            Some(time) => self.into[end].settle(time, running.direct),
+            None => self.into[end].release(running.direct),
         }
         Ok(())
     }
@@ -155,40 +227,40 @@ impl Dispatcher {
                 }
                 Event::Failed(failure) => {
                     // A writer from before a reconnect is old news.
-                    let current = self
-                        .reconnect
-                        .as_ref()
-                        .map_or(0, |r| r.generation(failure.side));
-                    if failure.generation == current {
-                        self.lose(failure.side, failure.error)?;
+                    if failure.generation == self.generation(failure.end) {
+                        self.lose(failure.end, failure.error)?;
                     }
                 }
-                Event::Reopened(side, endpoint) => self.restore(side, endpoint)?,
-                Event::Received(side, Some(delivery)) => {
-                    if let Err(source) = self.dirs[side].receive(delivery) {
-                        let endpoint = self.names[side].clone();
-                        self.lose(side, Error::Read { endpoint, source })?;
+                Event::Reopened(end, endpoint) => self.restore(end, endpoint)?,
+                Event::Received(into, Some(delivery)) => {
+                    if let Err(failed) = self.into[into].receive(delivery) {
+                        self.failed(failed)?;
                     }
                 }
-                Event::Received(side, None) => {
-                    // Closed: every delivery it sent has been received.
-                    let endpoint = self.names[side].clone();
-                    if self.ends_input[side] {
+                // The feed keeps its channel open while it watches it; if it ever went,
+                // the direction's sources are gone.
+                Event::Received(into, None) => self.into[into].sources_gone(Duration::ZERO),
+                Event::Ended(end) => {
+                    self.alive[end] = None;
+                    if self.reconnect.as_ref().is_some_and(|r| r.is_down(end)) {
+                        continue;
+                    }
+                    let endpoint = self.names[end].clone();
+                    if self.ends_input[end] {
                         info!("{endpoint}: end of input");
                         return Ok(End::Input);
                     }
-                    self.lose(side, Error::Closed { endpoint })?;
+                    self.lose(end, Error::Closed { endpoint })?;
                 }
                 // The writer ended; its failure is on the way.
-                Event::Sent(side, result) => self.dirs[side].sent(result),
+                Event::Sent(into, result) => self.into[into].sent(result),
                 Event::Timer => {
                     let now = Instant::now();
-                    for side in Side::BOTH {
-                        if let Some(source) = self.dirs[side].flush(now) {
-                            let endpoint = self.names[side].clone();
-                            self.lose(side, Error::Read { endpoint, source })?;
+                    for into in 0..self.into.len() {
+                        if let Some(failed) = self.into[into].flush(now) {
+                            self.failed(failed)?;
                         }
-                        self.dirs[side].end_settling(now, false);
+                        self.into[into].end_settling(now, false);
                     }
                     self.log_stats(now);
                 }
@@ -196,23 +268,40 @@ impl Dispatcher {
         }
     }
 
+    /// A source's read error: its endpoint is lost, unless it was replaced since.
+    fn failed(&mut self, failed: Failed) -> Result<(), Error> {
+        let Failed { origin, error } = failed;
+        if origin.generation != self.generation(origin.end) {
+            return Ok(());
+        }
+        let endpoint = self.names[origin.end].clone();
+        self.lose(
+            origin.end,
+            Error::Read {
+                endpoint,
+                source: error,
+            },
+        )
+    }
+
     /// Waits for the first event; see [`super::select`].
     fn wait(&mut self) -> Event {
         // Held batches leave their directions while the select borrows them.
-        let mut held: Pair<Option<Batch>> = Pair::new(|side| self.dirs[side].take_held());
+        let mut held: Vec<Option<Batch>> = self.into.iter_mut().map(|d| d.take_held()).collect();
         let inputs = Inputs {
             stop: &self.stop,
             failures: &self.fail_rx,
             reopened: self.reconnect.as_ref().map(Reconnect::rx),
+            alive: &self.alive,
         };
-        let event = wait(&inputs, &self.dirs, &mut held, self.stats_at);
-        for side in Side::BOTH {
-            self.dirs[side].put_held(held[side].take());
+        let event = wait(&inputs, &self.into, &mut held, self.stats_at);
+        for (dir, held) in self.into.iter_mut().zip(held) {
+            dir.put_held(held);
         }
         event
     }
 
-    /// `--stats`: one line per direction, and the time of the next.
+    /// `--stats`: the traffic lines, and the time of the next.
     fn log_stats(&mut self, now: Instant) {
         let (Some(at), Some(every)) = (self.stats_at, self.options.stats) else {
             return;
@@ -220,49 +309,86 @@ impl Dispatcher {
         if now < at {
             return;
         }
-        let reconnects = self.reconnect.as_ref().map(Reconnect::reconnects);
-        for dir in &self.dirs.0 {
-            info!("{}", dir.traffic(reconnects));
-        }
+        self.report(false).iter().for_each(|line| info!("{line}"));
         self.stats_at = Some(Instant::now() + every);
     }
 
-    /// The endpoint on `side` is gone. Without `--reconnect` that ends the bridge with
+    /// One line per direction: to each peer, then into the device; in a hub, also one
+    /// per peer for what it handed to the device. With `last`, the summary's lines,
+    /// which also say what did not get through.
+    fn report(&self, last: bool) -> Vec<String> {
+        let reconnects = self.reconnect.as_ref().map(Reconnect::reconnects);
+        let line = |dir: &Direction| match last {
+            true => dir.summary(reconnects),
+            false => dir.traffic(reconnects),
+        };
+        let mut lines: Vec<String> = self.into[1..].iter().map(line).collect();
+        for (end, tally) in self.tallies.iter().enumerate() {
+            if let Some(tally) = tally {
+                let label = format!("{} -> {}", self.names[end], self.names[DEVICE]);
+                let shown = trace::Shown {
+                    dropped: true,
+                    ..trace::Shown::default()
+                };
+                let framing = &self.options.framing;
+                let taken = tally.taken();
+                lines.push(trace::traffic(
+                    &label,
+                    &taken,
+                    framing,
+                    tally.missed(),
+                    shown,
+                ));
+            }
+        }
+        lines.push(line(&self.into[DEVICE]));
+        lines
+    }
+
+    /// The endpoint `end` is gone. Without `--reconnect` that ends the bridge with
     /// `error`; with it, the endpoint goes down and is opened again.
-    fn lose(&mut self, side: Side, error: Error) -> Result<(), Error> {
+    fn lose(&mut self, end: usize, error: Error) -> Result<(), Error> {
         let Some(reconnect) = &self.reconnect else {
             return Err(error);
         };
-        if !reconnect.is_down(side) {
+        if !reconnect.is_down(end) {
             warn!("{error}; reconnecting");
-            self.go_down(side);
+            self.go_down(end);
         }
         Ok(())
     }
 
-    /// Marks `side` down and starts opening it again: what it sent before it went still
+    /// Marks `end` down and starts opening it again: what it sent before it went still
     /// goes on, and lines for it wait in a backlog.
-    fn go_down(&mut self, side: Side) {
+    fn go_down(&mut self, end: usize) {
         let Some(reconnect) = &mut self.reconnect else {
             return;
         };
-        if !reconnect.lost(side) {
+        if !reconnect.lost(end) {
             return;
         }
-        self.dirs[side].sources_gone(SHUTDOWN_GRACE);
-        self.dirs[side.other()].destination_gone();
+        if end == DEVICE {
+            for peer in 1..self.into.len() {
+                self.into[peer].sources_gone(SHUTDOWN_GRACE);
+            }
+        } else if !self.hub() {
+            self.into[DEVICE].sources_gone(SHUTDOWN_GRACE);
+        }
+        // A hub's peer shares the direction into the device with the others: what its
+        // sources still read goes on, until it is stopped when it opens again.
+        self.into[end].destination_gone();
     }
 
-    /// The endpoint on `side` is open again: new threads, and its backlog goes out
-    /// first (after it settles, if it asks to).
-    fn restore(&mut self, side: Side, endpoint: Endpoint) -> Result<(), Error> {
+    /// The endpoint `end` is open again: new threads, and its backlog goes out first
+    /// (after it settles, if it asks to).
+    fn restore(&mut self, end: usize, endpoint: Endpoint) -> Result<(), Error> {
         let Some(reconnect) = &mut self.reconnect else {
             return Ok(());
         };
-        let since = reconnect.back(side);
-        let name = &self.names[side];
+        let since = reconnect.back(end);
+        let name = &self.names[end];
         info!("{name}: back after {:.1} s", since.as_secs_f64());
-        self.attach(side, endpoint)
+        self.attach(end, endpoint)
     }
 
     /// Forwards everything already read, lets the writers drain, logs the summary and
@@ -274,27 +400,23 @@ impl Dispatcher {
             reconnect.cancel();
         }
         // Sources waiting for a full destination hand the rest over instead.
-        self.dirs.0.iter().for_each(Direction::stop);
+        self.into.iter().for_each(Direction::stop);
         let mut patience = Patience::new(patient, &self.stop);
         let now = Instant::now();
-        for side in Side::BOTH {
-            self.dirs[side.other()].end_settling(now, true);
+        for dir in &mut self.into {
+            dir.end_settling(now, true);
         }
-        for side in Side::BOTH {
+        let count = self.into.len();
+        for into in (1..count).chain([DEVICE]) {
             let deadline = patience.deadline();
-            self.dirs[side].hand_over(deadline, || !patience.over());
+            self.into[into].hand_over(deadline, || !patience.over());
         }
         self.done = None;
         wait_for_writers(&self.done_rx, &mut patience, &self.give_up);
-        let reconnects = self.reconnect.as_ref().map(Reconnect::reconnects);
-        for dir in &self.dirs.0 {
-            info!("{}", dir.summary(reconnects));
-        }
+        self.report(true).iter().for_each(|line| info!("{line}"));
         // Listeners stop taking clients, connections say goodbye, pty links go.
-        for side in Side::BOTH {
-            if let Some(stop) = self.stops[side].take() {
-                stop.stop(Instant::now() + STOP_GRACE);
-            }
+        for stop in self.stops.iter_mut().filter_map(Option::take) {
+            stop.stop(Instant::now() + STOP_GRACE);
         }
     }
 }

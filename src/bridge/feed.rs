@@ -3,7 +3,6 @@
 //! [`super::handoff`]).
 
 use std::cell::Cell;
-use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::handoff::{Mark, Partials, Taking};
 use super::lane::Lane;
-use super::source::{Delivery, Pieces, Source, Sources, Watch};
+use super::source::{Delivery, Failed, Owner, Pieces, Source, Sources, Watch};
 use crate::framing::{Batch, Framing};
 
 /// With `--flush-after`, how soon to look again at most often when a source holds the
@@ -32,7 +31,7 @@ pub struct Gathered {
     /// The pieces received meanwhile, with the partial lines in their place.
     pub batch: Batch,
     /// A source's read error received meanwhile.
-    pub error: Option<io::Error>,
+    pub error: Option<Failed>,
     /// With [`Partials::Silent`], when a partial line not yet due will be.
     pub next: Option<Instant>,
 }
@@ -53,16 +52,17 @@ struct Taken {
 
 impl Feed {
     /// New sources for the direction `label`, writing through `lane`: the dispatcher's
-    /// end, and the endpoint's. With `announce`, sources tell when a partial line
-    /// appears (`--flush-after`).
+    /// end, and the first endpoint's (`owner`). With `announce`, sources tell when a
+    /// partial line appears (`--flush-after`).
     pub fn new(
         label: &str,
         lane: &Arc<Lane>,
         framing: &Framing,
         hex: bool,
         announce: bool,
+        owner: Owner,
     ) -> (Feed, Sources) {
-        let (sources, watch, rx) = Sources::new(label, lane, framing, hex, announce);
+        let (sources, watch, rx) = Sources::new(label, lane, framing, hex, announce, owner);
         let feed = Feed {
             watch,
             rx,
@@ -71,13 +71,18 @@ impl Feed {
         (feed, sources)
     }
 
+    /// Another endpoint's sources in this direction.
+    pub fn sources(&self, owner: Owner) -> Sources {
+        Sources::handle(&self.watch, owner)
+    }
+
     /// The channel to select on.
     pub fn rx(&self) -> &Receiver<Delivery> {
         &self.rx
     }
 
     /// A delivery's content, counted as received.
-    pub fn accept(&self, delivery: Delivery) -> io::Result<Pieces> {
+    pub fn accept(&self, delivery: Delivery) -> Result<Pieces, Failed> {
         self.received.set(self.received.get() + 1);
         delivery.accept()
     }

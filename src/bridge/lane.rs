@@ -66,6 +66,9 @@ pub struct Lane {
     stopping: AtomicBool,
     /// Bumped to end the waits under way now (not later ones): the sources are going.
     interrupts: AtomicU64,
+    /// Never wait for a full destination (a hub's peer): what it cannot take now is
+    /// queued, and its queue drops its oldest lines when full (see `direction.rs`).
+    hasty: AtomicBool,
 }
 
 /// How long a source waits for room at a time before it looks whether the bridge is
@@ -112,6 +115,7 @@ impl Lane {
             idle = if taken.bytes == 0 { idle + 1 } else { 0 };
             if batch.is_empty()
                 || idle > 2
+                || self.hasty.load(Ordering::Relaxed)
                 || self.stopping.load(Ordering::Acquire)
                 || self.interrupts.load(Ordering::Acquire) != interrupts
             {
@@ -121,6 +125,12 @@ impl Lane {
                 return;
             }
         }
+    }
+
+    /// From now on, sources never wait for the destination: one peer of a hub must not
+    /// hold back the device, and so the others.
+    pub fn never_wait(&self) {
+        self.hasty.store(true, Ordering::Relaxed);
     }
 
     /// Ends any wait for a full destination, and every later one: the bridge is

@@ -15,8 +15,13 @@
 //! - *batch*: the pieces of one read, back to back ([`crate::framing::Batch`]).
 //! - *source*: one stream of bytes into a direction: a byte stream's reader, or one
 //!   client of a server (`source.rs`).
-//! - *direction*: one way through the bridge, named by the side it reads from:
-//!   direction A carries A's lines to B (`direction.rs`).
+//! - *device*, *peer*: the first endpoint on the command line, and the others. One peer
+//!   makes a plain bridge (A and B); several make a *hub*: every line from the device
+//!   goes to every peer, every peer's lines go to the device, peers never hear each
+//!   other.
+//! - *direction*: one way through the bridge, named by the endpoint it writes to: into
+//!   the device go every peer's lines (one feed, so lines stay whole), into each peer
+//!   the device's (`direction.rs`).
 //! - *lane*: a direction's way to its destination, and its accounts (`lane.rs`).
 //! - *direct route*: a source writes its batch itself, through the destination's
 //!   never-waiting way out, when nothing is queued for it: no thread hop.
@@ -31,10 +36,11 @@
 //! - *settle*: holding lines for a port for a while after it opens (`settle=MS`).
 //!
 //! **Rooms.** Each file owns its state; none reaches into another's.
-//! - `side.rs`, `options.rs`: the two sides, and the options from the command line.
+//! - `options.rs`: the options from the command line.
 //! - `handoff.rs`: the hand-off state machine, and its model check.
 //! - `source.rs`: sources, as the endpoint's inbox and inlets; `feed.rs`: the
-//!   dispatcher's end of them, gathering partial lines.
+//!   dispatcher's end of them, gathering partial lines; `tee.rs`: a hub's device
+//!   feeding every peer's direction.
 //! - `lane.rs`: the direct route's rule and the direction's accounts.
 //! - `direction.rs`: a direction's state as the dispatcher keeps it; `backlog.rs`.
 //! - `dispatcher.rs`: the one thread that decides; `select.rs`: its wait.
@@ -62,8 +68,8 @@ mod options;
 mod reconnect;
 mod select;
 mod shutdown;
-mod side;
 mod source;
+mod tee;
 mod trace;
 mod writer;
 
@@ -72,24 +78,35 @@ use reconnect::Reconnect;
 
 pub use lane::Traffic;
 pub use options::{DEFAULT_QUEUE, Options};
-pub use side::{Pair, Side};
 
-/// Opens endpoints `a` and `b` and bridges them until `stop` receives (or its sender is
-/// dropped) or an endpoint fails or closes. With `options.reconnect`, an endpoint that
-/// cannot be opened or goes away is opened again until it is back. Returns what went
-/// A to B and B to A.
-///
-/// A stop while an endpoint is still opening (a TCP connect that hangs) returns at
-/// once with nothing bridged. When `run` returns, nothing it started acts any more:
-/// reopening has ended, listeners take no clients, pty links are gone; only reader
-/// threads blocked in `read` may remain, holding nothing that acts.
+/// Opens endpoints `a` and `b` and bridges them: [`run_hub`] with `a` as the device and
+/// `b` its one peer. Returns what went A to B and B to A.
 pub fn run(
     a: &Spec,
     b: &Spec,
     options: &Options,
     stop: Receiver<()>,
 ) -> Result<[Traffic; 2], Error> {
-    let specs = Pair([a.clone(), b.clone()]);
+    let traffic = run_hub(&[a.clone(), b.clone()], options, stop)?;
+    Ok(two(traffic))
+}
+
+/// Opens `specs` (a device, then one or more peers) and bridges them until `stop`
+/// receives (or its sender is dropped) or an endpoint fails or closes: every line from
+/// the device goes to every peer, and every peer's lines go to the device. With
+/// `options.reconnect`, an endpoint that cannot be opened or goes away is opened again
+/// until it is back, while the others go on. Returns what went to each peer, in order,
+/// then what went to the device.
+///
+/// A stop while an endpoint is still opening (a TCP connect that hangs) returns at
+/// once with nothing bridged. When `run_hub` returns, nothing it started acts any more:
+/// reopening has ended, listeners take no clients, pty links are gone; only reader
+/// threads blocked in `read` may remain, holding nothing that acts.
+pub fn run_hub(
+    specs: &[Spec],
+    options: &Options,
+    stop: Receiver<()>,
+) -> Result<Vec<Traffic>, Error> {
     let open = options.defaults();
     let stopped = Cell::new(false);
     let interrupted = || {
@@ -98,10 +115,10 @@ pub fn run(
         }
         stopped.get()
     };
-    let mut opened = Pair::new(|_| None);
-    for side in Side::BOTH {
-        match specs[side].open(&open, &interrupted) {
-            Ok(endpoint) => opened[side] = Some(endpoint),
+    let mut opened: Vec<Option<Endpoint>> = specs.iter().map(|_| None).collect();
+    for (end, spec) in specs.iter().enumerate() {
+        match spec.open(&open, &interrupted) {
+            Ok(endpoint) => opened[end] = Some(endpoint),
             Err(_) if interrupted() => break,
             // A mistake to fix (a USB selector naming several boards), not one to wait out.
             Err(error) if options.reconnect && !error.is_lasting() => {
@@ -112,20 +129,26 @@ pub fn run(
     }
     if interrupted() {
         info!("stopping before the bridge started");
-        return Ok(Default::default());
+        return Ok(vec![Traffic::default(); specs.len()]);
     }
-    if let (Some(a), Some(b)) = (&opened[Side::A], &opened[Side::B])
-        && a.device().is_some()
-        && a.device() == b.device()
-    {
-        return Err(Error::Usage(format!(
-            "{}: the same device as {}; a bridge needs two different ports",
-            b.name(),
-            a.name()
-        )));
+    for (i, first) in opened.iter().enumerate() {
+        for second in &opened[i + 1..] {
+            if let (Some(a), Some(b)) = (first, second)
+                && a.device().is_some()
+                && a.device() == b.device()
+            {
+                return Err(Error::Usage(format!(
+                    "{}: the same device as {}; a bridge needs different ports",
+                    b.name(),
+                    a.name()
+                )));
+            }
+        }
     }
-    let names = Pair::new(|side| specs[side].to_string());
-    let reconnect = options.reconnect.then(|| Reconnect::new(specs, open));
+    let names = specs.iter().map(Spec::to_string).collect();
+    let reconnect = options
+        .reconnect
+        .then(|| Reconnect::new(specs.to_vec(), open));
     Dispatcher::run(opened, names, options, stop, reconnect)
 }
 
@@ -137,6 +160,14 @@ pub fn bridge(
     options: &Options,
     stop: Receiver<()>,
 ) -> Result<[Traffic; 2], Error> {
-    let names = Pair([&a, &b].map(|endpoint| endpoint.name().to_string()));
-    Dispatcher::run(Pair([Some(a), Some(b)]), names, options, stop, None)
+    let names = [&a, &b]
+        .map(|endpoint| endpoint.name().to_string())
+        .to_vec();
+    Dispatcher::run(vec![Some(a), Some(b)], names, options, stop, None).map(two)
+}
+
+/// A two-endpoint bridge's traffic: A to B, then B to A.
+fn two(traffic: Vec<Traffic>) -> [Traffic; 2] {
+    let mut traffic = traffic.into_iter();
+    [(); 2].map(|_| traffic.next().unwrap_or_default())
 }

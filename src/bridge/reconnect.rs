@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, bounded};
 use log::{debug, warn};
 
-use super::side::{Pair, Side};
 use crate::endpoint::{Defaults, Endpoint, Spec};
 
 /// The first wait before opening a lost endpoint again.
@@ -26,20 +25,17 @@ const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 /// The longest wait between tries: a replugged board is back within 2 s.
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
 
-/// Reopened endpoints waiting for the dispatcher: one per side at most.
-const REOPENED_QUEUE: usize = 2;
-
 /// What `--reconnect` needs to know and keeps.
 pub struct Reconnect {
-    specs: Pair<Spec>,
+    specs: Vec<Spec>,
     open: Defaults,
-    /// For each side that is down, since when.
-    down: Pair<Option<Instant>>,
-    /// How many times each side has been lost; tags writer failures.
-    generations: Pair<u64>,
+    /// For each endpoint that is down, since when.
+    down: Vec<Option<Instant>>,
+    /// How many times each endpoint has been lost; tags writer failures and sources.
+    generations: Vec<u64>,
     reconnects: u64,
-    tx: Sender<(Side, Endpoint)>,
-    rx: Receiver<(Side, Endpoint)>,
+    tx: Sender<(usize, Endpoint)>,
+    rx: Receiver<(usize, Endpoint)>,
     /// Dropped to cancel every reopening thread at once.
     cancel: Option<Sender<()>>,
     cancelled: Receiver<()>,
@@ -47,15 +43,17 @@ pub struct Reconnect {
 }
 
 impl Reconnect {
-    /// Ready to reopen `specs` with `open`.
-    pub fn new(specs: Pair<Spec>, open: Defaults) -> Reconnect {
-        let (tx, rx) = bounded(REOPENED_QUEUE);
+    /// Ready to reopen `specs` (the device first) with `open`.
+    pub fn new(specs: Vec<Spec>, open: Defaults) -> Reconnect {
+        // Reopened endpoints waiting for the dispatcher: one per endpoint at most.
+        let (tx, rx) = bounded(specs.len());
+        let count = specs.len();
         let (cancel, cancelled) = bounded(0);
         Reconnect {
             specs,
             open,
-            down: Pair::default(),
-            generations: Pair::default(),
+            down: vec![None; count],
+            generations: vec![0; count],
             reconnects: 0,
             tx,
             rx,
@@ -66,13 +64,13 @@ impl Reconnect {
     }
 
     /// Where reopened endpoints arrive.
-    pub fn rx(&self) -> &Receiver<(Side, Endpoint)> {
+    pub fn rx(&self) -> &Receiver<(usize, Endpoint)> {
         &self.rx
     }
 
-    /// Which opening of `side` is current.
-    pub fn generation(&self, side: Side) -> u64 {
-        self.generations[side]
+    /// Which opening of `end` is current.
+    pub fn generation(&self, end: usize) -> u64 {
+        self.generations[end]
     }
 
     /// Endpoints opened again so far.
@@ -80,19 +78,19 @@ impl Reconnect {
         self.reconnects
     }
 
-    /// Marks `side` down and starts opening it again; false if it already was down.
-    pub fn lost(&mut self, side: Side) -> bool {
-        if self.down[side].is_some() || self.cancel.is_none() {
+    /// Marks `end` down and starts opening it again; false if it already was down.
+    pub fn lost(&mut self, end: usize) -> bool {
+        if self.down[end].is_some() || self.cancel.is_none() {
             return false;
         }
-        self.down[side] = Some(Instant::now());
-        self.generations[side] += 1;
+        self.down[end] = Some(Instant::now());
+        self.generations[end] += 1;
         self.threads.retain(|thread| !thread.is_finished());
-        let (spec, open) = (self.specs[side].clone(), self.open.clone());
+        let (spec, open) = (self.specs[end].clone(), self.open.clone());
         let (tx, cancelled) = (self.tx.clone(), self.cancelled.clone());
         let spawned = thread::Builder::new()
             .name(format!("reopen {spec}"))
-            .spawn(move || reopen(side, &spec, &open, &tx, &cancelled));
+            .spawn(move || reopen(end, &spec, &open, &tx, &cancelled));
         match spawned {
             Ok(thread) => self.threads.push(thread),
             Err(error) => warn!("cannot start reconnecting: {error}"),
@@ -100,15 +98,15 @@ impl Reconnect {
         true
     }
 
-    /// Whether `side` is down.
-    pub fn is_down(&self, side: Side) -> bool {
-        self.down[side].is_some()
+    /// Whether `end` is down.
+    pub fn is_down(&self, end: usize) -> bool {
+        self.down[end].is_some()
     }
 
-    /// `side` is open again; returns how long it was down.
-    pub fn back(&mut self, side: Side) -> Duration {
+    /// `end` is open again; returns how long it was down.
+    pub fn back(&mut self, end: usize) -> Duration {
         self.reconnects += 1;
-        self.down[side]
+        self.down[end]
             .take()
             .map(|t| t.elapsed())
             .unwrap_or_default()
@@ -129,10 +127,10 @@ impl Reconnect {
 /// [`RECONNECT_MAX`]), until it opens or the bridge cancels. The path is resolved afresh
 /// each time, so a `/dev/serial/by-id/...` link that moved to a new device is followed.
 fn reopen(
-    side: Side,
+    end: usize,
     spec: &Spec,
     open: &Defaults,
-    tx: &Sender<(Side, Endpoint)>,
+    tx: &Sender<(usize, Endpoint)>,
     cancelled: &Receiver<()>,
 ) {
     let interrupted = || !matches!(cancelled.try_recv(), Err(TryRecvError::Empty));
@@ -146,7 +144,7 @@ fn reopen(
             // Opened too late: dropping it undoes it.
             Ok(_) if interrupted() => return,
             Ok(endpoint) => {
-                let _ = tx.send((side, endpoint));
+                let _ = tx.send((end, endpoint));
                 return;
             }
             Err(error) => debug!("{error}; trying again in {delay:?}"),

@@ -1,20 +1,20 @@
 //! The dispatcher's wait: whichever is ready first, as `asyncio.wait(FIRST_COMPLETED)`.
 //!
 //! It selects over the stop channel, writer failures, reopened endpoints
-//! (`--reconnect`) and, for each direction, either *sending* its held batch to the
-//! destination's writer or *receiving* the next delivery from its sources: a direction
-//! that holds a batch stops taking more until the writer has room, which is how a slow
-//! port holds back only its own direction. Because the set of arms changes with that
-//! state it uses crossbeam's `Select`, the builder `select!` expands to. Timers
-//! (`--flush-after`, `settle=`, `--stats`) set the deadline; a due timer goes first, so
-//! a busy bridge still flushes, settles and reports.
+//! (`--reconnect`), each endpoint's end (its sources all gone) and, for each direction,
+//! *sending* its held batch to the destination's writer and *receiving* the next
+//! delivery from its sources. A direction that holds a batch stops taking more until
+//! the writer has room, which is how a slow port holds back only its own direction (a
+//! hub's peer takes both arms: it never holds back the device). Because the set of
+//! arms changes with that state it uses crossbeam's `Select`, the builder `select!`
+//! expands to. Timers (`--flush-after`, `settle=`, `--stats`) set the deadline; a due
+//! timer goes first, so a busy bridge still flushes, settles and reports.
 
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select};
 
-use super::direction::{Arm, Direction};
-use super::side::{Pair, Side};
+use super::direction::Direction;
 use super::source::Delivery;
 use super::writer::Failure;
 use crate::endpoint::Endpoint;
@@ -26,13 +26,17 @@ pub enum Event {
     Stop,
     /// A writer failed.
     Failed(Failure),
-    /// A delivery from the sources of a direction, or `None`: they are all gone.
-    Received(Side, Option<Delivery>),
+    /// A delivery from the sources of a direction (by its destination), or `None`:
+    /// its channel is gone.
+    Received(usize, Option<Delivery>),
     /// A direction's held batch went to its writer, or came back (`Err`): the writer
     /// ended.
-    Sent(Side, Result<(), Batch>),
+    Sent(usize, Result<(), Batch>),
     /// A lost endpoint opened again (`--reconnect`).
-    Reopened(Side, Endpoint),
+    Reopened(usize, Endpoint),
+    /// Every source of an endpoint is gone, and what they sent is in their channels:
+    /// it closed.
+    Ended(usize),
     /// A timer is due.
     Timer,
 }
@@ -44,29 +48,58 @@ pub struct Inputs<'a> {
     /// Writer failures.
     pub failures: &'a Receiver<Failure>,
     /// Endpoints opened again, with `--reconnect`.
-    pub reopened: Option<&'a Receiver<(Side, Endpoint)>>,
+    pub reopened: Option<&'a Receiver<(usize, Endpoint)>>,
+    /// Per endpoint, while its sources are watched: disconnects when they are all gone.
+    pub alive: &'a [Option<Receiver<()>>],
+}
+
+/// What each operation of the select is for.
+enum Slot {
+    Stop,
+    Fail,
+    Reopen,
+    Send(usize),
+    Receive(usize),
+    Alive(usize),
 }
 
 /// Waits for the first ready operation, or until `timer` (with the directions' own
 /// timers). `held` holds each direction's held batch meanwhile; one sent leaves it.
 pub fn wait(
     inputs: &Inputs<'_>,
-    dirs: &Pair<Direction>,
-    held: &mut Pair<Option<Batch>>,
+    dirs: &[Direction],
+    held: &mut [Option<Batch>],
     timer: Option<Instant>,
 ) -> Event {
     let mut sel = Select::new();
-    let stop = sel.recv(inputs.stop);
-    let fail = sel.recv(inputs.failures);
-    let reopen = inputs.reopened.map(|rx| sel.recv(rx));
-    let arms = Pair::new(|side| match dirs[side].arm(&held[side]) {
-        Arm::Send(out) => Some(sel.send(out)),
-        Arm::Receive(rx) => Some(sel.recv(rx)),
-        Arm::Idle => None,
-    });
-    let deadline = Side::BOTH
-        .into_iter()
-        .filter_map(|side| dirs[side].timer(&held[side]))
+    let mut slots = vec![Slot::Stop, Slot::Fail];
+    sel.recv(inputs.stop);
+    sel.recv(inputs.failures);
+    if let Some(rx) = inputs.reopened {
+        sel.recv(rx);
+        slots.push(Slot::Reopen);
+    }
+    for (d, dir) in dirs.iter().enumerate() {
+        let arms = dir.arms(&held[d]);
+        if let Some(out) = arms.send {
+            sel.send(out);
+            slots.push(Slot::Send(d));
+        }
+        if let Some(rx) = arms.receive {
+            sel.recv(rx);
+            slots.push(Slot::Receive(d));
+        }
+    }
+    for (end, alive) in inputs.alive.iter().enumerate() {
+        if let Some(rx) = alive {
+            sel.recv(rx);
+            slots.push(Slot::Alive(end));
+        }
+    }
+    let deadline = dirs
+        .iter()
+        .zip(held.iter())
+        .filter_map(|(dir, held)| dir.timer(held))
         .chain(timer)
         .min();
     if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
@@ -79,32 +112,43 @@ pub fn wait(
         },
         None => sel.select(),
     };
-    let index = oper.index();
-    if index == stop {
-        // A message or a dropped sender: either way, stop.
-        let _ = oper.recv(inputs.stop);
-        return Event::Stop;
-    }
-    if index == fail {
-        let failure = oper.recv(inputs.failures);
-        return Event::Failed(failure.expect("the dispatcher keeps a failure sender"));
-    }
-    if let (Some(reopen), Some(rx)) = (reopen, inputs.reopened)
-        && index == reopen
-    {
-        let (side, endpoint) = oper.recv(rx).expect("the reconnect state keeps a sender");
-        return Event::Reopened(side, endpoint);
-    }
-    let side = Side::BOTH
-        .into_iter()
-        .find(|&side| arms[side] == Some(index))
-        .expect("the selected operation is one of the arms");
-    match dirs[side].arm(&held[side]) {
-        Arm::Send(out) => {
-            let batch = held[side].take().expect("a send arm has a held batch");
-            Event::Sent(side, oper.send(out, batch).map_err(|e| e.into_inner()))
+    match slots[oper.index()] {
+        Slot::Stop => {
+            // A message or a dropped sender: either way, stop.
+            let _ = oper.recv(inputs.stop);
+            Event::Stop
         }
-        Arm::Receive(rx) => Event::Received(side, oper.recv(rx).ok()),
-        Arm::Idle => unreachable!("an arm exists only for a held batch or a feed"),
+        Slot::Fail => {
+            let failure = oper.recv(inputs.failures);
+            Event::Failed(failure.expect("the dispatcher keeps a failure sender"))
+        }
+        Slot::Reopen => {
+            let rx = inputs.reopened.expect("a reopen arm has its channel");
+            let (end, endpoint) = oper.recv(rx).expect("the reconnect state keeps a sender");
+            Event::Reopened(end, endpoint)
+        }
+        Slot::Send(d) => {
+            let out = dirs[d]
+                .arms(&held[d])
+                .send
+                .expect("a send arm has its queue");
+            let batch = held[d].take().expect("a send arm has a held batch");
+            Event::Sent(d, oper.send(out, batch).map_err(|e| e.into_inner()))
+        }
+        Slot::Receive(d) => {
+            let rx = dirs[d]
+                .arms(&held[d])
+                .receive
+                .expect("a receive arm has a feed");
+            Event::Received(d, oper.recv(rx).ok())
+        }
+        Slot::Alive(end) => {
+            let rx = inputs.alive[end]
+                .as_ref()
+                .expect("an alive arm has its channel");
+            // Nothing is ever sent on it: this is the disconnect.
+            let _ = oper.recv(rx);
+            Event::Ended(end)
+        }
     }
 }

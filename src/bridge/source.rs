@@ -36,6 +36,55 @@ pub struct Delivery {
     content: io::Result<Pieces>,
 }
 
+/// Which endpoint a source belongs to, and which opening of it (`--reconnect`), so that
+/// an error from an endpoint replaced since is known as old news.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The endpoint's place on the command line, the device first.
+    pub end: usize,
+    /// Which opening of it.
+    pub generation: u64,
+}
+
+/// A source's read error, and whose it is.
+#[derive(Debug)]
+pub struct Failed {
+    /// The endpoint it came from.
+    pub origin: Origin,
+    /// What happened.
+    pub error: io::Error,
+}
+
+/// What one endpoint handed into a direction that several endpoints share (the hub's
+/// peers, into the device): pieces and bytes taken from it, and messages it lost before
+/// it could read them. Kept across its reconnects.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pieces: AtomicU64,
+    bytes: AtomicU64,
+    missed: AtomicU64,
+}
+
+impl Tally {
+    fn add(&self, pieces: usize, bytes: usize) {
+        self.pieces.fetch_add(pieces as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Pieces and bytes taken so far.
+    pub fn taken(&self) -> super::lane::Traffic {
+        super::lane::Traffic {
+            pieces: self.pieces.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Messages lost before they could be read.
+    pub fn missed(&self) -> u64 {
+        self.missed.load(Ordering::Relaxed)
+    }
+}
+
 /// What a read left for the queued route.
 #[derive(Debug)]
 pub struct Pieces {
@@ -47,9 +96,10 @@ pub struct Pieces {
 
 impl Delivery {
     /// Its content, counted as received.
-    pub fn accept(self) -> io::Result<Pieces> {
+    pub fn accept(self) -> Result<Pieces, Failed> {
         self.source.received.count();
-        self.content
+        let origin = self.source.origin;
+        self.content.map_err(|error| Failed { origin, error })
     }
 
     /// When its source's partial line falls due after `after`, if it has one now.
@@ -63,6 +113,9 @@ impl Delivery {
 /// received from it.
 pub struct Source {
     name: String,
+    origin: Origin,
+    /// Counts what it hands on, where its endpoint shares the direction.
+    tally: Option<Arc<Tally>>,
     state: Mutex<State>,
     received: Received,
 }
@@ -92,6 +145,9 @@ impl Source {
         if let Taking::Now(_) = taking {
             state.framer.take_partial(into);
             lane.queued(pending);
+            if let Some(tally) = &self.tally {
+                tally.add(1, pending);
+            }
         }
         taking
     }
@@ -128,27 +184,50 @@ impl Shared {
     }
 }
 
-/// A direction's sources: the endpoint opens them here. Once it and every source it
-/// opened are gone, the channel disconnects, which the dispatcher takes as "closed".
+/// One endpoint's sources in a direction: it opens them here. Once it and every source
+/// it opened are gone, `alive` disconnects, which the dispatcher takes as "closed"
+/// (every delivery they sent is in the channel by then).
 pub struct Sources {
     shared: Arc<Shared>,
     tx: Sender<Delivery>,
+    origin: Origin,
+    /// `A -> B`, for the logs of its sources.
+    label: Arc<str>,
+    tally: Option<Arc<Tally>>,
+    alive: Sender<()>,
+}
+
+/// How [`Sources::new`] and [`Sources::handle`] tell a new endpoint's sources apart.
+pub struct Owner {
+    /// Whose they are.
+    pub origin: Origin,
+    /// `A -> B`, for their logs.
+    pub label: String,
+    /// Counts what they hand on, where the direction has several endpoints' sources.
+    pub tally: Option<Arc<Tally>>,
+    /// Held by the handle and each source; dropped with the last of them.
+    pub alive: Sender<()>,
 }
 
 /// The dispatcher's view of a direction's sources: see [`super::feed`].
 pub struct Watch {
     shared: Arc<Shared>,
+    /// For more endpoints' sources ([`Sources::handle`]); so the channel never
+    /// disconnects while the dispatcher watches it.
+    tx: Sender<Delivery>,
 }
 
 impl Sources {
     /// The sources of the direction `label`, writing through `lane`; the dispatcher
-    /// watches them, and receives their deliveries from the channel returned.
+    /// watches them, and receives their deliveries from the channel returned. More
+    /// endpoints' sources join through [`Sources::handle`].
     pub fn new(
         label: &str,
         lane: &Arc<Lane>,
         framing: &Framing,
         hex: bool,
         announce: bool,
+        owner: Owner,
     ) -> (Sources, Watch, Receiver<Delivery>) {
         let shared = Arc::new(Shared {
             label: label.to_string(),
@@ -162,8 +241,25 @@ impl Sources {
         let (tx, rx) = bounded(CHANNEL_CAPACITY);
         let watch = Watch {
             shared: Arc::clone(&shared),
+            tx: tx.clone(),
         };
-        (Sources { shared, tx }, watch, rx)
+        (Sources::with(shared, tx, owner), watch, rx)
+    }
+
+    fn with(shared: Arc<Shared>, tx: Sender<Delivery>, owner: Owner) -> Sources {
+        Sources {
+            shared,
+            tx,
+            origin: owner.origin,
+            label: owner.label.into(),
+            tally: owner.tally,
+            alive: owner.alive,
+        }
+    }
+
+    /// Another endpoint's sources in the same direction.
+    pub fn handle(watch: &Watch, owner: Owner) -> Sources {
+        Sources::with(Arc::clone(&watch.shared), watch.tx.clone(), owner)
     }
 
     /// Opens a source named `name` (for messages about it).
@@ -172,6 +268,8 @@ impl Sources {
         let mut sources = shared.sources();
         let source = Arc::new(Source {
             name: name.to_string(),
+            origin: self.origin,
+            tally: self.tally.clone(),
             state: Mutex::new(State {
                 framer: Framer::new(&shared.framing),
                 machine: Machine::new(sources.1, shared.announce, Instant::now()),
@@ -185,6 +283,8 @@ impl Sources {
             source,
             tx: self.tx.clone(),
             tail: Vec::new(),
+            label: Arc::clone(&self.label),
+            _alive: self.alive.clone(),
         }
     }
 }
@@ -226,6 +326,10 @@ pub struct SourceInlet {
     tx: Sender<Delivery>,
     /// The last bytes fed since the last message ended, as many as the delimiter has.
     tail: Vec<u8>,
+    /// `A -> B`, for logs.
+    label: Arc<str>,
+    /// Dropped last, after the partial line went on: see [`Sources`].
+    _alive: Sender<()>,
 }
 
 impl SourceInlet {
@@ -237,6 +341,9 @@ impl SourceInlet {
             return true;
         };
         drop(state);
+        if let Some(tally) = &self.source.tally {
+            tally.add(batch.pieces(), batch.bytes().len());
+        }
         let logged = log_enabled!(log::Level::Debug).then(|| batch.clone());
         let mut sent = self.shared.lane.route(&mut batch, |rest| {
             if rest.is_empty() && !route.news {
@@ -252,7 +359,7 @@ impl SourceInlet {
             sent &= self.send(Batch::default(), partial);
         }
         if let Some(batch) = logged {
-            trace::pieces(&self.shared.label, &batch, self.shared.hex);
+            trace::pieces(&self.label, &batch, self.shared.hex);
         }
         sent
     }
@@ -363,6 +470,9 @@ impl endpoint::Inlet for SourceInlet {
 
     fn missed(&mut self, count: u64) {
         self.shared.lane.missed(count);
+        if let Some(tally) = &self.source.tally {
+            tally.missed.fetch_add(count, Ordering::Relaxed);
+        }
     }
 
     fn drop_partial(&mut self) {
@@ -405,7 +515,23 @@ mod tests {
     /// A feed and its sources for `A -> B` with `options`.
     pub(super) fn feed_of(lane: &Arc<Lane>, options: &Options) -> (Feed, Sources) {
         let announce = options.flush_after.is_some();
-        Feed::new("A -> B", lane, &options.framing, options.hex, announce)
+        let owner = Owner {
+            origin: Origin {
+                end: 0,
+                generation: 0,
+            },
+            label: "A -> B".into(),
+            tally: None,
+            alive: bounded(0).0,
+        };
+        Feed::new(
+            "A -> B",
+            lane,
+            &options.framing,
+            options.hex,
+            announce,
+            owner,
+        )
     }
     use crate::bridge::feed::Feed;
     use crate::bridge::handoff::{Partials, Phase};

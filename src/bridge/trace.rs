@@ -42,16 +42,31 @@ pub fn framing(framing: &Framing) -> String {
     }
 }
 
+/// What a traffic line says besides lines and bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shown {
+    /// Endpoints opened again, with `--reconnect` (then drops are always shown).
+    pub reconnects: Option<u64>,
+    /// Over-long lines forwarded in pieces.
+    pub cuts: u64,
+    /// Show drops even when there are none (a hub's lines, one per peer).
+    pub dropped: bool,
+}
+
 /// What one direction carried: `A -> B: 12 lines, 345 bytes` and whatever else there is
-/// to say. `reconnects` is given with `--reconnect`.
+/// to say.
 pub fn traffic(
     label: &str,
     traffic: &Traffic,
     framing: &Framing,
     lost: u64,
-    reconnects: Option<u64>,
-    cuts: u64,
+    shown: Shown,
 ) -> String {
+    let Shown {
+        reconnects,
+        cuts,
+        dropped,
+    } = shown;
     let Traffic { pieces, bytes } = traffic;
     let mut line = match framing {
         Framing::Raw => format!("{label}: {}", count(*bytes, "byte")),
@@ -65,7 +80,7 @@ pub fn traffic(
         Some(reconnects) => {
             line += &format!(", {lost} dropped, {}", count(reconnects, "reconnect"));
         }
-        None if lost > 0 => line += &format!(", {lost} dropped"),
+        None if lost > 0 || dropped => line += &format!(", {lost} dropped"),
         None => {}
     }
     if cuts > 0 {
@@ -133,12 +148,25 @@ mod tests {
             bytes: 9,
         };
         let lines = Framing::default();
+        let shown = |reconnects, cuts| Shown {
+            reconnects,
+            cuts,
+            dropped: false,
+        };
         assert_eq!(
-            traffic("A -> B", &t, &lines, 0, None, 0),
+            traffic("A -> B", &t, &lines, 0, shown(None, 0)),
             "A -> B: 2 lines, 9 bytes"
         );
+        let hub = Shown {
+            dropped: true,
+            ..Shown::default()
+        };
         assert_eq!(
-            traffic("A -> B", &t, &lines, 3, Some(1), 2),
+            traffic("A -> B", &t, &lines, 0, hub),
+            "A -> B: 2 lines, 9 bytes, 0 dropped"
+        );
+        assert_eq!(
+            traffic("A -> B", &t, &lines, 3, shown(Some(1), 2)),
             "A -> B: 2 lines, 9 bytes, 3 dropped, 1 reconnect (2 over-long lines forwarded in pieces)"
         );
         let one = Traffic {
@@ -146,11 +174,11 @@ mod tests {
             bytes: 5,
         };
         assert_eq!(
-            traffic("A -> B", &one, &lines, 0, Some(2), 1),
+            traffic("A -> B", &one, &lines, 0, shown(Some(2), 1)),
             "A -> B: 1 line, 5 bytes, 0 dropped, 2 reconnects (1 over-long line forwarded in pieces)"
         );
         assert_eq!(
-            traffic("A -> B", &t, &Framing::Raw, 1, None, 0),
+            traffic("A -> B", &t, &Framing::Raw, 1, shown(None, 0)),
             "A -> B: 9 bytes, 1 dropped"
         );
     }

@@ -13,7 +13,6 @@ use std::thread;
 use crossbeam_channel::{Sender, bounded};
 
 use super::lane::Lane;
-use super::side::Side;
 use crate::endpoint::{GiveUp, Outbox};
 use crate::error::Error;
 use crate::framing::Batch;
@@ -24,7 +23,7 @@ const WRITER_QUEUE: usize = 4;
 /// A writer's failure, tagged so the dispatcher can tell it from an older writer's.
 pub struct Failure {
     /// The endpoint the writer wrote to.
-    pub side: Side,
+    pub end: usize,
     /// Which opening of that endpoint.
     pub generation: u64,
     /// What happened.
@@ -36,7 +35,7 @@ pub struct Writing {
     /// The endpoint's name, for messages.
     pub name: String,
     /// The endpoint written to.
-    pub side: Side,
+    pub end: usize,
     /// Which opening of it.
     pub generation: u64,
     /// The lane of the direction into it.
@@ -68,7 +67,7 @@ pub fn spawn_writer(mut outbox: Box<dyn Outbox>, w: Writing) -> io::Result<Sende
                             _ => Error::Write { endpoint, source },
                         };
                         let _ = w.fail.send(Failure {
-                            side: w.side,
+                            end: w.end,
                             generation: w.generation,
                             error,
                         });

@@ -73,7 +73,7 @@ fn same_path(a: &str, b: &str) -> bool {
 
 /// Refuses a log file that is one of the bridged ports, whichever way it is named: log
 /// lines would go into the device's data. A terminal of its own stays allowed.
-pub fn check_log_file(file: &std::path::Path, ports: [&Spec; 2]) -> Result<(), Error> {
+pub fn check_log_file(file: &std::path::Path, ports: &[Spec]) -> Result<(), Error> {
     if file.as_os_str().is_empty() {
         return Err(Error::Usage("--log-file needs a path".into()));
     }
