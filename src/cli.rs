@@ -27,7 +27,8 @@ pub use log::LogConfig;
 use check::{Unit, bounded_wait, check_log_file, same_endpoint};
 
 /// Bridge two endpoints (serial ports, TCP, WebSocket, MQTT, UDP, stdin/stdout, a
-/// pty): every complete line read on one is written to the other, byte for byte.
+/// pty): every complete line read on one is written to the other, byte for byte. Give
+/// more for a hub: the first (the device) talks with each of the others (its peers).
 #[derive(FromArgs, Debug)]
 #[argh(
     example = "Bridge two Arduinos at 9600 baud:\n  $ {command_name} /dev/ttyACM0 /dev/ttyACM1",
@@ -37,10 +38,11 @@ use check::{Unit, bounded_wait, check_log_file, same_endpoint};
     example = "Expose an Arduino to the network (this machine only without 0.0.0.0):\n  $ {command_name} /dev/ttyACM0 tcp-listen://0.0.0.0:5000",
     example = "A board's lines in a browser, at http://localhost:8080/:\n  $ {command_name} /dev/ttyACM0 ws-listen://8080",
     example = "Name a board, not a port (--list prints the selector), and follow it across replugs:\n  $ {command_name} --reconnect usb:2341:0043:85735313233351F0B1E1,baud=115200 -",
-    example = "Put a board on an MQTT broker, lines out on one topic and in from another:\n  $ {command_name} /dev/ttyACM0 mqtt://broker,pub=lab/uno1,sub=lab/uno2"
+    example = "Put a board on an MQTT broker, lines out on one topic and in from another:\n  $ {command_name} /dev/ttyACM0 mqtt://broker,pub=lab/uno1,sub=lab/uno2",
+    example = "One board, many peers (a hub): on MQTT and in the browser at once:\n  $ {command_name} --reconnect usb:2341:0043 mqtt://broker,pub=lab/uno,sub=lab/uno/in ws-listen://8080"
 )]
 pub struct Args {
-    /// the two endpoints to bridge, A and B (below)
+    /// the endpoints to bridge: A and B, or a device and its peers (below)
     #[argh(positional, arg_name = "ENDPOINT")]
     pub ports: Vec<String>,
 
@@ -79,7 +81,8 @@ pub struct Args {
     #[argh(option, arg_name = "MS")]
     pub settle: Option<u64>,
 
-    /// lines kept for a port that is down; the oldest go first (default 256)
+    /// lines kept for a port that is down, or waiting for a peer of a hub that falls
+    /// behind; the oldest go first (default 256)
     #[argh(option, arg_name = "N")]
     pub queue: Option<usize>,
 
@@ -524,6 +527,17 @@ mod tests {
     fn bad_arguments_say_what_to_type() {
         assert!(usage_error(&["/dev/a"]).contains("two ports are needed"));
         assert!(usage_error(&["/dev/a", "/dev/a"]).contains("given as both ports"));
+        let twice = ["/dev/a", "tcp-listen://5000", "/dev/b", "tcp-listen://5000"];
+        assert_eq!(
+            usage_error(&twice),
+            "tcp-listen://127.0.0.1:5000: given twice; each endpoint needs a port of its own"
+        );
+        let looped = ["/dev/a", "mqtt://h,pub=x", "mqtt://h,sub=x,client-id=y"];
+        assert!(
+            usage_error(&looped).contains("sub=x takes back"),
+            "{}",
+            usage_error(&looped)
+        );
         assert!(usage_error(&["/dev/a,baud=x", "/dev/b"]).contains("bad setting 'baud=x'"));
         assert!(usage_error(&["--max-line", "0", "/a", "/b"]).contains("at least 1"));
         assert!(usage_error(&["--baud", "0", "/a", "/b"]).contains("at least 1"));

@@ -4,10 +4,9 @@
 //! in. The dispatcher decides what happens; each transition of a direction's state is
 //! a method here.
 //!
-//! A direction to one peer of a hub (a device with several peers) never holds back its
-//! source, the device: its lane never waits, the dispatcher keeps taking the device's
-//! lines while the writer is busy, and beyond `--queue` lines waiting for the peer the
-//! oldest are dropped and counted ([`Direction::hold`]).
+//! A direction to one peer of a hub (a device with several peers) holds back its
+//! source, the device, only briefly: its lane never waits, and a peer that falls
+//! behind is given [`super::lag`]'s patience, then loses its oldest lines, counted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use log::{debug, warn};
 use super::backlog::Backlog;
 use super::feed::{Feed, Gathered};
 use super::handoff::Partials;
+use super::lag::Lag;
 use super::lane::{Lane, Traffic};
 use super::options::Options;
 use super::source::{Delivery, Failed, Owner, Sources};
@@ -48,10 +48,8 @@ pub struct Direction {
     settling: Option<(Instant, Option<Box<dyn Direct>>)>,
     /// Over-long lines cut by sources replaced since (a reconnect).
     cuts: u64,
-    /// To one peer of a hub: never holds back its source; see the module documentation.
-    hub: bool,
-    /// Whether lines were dropped for a peer that fell behind (logged once).
-    lagged: bool,
+    /// To one peer of a hub: how far behind it is; see the module documentation.
+    lag: Option<Lag>,
 }
 
 /// What a direction offers the dispatcher's select now: its held batch to the writer,
@@ -82,8 +80,7 @@ impl Direction {
             backlog: None,
             settling: None,
             cuts: 0,
-            hub,
-            lagged: false,
+            lag: hub.then(|| Lag::new(options.queue)),
         }
     }
 
@@ -130,7 +127,10 @@ impl Direction {
         let receive = self
             .feed
             .as_ref()
-            .filter(|_| self.hub || held.is_none())
+            .filter(|_| match &self.lag {
+                Some(lag) => lag.taking(held),
+                None => held.is_none(),
+            })
             .map(Feed::rx);
         Arms { send, receive }
     }
@@ -139,7 +139,8 @@ impl Direction {
     pub fn timer(&self, held: &Option<Batch>) -> Option<Instant> {
         let flush = self.flush_at.filter(|_| held.is_none());
         let settle = self.settling.as_ref().map(|(until, _)| *until);
-        flush.into_iter().chain(settle).min()
+        let lag = self.lag.as_ref().and_then(Lag::timer);
+        flush.into_iter().chain(settle).chain(lag).min()
     }
 
     /// A delivery from its sources: its pieces are held for the writer. A read error
@@ -160,17 +161,22 @@ impl Direction {
     /// The writer took the held batch, or ended (`Err`): then the batch is kept, and
     /// the queue nobody drains is no longer offered it.
     pub fn sent(&mut self, result: Result<(), Batch>) {
-        if let Err(batch) = result {
-            self.held = Some(batch);
-            self.out = None;
+        match result {
+            Err(batch) => {
+                self.held = Some(batch);
+                self.out = None;
+            }
+            Ok(()) => {
+                if let Some(lag) = &mut self.lag {
+                    lag.caught_up(&self.label);
+                }
+            }
         }
     }
 
     /// Holds a batch for the writer or, while the destination is down or settling,
-    /// adds its pieces to the backlog, dropping the oldest beyond `--queue`. A hub's
-    /// peer that cannot take lines as fast as they come is treated the same way: beyond
-    /// `--queue` lines held for it, the oldest go (all but the first, which may finish a
-    /// line already begun).
+    /// adds its pieces to the backlog, dropping the oldest beyond `--queue`. For a hub's
+    /// peer, see [`Lag`].
     pub fn hold(&mut self, batch: Batch) {
         if batch.is_empty() {
             return;
@@ -186,25 +192,25 @@ impl Direction {
                     );
                 }
             }
-            None => match &mut self.held {
-                Some(held) => {
-                    held.append(batch);
-                    let over = held.pieces().saturating_sub(limit.max(1));
-                    if self.hub && over > 0 {
-                        let bytes = held.drop_after_first(over);
-                        self.lane.lost(over, bytes);
-                        if !self.lagged {
-                            self.lagged = true;
-                            warn!(
-                                "{}: {} is not keeping up; dropping its oldest lines \
-                                 (--queue {limit}; the summary counts them)",
-                                self.label, self.to
-                            );
-                        }
+            None => {
+                let held = match &mut self.held {
+                    Some(held) => {
+                        held.append(batch);
+                        held
                     }
+                    None => self.held.insert(batch),
+                };
+                if let Some(lag) = &mut self.lag {
+                    lag.held(held, &self.lane, Instant::now());
                 }
-                None => self.held = Some(batch),
-            },
+            }
+        }
+    }
+
+    /// A hub's peer that has been behind too long starts losing its oldest lines.
+    pub fn check_lag(&mut self, now: Instant) {
+        if let Some(lag) = &mut self.lag {
+            lag.tick(&mut self.held, &self.lane, now, &self.label);
         }
     }
 
@@ -339,7 +345,7 @@ impl Direction {
         let shown = trace::Shown {
             reconnects,
             cuts,
-            dropped: self.hub,
+            dropped: self.lag.is_some(),
         };
         let mut line = trace::traffic(&self.label, &written, framing, lost, shown);
         if self.options.stats.is_some() && written.bytes > 0 {

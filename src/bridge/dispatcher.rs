@@ -261,6 +261,7 @@ impl Dispatcher {
                             self.failed(failed)?;
                         }
                         self.into[into].end_settling(now, false);
+                        self.into[into].check_lag(now);
                     }
                     self.log_stats(now);
                 }

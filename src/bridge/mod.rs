@@ -42,7 +42,8 @@
 //!   dispatcher's end of them, gathering partial lines; `tee.rs`: a hub's device
 //!   feeding every peer's direction.
 //! - `lane.rs`: the direct route's rule and the direction's accounts.
-//! - `direction.rs`: a direction's state as the dispatcher keeps it; `backlog.rs`.
+//! - `direction.rs`: a direction's state as the dispatcher keeps it; `backlog.rs`;
+//!   `lag.rs`: a hub's peer that falls behind.
 //! - `dispatcher.rs`: the one thread that decides; `select.rs`: its wait.
 //! - `writer.rs`: a thread per endpoint, so a port that drains slowly holds back only
 //!   its own direction.
@@ -63,6 +64,7 @@ mod direction;
 mod dispatcher;
 mod feed;
 mod handoff;
+mod lag;
 mod lane;
 mod options;
 mod reconnect;

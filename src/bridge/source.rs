@@ -145,7 +145,7 @@ impl Source {
         if let Taking::Now(_) = taking {
             state.framer.take_partial(into);
             lane.queued(pending);
-            if let Some(tally) = &self.tally {
+            if let (Some(tally), true) = (&self.tally, pending > 0) {
                 tally.add(1, pending);
             }
         }

@@ -97,3 +97,28 @@ fn bench_smoke_runs_the_udp_scenarios_without_loss() {
     );
     assert!(report.contains("\"datagrams_per_s_out\""), "{report}");
 }
+
+#[test]
+fn bench_smoke_runs_the_hub_scenarios_without_loss() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let json = std::env::temp_dir().join(format!("bench-hub-smoke-{}.json", std::process::id()));
+    let output = Command::new("python3")
+        .arg(root.join("scripts/bench"))
+        .args(["--hub", "--smoke", "--peers", "1,3"])
+        .arg("--bridge")
+        .arg(format!("mine={}", env!("CARGO_BIN_EXE_serial-bridge")))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run scripts/bench --hub");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("mine x1") && stdout.contains("mine x3"),
+        "{stdout}"
+    );
+    let report = std::fs::read_to_string(&json).unwrap();
+    assert!(report.contains("\"cpu_us_per_line\""), "{report}");
+    std::fs::remove_file(&json).unwrap();
+}

@@ -7,6 +7,7 @@ mod adding;
 mod bench;
 mod cli;
 mod endpoints;
+mod hub;
 mod inproc;
 mod journal;
 mod layout;

@@ -309,3 +309,19 @@ pub fn have(program: &str, args: &[&str]) -> bool {
     }
     ok
 }
+
+/// Runs a scenario of a peer script in tests/integration (`ws_peer.py`, `hub_peer.py`):
+/// it plays the peers and devices itself, checks every byte and says what went wrong.
+pub fn scenario(script: &str, name: &str) {
+    let path = format!("{}/tests/integration/{script}", env!("CARGO_MANIFEST_DIR"));
+    let child = spawn(
+        Command::new("python3")
+            .args([&path, name, env!("CARGO_BIN_EXE_serial-bridge")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    );
+    let output = child.wait_with_output().expect("wait for the peer script");
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{name}: {out}{err}");
+}

@@ -2,24 +2,7 @@
 //! a server (tests/integration/ws_peer.py plays them and the devices), and a real
 //! headless Chromium on the console page (tests/integration/browser.py).
 
-use std::process::Command;
-
-use crate::util::{have, spawn};
-
-/// Runs a scenario of a peer script; it checks every byte and says what went wrong.
-fn scenario(script: &str, name: &str) {
-    let path = format!("{}/tests/integration/{script}", env!("CARGO_MANIFEST_DIR"));
-    let child = spawn(
-        Command::new("python3")
-            .args([&path, name, env!("CARGO_BIN_EXE_serial-bridge")])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped()),
-    );
-    let output = child.wait_with_output().expect("wait for the peer script");
-    let out = String::from_utf8_lossy(&output.stdout);
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{name}: {out}{err}");
-}
+use crate::util::{have, scenario};
 
 fn websockets() -> bool {
     have("python3", &["-c", "import websockets.sync.client"])

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::util::{Bridge, PATIENCE, Pty, lines, read_exactly, write_all};
 use broker::{Broker, have_mosquitto};
 
-mod broker;
+pub mod broker;
 mod resilience;
 
 /// Payloads that are easy to get wrong: NUL, 0xFF, invalid UTF-8, CR, empty.
