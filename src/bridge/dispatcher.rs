@@ -415,9 +415,11 @@ impl Dispatcher {
         self.done = None;
         wait_for_writers(&self.done_rx, &mut patience, &self.give_up);
         self.report(true).iter().for_each(|line| info!("{line}"));
-        // Listeners stop taking clients, connections say goodbye, pty links go.
+        // Listeners stop taking clients, connections say goodbye, pty links go: all
+        // within one grace, however many peers a hub has.
+        let deadline = Instant::now() + STOP_GRACE;
         for stop in self.stops.iter_mut().filter_map(Option::take) {
-            stop.stop(Instant::now() + STOP_GRACE);
+            stop.stop(deadline);
         }
     }
 }
