@@ -162,7 +162,7 @@ fn handshake(
         stream.peer_addr()?,
         s.client_id
     );
-    let mut early = Vec::new();
+    let (mut early, mut kept) = (Vec::new(), 0);
     if let Some(filter) = &s.subscribe {
         let pid = session.as_ref().map_or(1, |session| session.pid());
         out.clear();
@@ -188,7 +188,9 @@ fn handshake(
                     }
                 }
                 // A persistent session's backlog can arrive before the SUBACK.
-                codec::kind::PUBLISH => early.extend(receive::Early::read(&mut input, header)?),
+                codec::kind::PUBLISH => {
+                    early.push(receive::Early::read(&mut input, header, &mut kept)?)
+                }
                 _ => {
                     codec::read_body(&mut input, header)?;
                 }

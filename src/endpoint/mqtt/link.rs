@@ -111,7 +111,7 @@ impl Start for Opened {
         };
         let reader = Reader {
             link: Arc::clone(&link),
-            handover: Handover::new(inlet, whole, delimiter),
+            handover: Handover::new(inlet, whole, delimiter, s.subscribe.clone(), &self.name),
             acks: tx.clone(),
             silence: self.silence,
             done: done_tx,

@@ -17,7 +17,12 @@
 //! a read would block.
 //!
 //! A payload longer than `--max-line` is streamed through the framer in pieces, so
-//! memory stays bounded whatever the broker sends.
+//! memory stays bounded whatever the broker sends; so is what arrives before the
+//! SUBACK ([`EARLY_LIMIT`]).
+//!
+//! **Only what `sub=` names** reaches the other side. A message on any other topic (a
+//! subscription a persistent session kept from an earlier run with other settings, or
+//! a broker sending what nobody asked for) is acknowledged, dropped and counted.
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -29,38 +34,58 @@ use memchr::memmem;
 
 use super::codec::{self, kind};
 use super::connection::{Command, Link};
+use super::settings::matches;
 use crate::endpoint::contract::Inlet;
 use crate::endpoint::stream::READ_BUFFER;
-use crate::framing::MAX_MAX_LINE;
 
 /// Gathered bytes handed over at once at most: one read's worth.
 const GATHER: usize = READ_BUFFER;
 
-/// A message that arrived during the handshake.
+/// Payload bytes kept at most, all together, of messages that arrive before the
+/// SUBACK (a persistent session's backlog): they wait in memory until the bridge
+/// starts. Messages beyond it are acknowledged and counted as dropped.
+pub const EARLY_LIMIT: usize = 1 << 20;
+
+/// A message that arrived during the handshake; `payload` is `None` if it was dropped
+/// (beyond [`EARLY_LIMIT`]).
 pub struct Early {
+    topic: String,
     pid: Option<u16>,
-    payload: Vec<u8>,
+    payload: Option<Vec<u8>>,
 }
 
 impl Early {
-    /// Reads a PUBLISH whose `header` was read; `None` if it is too long to keep.
-    pub fn read(input: &mut impl Read, header: codec::Header) -> io::Result<Option<Early>> {
+    /// Reads a PUBLISH whose `header` was read; `kept` is what earlier ones keep, and
+    /// grows by what this one keeps.
+    pub fn read(
+        input: &mut impl Read,
+        header: codec::Header,
+        kept: &mut usize,
+    ) -> io::Result<Early> {
         let publish = codec::read_publish(input, header)?;
-        if publish.payload > MAX_MAX_LINE {
-            log::warn!(
-                "a message of {} bytes arrived while subscribing, more than {MAX_MAX_LINE} \
-                 bytes; skipped it",
-                publish.payload
-            );
-            skip(input, publish.payload)?;
-            return Ok(None);
-        }
-        let mut payload = vec![0; publish.payload];
-        input.read_exact(&mut payload)?;
-        Ok(Some(Early {
+        let len = publish.payload;
+        let payload = if kept.saturating_add(len) > EARLY_LIMIT {
+            if *kept <= EARLY_LIMIT {
+                log::warn!(
+                    "more than {} arrived before the subscription was confirmed; \
+                     dropping the rest of them (counted)",
+                    crate::words::count(EARLY_LIMIT as u64, "byte")
+                );
+                *kept = EARLY_LIMIT + 1;
+            }
+            skip(input, len)?;
+            None
+        } else {
+            let mut payload = vec![0; len];
+            input.read_exact(&mut payload)?;
+            *kept += len;
+            Some(payload)
+        };
+        Ok(Early {
+            topic: publish.topic,
             pid: publish.pid,
             payload,
-        }))
+        })
     }
 }
 
@@ -121,17 +146,78 @@ pub struct Handover {
     lines: Vec<u8>,
     /// The PUBACKs of the gathered QoS 1 messages.
     acks: Vec<u8>,
+    /// `sub=`: only topics it matches reach the bridge.
+    filter: Option<String>,
+    /// Whether a message outside it was logged.
+    warned: bool,
+    /// The endpoint's name, for that log line.
+    name: String,
 }
 
 impl Handover {
-    /// Hands messages to `inlet`; see [`Handover`]'s fields.
-    pub fn new(inlet: Box<dyn Inlet>, whole: usize, delimiter: Option<Vec<u8>>) -> Handover {
+    /// Hands messages on topics `filter` matches to `inlet`; see [`Handover`]'s fields.
+    pub fn new(
+        inlet: Box<dyn Inlet>,
+        whole: usize,
+        delimiter: Option<Vec<u8>>,
+        filter: Option<String>,
+        name: &str,
+    ) -> Handover {
         Handover {
             inlet: Some(inlet),
             whole,
             delimiter,
             lines: Vec::new(),
             acks: Vec::new(),
+            filter,
+            warned: false,
+            name: name.to_string(),
+        }
+    }
+
+    /// A PUBLISH on `topic` with a payload of `len` bytes from `input`: handed over if
+    /// `sub=` names the topic, else skipped, acknowledged and counted as dropped.
+    pub fn message(
+        &mut self,
+        input: &mut impl Read,
+        topic: &str,
+        len: usize,
+        pid: Option<u16>,
+        ready: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        if self.filter.as_deref().is_some_and(|f| matches(f, topic)) {
+            return self.publish(input, len, pid, ready);
+        }
+        skip(input, len)?;
+        if !self.warned {
+            self.warned = true;
+            let wanted = match &self.filter {
+                Some(filter) => format!("sub={filter} does not match it"),
+                None => "there is no sub=".into(),
+            };
+            log::warn!(
+                "{}: a message on {} came from the broker, but {wanted} (a subscription \
+                 kept by a persistent session from an earlier run?); dropped it and will \
+                 drop any other (counted)",
+                self.name,
+                crate::escape::escape(topic.as_bytes())
+            );
+        }
+        self.dropped(pid, ready);
+        Ok(())
+    }
+
+    /// A message that will not be handed over: acknowledged in its turn, and counted.
+    fn dropped(&mut self, pid: Option<u16>, ready: &mut Vec<u8>) {
+        if let Some(pid) = pid {
+            // PUBACKs go in the order the messages came: after the gathered ones'.
+            match self.lines.is_empty() {
+                true => codec::puback(ready, pid),
+                false => codec::puback(&mut self.acks, pid),
+            }
+        }
+        if let Some(inlet) = &mut self.inlet {
+            inlet.missed(1);
         }
     }
 
@@ -247,11 +333,14 @@ impl Reader {
         let mut result = Ok(());
         let mut ready = Vec::new();
         for message in early {
-            let mut payload = &message.payload[..];
-            let len = message.payload.len();
+            let Some(payload) = &message.payload else {
+                self.handover.dropped(message.pid, &mut ready);
+                continue;
+            };
+            let (len, topic) = (payload.len(), &message.topic);
             result = self
                 .handover
-                .publish(&mut payload, len, message.pid, &mut ready);
+                .message(&mut &payload[..], topic, len, message.pid, &mut ready);
         }
         if result.is_ok() {
             result = self.read(&mut input, ready);
@@ -308,8 +397,8 @@ impl Reader {
             match header.kind {
                 kind::PUBLISH => {
                     let publish = codec::read_publish(input, header)?;
-                    let (len, pid) = (publish.payload, publish.pid);
-                    self.handover.publish(input, len, pid, &mut ready)?;
+                    let (len, pid, topic) = (publish.payload, publish.pid, &publish.topic);
+                    self.handover.message(input, topic, len, pid, &mut ready)?;
                 }
                 kind::PUBACK => {
                     let pid = codec::pid(&codec::read_body(input, header)?)?;
@@ -376,7 +465,9 @@ mod tests {
     fn hand(stream: &[u8], whole: usize, delimiter: Option<&[u8]>) -> (Vec<Call>, Vec<u8>) {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let inlet = Box::new(Record(Arc::clone(&calls)));
-        let mut handover = Handover::new(inlet, whole, delimiter.map(<[u8]>::to_vec));
+        let filter = Some("#".to_string());
+        let delimiter = delimiter.map(<[u8]>::to_vec);
+        let mut handover = Handover::new(inlet, whole, delimiter, filter, "mqtt://test");
         let mut input = Input::new(stream, Vec::new());
         let mut ready = Vec::new();
         while let Some(header) = codec::read_header(&mut input).unwrap() {
@@ -451,6 +542,51 @@ mod tests {
             .collect();
         assert_eq!(fed, [long.as_slice(), b"\n"].concat());
         assert_eq!(calls.last(), Some(&Call::Message(Vec::new())));
+    }
+
+    #[test]
+    fn what_arrives_before_the_suback_is_kept_up_to_a_bound() {
+        let big = vec![b'x'; EARLY_LIMIT / 2 + 1];
+        let stream = publishes(&[
+            (&big, 1, 1),
+            (b"small", 1, 2),
+            (&big, 1, 3),
+            (b"late", 0, 0),
+        ]);
+        let mut input = &stream[..];
+        let mut kept = 0;
+        let mut early = Vec::new();
+        while let Some(header) = codec::read_header(&mut input).unwrap() {
+            early.push(Early::read(&mut input, header, &mut kept).unwrap());
+        }
+        let held: Vec<Option<usize>> = early
+            .iter()
+            .map(|e| e.payload.as_ref().map(Vec::len))
+            .collect();
+        // The second big one would go past the bound: it, and what follows, are dropped.
+        assert_eq!(held, [Some(big.len()), Some(5), None, None]);
+        assert!(input.is_empty());
+        // Dropped ones are still acknowledged, in their turn, and counted.
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let inlet = Box::new(Record(Arc::clone(&calls)));
+        let mut handover = Handover::new(
+            inlet,
+            big.len(),
+            Some(b"\n".to_vec()),
+            Some("t".into()),
+            "m",
+        );
+        let mut ready = Vec::new();
+        for e in &early {
+            match &e.payload {
+                Some(p) => handover
+                    .message(&mut &p[..], &e.topic, p.len(), e.pid, &mut ready)
+                    .unwrap(),
+                None => handover.dropped(e.pid, &mut ready),
+            }
+        }
+        handover.flush(&mut ready);
+        assert_eq!(ready, acks(&[1, 2, 3]));
     }
 
     #[test]

@@ -218,3 +218,38 @@ fn two_bridges_through_one_broker_both_ways() {
     writer.join().unwrap();
     writer2.join().unwrap();
 }
+
+#[test]
+fn only_topics_sub_names_reach_the_device_whatever_a_kept_session_holds() {
+    if !have_mosquitto() {
+        return;
+    }
+    let broker = Broker::start("");
+    let mut pty = Pty::new();
+    // An earlier run of the same client id subscribed to old/#, and its session stays.
+    let old = Bridge::start(&[&pty.path, &broker.url("sub=old/#,qos=1,client-id=kept")]);
+    old.signal("INT");
+    assert_eq!(old.wait(PATIENCE).0.code(), Some(0));
+    let url = broker.url("pub=x/out,sub=new/in,qos=1,client-id=kept");
+    let bridge = Bridge::start(&[&pty.path, &url]);
+    broker.publish("old/a", b"stale", 1);
+    broker.publish("new/in", b"fresh", 1);
+    // In the order they were published: had the stale one gone through, it came first.
+    assert_eq!(read_exactly(&mut pty.master, 6, PATIENCE), b"fresh\n");
+    bridge.wait_for_log("sub=new/in does not match it");
+    bridge.signal("INT");
+    let (status, log) = bridge.wait(PATIENCE);
+    assert_eq!(status.code(), Some(0));
+    let summary = format!(" -> {}: 1 line, 6 bytes, 1 dropped", pty.path);
+    assert!(log.contains(&summary), "{log}");
+    // Without sub= nothing at all reaches the device.
+    let url = broker.url("pub=x/out,qos=1,client-id=kept");
+    let bridge = Bridge::start(&[&pty.path, &url]);
+    broker.publish("old/b", b"stale too", 1);
+    bridge.wait_for_log("there is no sub=");
+    bridge.signal("INT");
+    let (_, log) = bridge.wait(PATIENCE);
+    assert!(log.contains("1 dropped"), "{log}");
+    write_all(&mut pty.master, b"");
+    assert!(crate::util::read_for(&mut pty.master, Duration::from_millis(50)).is_empty());
+}
