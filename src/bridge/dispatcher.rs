@@ -417,7 +417,7 @@ impl Dispatcher {
         self.report(true).iter().for_each(|line| info!("{line}"));
         // Listeners stop taking clients, connections say goodbye, pty links go: all
         // within one grace, however many peers a hub has.
-        let deadline = Instant::now() + STOP_GRACE;
+        let deadline = patience.stops_by();
         for stop in self.stops.iter_mut().filter_map(Option::take) {
             stop.stop(deadline);
         }

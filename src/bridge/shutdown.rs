@@ -1,8 +1,9 @@
 //! Shutdown's patience. On a stop, a failure or the end of input, the dispatcher
 //! forwards everything already read (held batches, deliveries in flight, partial lines,
 //! lines held while a port settles), lets the writers drain for at most
-//! [`SHUTDOWN_GRACE`], logs one summary line per direction, and stops every endpoint
-//! within [`STOP_GRACE`] each ([`crate::endpoint::Stop`]).
+//! [`SHUTDOWN_GRACE`], logs the summary, and stops every endpoint
+//! ([`crate::endpoint::Stop`]) within [`STOP_GRACE`] all together, so that a stop
+//! signal's whole stop takes at most [`STOP_WITHIN`].
 //!
 //! Then nothing the bridge started acts any more: reopening threads are cancelled and
 //! joined, writers that could not finish are told to give up, listeners stop taking
@@ -24,9 +25,18 @@ use crate::endpoint::GiveUp;
 /// a second" true even when a port has stopped accepting data.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 
-/// How long each endpoint may take to stop: a goodbye to a broker, a close frame, a
-/// listener letting go of its port.
+/// How long the endpoints may take to stop, all together: a goodbye to a broker, a
+/// close frame, a listener letting go of its port. A stop signal's whole stop still
+/// ends within [`STOP_WITHIN`]; the endpoints get at least [`STOP_LEAST`] of it.
 pub const STOP_GRACE: Duration = Duration::from_millis(500);
+
+/// A stop signal's promise: the bridge has stopped this long after it, however stuck
+/// its ports are.
+pub const STOP_WITHIN: Duration = Duration::from_secs(1);
+
+/// The least time the endpoints get to stop, even when writing out took all of
+/// [`SHUTDOWN_GRACE`].
+const STOP_LEAST: Duration = Duration::from_millis(150);
 
 /// How often shutdown checks its deadline and the stop channel while it waits.
 const TICK: Duration = Duration::from_millis(20);
@@ -52,6 +62,18 @@ impl<'a> Patience<'a> {
     /// Until when waits for deliveries may last.
     pub fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    /// Until when the endpoints may take to stop, asked now: [`STOP_GRACE`], but
+    /// within [`STOP_WITHIN`] of the stop (unless the input ended and no signal came:
+    /// then nobody is waiting).
+    pub fn stops_by(&self) -> Instant {
+        let now = Instant::now();
+        if self.patient {
+            return now + STOP_GRACE;
+        }
+        let within = self.deadline - SHUTDOWN_GRACE + STOP_WITHIN;
+        (now + STOP_GRACE).min(within.max(now + STOP_LEAST))
     }
 
     /// Whether to give up waiting now.

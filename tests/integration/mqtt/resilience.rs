@@ -286,3 +286,44 @@ fn twenty_bridges_on_one_broker_each_talking_to_its_neighbour() {
         rss as f64 / 1024.0
     );
 }
+
+#[test]
+fn a_stop_ends_within_a_second_when_the_broker_stopped_reading() {
+    if !have_mosquitto() {
+        return;
+    }
+    for qos in ["0", "1"] {
+        let broker = Broker::start("");
+        let pty = Pty::new();
+        let url = broker.url(&format!("pub=stuck/out,qos={qos}"));
+        let bridge = Bridge::start(&[&pty.path, &url]);
+        let pid = libc::pid_t::try_from(broker.pid()).unwrap();
+        // SAFETY: kill has no memory effects; the pid is our own child.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        // Lines the broker never reads, until the bridge stops taking them: the device
+        // is held back (the writes time out) with the connection full.
+        let mut master = pty.master_clone();
+        let line = [b'x'; 999];
+        let deadline = Instant::now() + PATIENCE;
+        let mut stalled = Instant::now();
+        while stalled.elapsed() < Duration::from_millis(300) {
+            assert!(Instant::now() < deadline, "the bridge took every line");
+            match std::io::Write::write(&mut master, &[&line[..], b"\n"].concat()) {
+                Ok(n) if n > 0 => stalled = Instant::now(),
+                _ => {}
+            }
+        }
+        bridge.signal("INT");
+        let asked = Instant::now();
+        let (status, log) = bridge.wait(PATIENCE);
+        let took = asked.elapsed();
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        assert_eq!(status.code(), Some(0), "{log}");
+        // The promise is a second; a quarter more for a busy machine.
+        assert!(
+            took < Duration::from_millis(1250),
+            "qos={qos}: {took:?}\n{log}"
+        );
+    }
+}
