@@ -2,7 +2,7 @@
 //! its writer thread takes.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::session::Session;
@@ -11,6 +11,9 @@ use super::session::Session;
 pub enum Command {
     /// Write these bytes (whole packets).
     Write(Vec<u8>),
+    /// Write these QoS 1 PUBLISH packets, this many: counted in [`Link::published`]
+    /// once written.
+    Publish(Vec<u8>, usize),
     /// Say goodbye and end.
     Stop,
 }
@@ -27,6 +30,10 @@ pub struct Link {
     pub session: Option<Arc<Session>>,
     /// Why the writer failed, for the reader to report.
     pub error: Mutex<Option<io::Error>>,
+    /// QoS 1 PUBLISH packets handed to the writer, and those it wrote: the difference
+    /// were never sent on this connection.
+    pub handed: AtomicUsize,
+    pub published: AtomicUsize,
 }
 
 impl Link {

@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -65,7 +65,7 @@ impl Start for Opened {
     fn start(self: Box<Self>, _: &str, inbox: Box<dyn Inbox>, _: GiveUp) -> io::Result<Running> {
         let s = &self.settings;
         let (tx, rx) = bounded(LINK_QUEUE);
-        let mut connection = 0;
+        let (mut connection, mut resent) = (0, 0);
         if let Some(session) = &self.session {
             let (number, resend, count) = session.begin();
             connection = number;
@@ -74,7 +74,8 @@ impl Start for Opened {
                     "{}: publishing {count} unacknowledged lines again",
                     self.name
                 );
-                tx.try_send(Command::Write(resend))
+                resent = count;
+                tx.try_send(Command::Publish(resend, count))
                     .expect("a new queue has room");
             }
         }
@@ -85,6 +86,8 @@ impl Start for Opened {
             stopping: AtomicBool::new(false),
             session: self.session.clone(),
             error: Mutex::new(None),
+            handed: AtomicUsize::new(resent),
+            published: AtomicUsize::new(0),
         });
         let mut farewell = Vec::new();
         if let Some(status) = &s.status {
@@ -165,13 +168,18 @@ fn write_loop(
 ) {
     let mut ping_at = Instant::now() + keepalive;
     loop {
-        let (bytes, stop): (Cow<'_, [u8]>, bool) = match rx.recv_deadline(ping_at) {
-            Ok(Command::Write(bytes)) => (bytes.into(), false),
-            Ok(Command::Stop) => (farewell.as_slice().into(), true),
-            Err(RecvTimeoutError::Timeout) => (Cow::Borrowed(&[]), false),
+        let (bytes, stop, publishes): (Cow<'_, [u8]>, bool, usize) = match rx.recv_deadline(ping_at)
+        {
+            Ok(Command::Write(bytes)) => (bytes.into(), false, 0),
+            Ok(Command::Publish(bytes, count)) => (bytes.into(), false, count),
+            Ok(Command::Stop) => (farewell.as_slice().into(), true, 0),
+            Err(RecvTimeoutError::Timeout) => (Cow::Borrowed(&[]), false, 0),
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let mut result = out.write_all(&bytes);
+        if result.is_ok() {
+            link.published.fetch_add(publishes, Ordering::Relaxed);
+        }
         if result.is_ok() && !stop && Instant::now() >= ping_at {
             result = out.write_all(&codec::PINGREQ);
             ping_at = Instant::now() + keepalive;
@@ -255,7 +263,8 @@ impl Out {
                 break;
             }
             kept += window.len();
-            if self.tx.send(Command::Write(buf)).is_err() {
+            self.link.handed.fetch_add(window.len(), Ordering::Relaxed);
+            if self.tx.send(Command::Publish(buf, window.len())).is_err() {
                 // The writer is gone, and the connection with it; the session keeps
                 // what was registered for the next one.
                 break;
@@ -352,12 +361,28 @@ impl Stop for Stopper {
         let _ = self.stream.shutdown(Shutdown::Both);
         if let Some(session) = &self.link.session {
             let left = session.unacknowledged(self.link.connection);
-            if left > 0 {
-                warn!(
-                    "{}: {} published at QoS 1 never acknowledged by the broker",
-                    self.link.name,
-                    crate::words::count(left as u64, "line")
-                );
+            let handed = self.link.handed.load(Ordering::Relaxed);
+            let unsent = handed
+                .saturating_sub(self.link.published.load(Ordering::Relaxed))
+                .min(left);
+            let count = |n| crate::words::count(n as u64, "line");
+            let name = &self.link.name;
+            match (left - unsent, unsent) {
+                (0, 0) => {}
+                (sent, 0) => warn!(
+                    "{name}: {} published at QoS 1 never acknowledged by the broker",
+                    count(sent)
+                ),
+                (0, unsent) => warn!(
+                    "{name}: {} for QoS 1 never sent: the broker stopped taking them",
+                    count(unsent)
+                ),
+                (sent, unsent) => warn!(
+                    "{name}: {} published at QoS 1 never acknowledged by the broker, and {} \
+                     never sent",
+                    count(sent),
+                    unsent
+                ),
             }
         }
     }
