@@ -35,7 +35,9 @@ def browser(profile):
     for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 "--window-size=1000,700", f"--user-data-dir={profile}"]:
+                 "--window-size=1000,700", f"--user-data-dir={profile}",
+                 # A name for the bridge's page, on loopback only.
+                 "--host-resolver-rules=MAP board.test 127.0.0.1"]:
         options.add_argument(flag)
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
@@ -124,6 +126,11 @@ def console():
                 fail("a page from another origin opened a WebSocket to the device")
             bridge.wait_for(f"origin http://127.0.0.1:{other.server_port} is not allowed")
             other.shutdown()
+            # Opened by a name, with no token: the page says why it will not connect.
+            driver.get(f"http://board.test:{port}/")
+            until("the notice", lambda: "DNS rebinding" in text(driver, "notice"))
+            if text(driver, "status") != "not connected":
+                fail(f"status by a name: {text(driver, 'status')!r}")
         finally:
             driver.quit()
     bridge.stop()

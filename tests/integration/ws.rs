@@ -161,3 +161,59 @@ fn a_client_gone_without_a_closing_frame_leaves_at_once_and_later_lines_count_as
         "{log}"
     );
 }
+
+#[test]
+fn a_page_whose_connection_would_be_refused_says_why_and_what_to_do() {
+    use std::io::{Read, Write};
+    let page = |port: u16, host: &str, path: &str| {
+        let mut http = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            http,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        http.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        answer
+    };
+    let pty = crate::util::Pty::new();
+    let bridge = crate::util::Bridge::start(&[&pty.path, "ws-listen://127.0.0.1:0"]);
+    bridge.wait_for_log("listening on 127.0.0.1:");
+    let port: u16 = bridge
+        .stderr()
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok())
+        .expect("a port in the log");
+    // By address or as localhost: the page connects.
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        assert!(!page(port, &host, "/").contains("data-refused"), "{host}");
+    }
+    // By a name: the page says why it will not connect, and what to do.
+    let named = page(port, &format!("board.example:{port}"), "/");
+    assert!(
+        named.contains("data-refused=\"This page was opened as http://board.example"),
+        "{named}"
+    );
+    assert!(
+        named.contains(&format!("http://localhost:{port}/")),
+        "{named}"
+    );
+    assert!(named.contains("origin=http://board.example"), "{named}");
+    // With a token, a page opened without it is told to use the logged address.
+    let pty = crate::util::Pty::new();
+    let bridge = crate::util::Bridge::start(&[&pty.path, "ws-listen://127.0.0.1:0,token=t<k>"]);
+    bridge.wait_for_log("listening on 127.0.0.1:");
+    let port: u16 = bridge
+        .stderr()
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok())
+        .expect("a port in the log");
+    let host = format!("board.example:{port}");
+    assert!(page(port, &host, "/").contains("only pages opened with its token"));
+    assert!(!page(port, &host, "/?token=t%3Ck%3E").contains("data-refused"));
+}

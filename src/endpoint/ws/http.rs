@@ -171,6 +171,22 @@ pub fn answer(stream: &mut TcpStream, status: &str, body: &str, extra: &str) -> 
     stream.flush()
 }
 
+/// `text` safe inside an HTML attribute or element.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Serves the console page (or, for `HEAD`, only its head), and closes.
 pub fn page(stream: &mut TcpStream, html: &str, body: bool) -> io::Result<()> {
     let response = format!(

@@ -2,6 +2,7 @@
 //! the page, the handshake and its checks (token, origin, room).
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 
@@ -82,6 +83,48 @@ impl Server {
         // chooses: without a token, take it only for an address or localhost.
         own && (self.settings.token.is_some() || plain_host(host))
     }
+
+    /// Why the page about to be served, asked for by `request`, would be refused its
+    /// WebSocket, in words for its reader; `None` when it will be served.
+    fn refusal(&self, request: &http::Request) -> Option<String> {
+        if let Some(token) = &self.settings.token
+            && request.token.as_deref() != Some(token.as_slice())
+        {
+            return Some(
+                "This bridge takes only pages opened with its token: open the address it \
+                 logged when it started (it ends in ?token=...)."
+                    .into(),
+            );
+        }
+        let host = request.host.as_deref()?;
+        if self.origin_allowed(&format!("http://{host}"), Some(host)) {
+            return None;
+        }
+        let port = host.rsplit_once(':').map_or("", |(_, port)| port);
+        let port = match port.chars().all(|c| c.is_ascii_digit()) && !port.is_empty() {
+            true => format!(":{port}"),
+            false => String::new(),
+        };
+        Some(format!(
+            "This page was opened as http://{host}/. Without a token the bridge takes \
+             WebSocket connections only from pages opened by address or as localhost, so that \
+             no web site can reach the device through a name it controls (DNS rebinding). Open \
+             http://localhost{port}/ on this machine, or start the bridge with token=SECRET \
+             (then open /?token=SECRET) or origin=http://{host}."
+        ))
+    }
+
+    /// The console page for `request`: with a note in place of a connection that would
+    /// be refused (see [`Server::refusal`]).
+    fn page(&self, request: &http::Request) -> Cow<'static, str> {
+        match self.refusal(request) {
+            None => Cow::Borrowed(CONSOLE),
+            Some(why) => {
+                let body = format!("<body data-refused=\"{}\">", http::html_escape(&why));
+                Cow::Owned(CONSOLE.replacen("<body>", &body, 1))
+            }
+        }
+    }
 }
 
 /// Whether `host` (with its port) is an IP address or localhost, not a name that any
@@ -147,8 +190,12 @@ impl Protocol for Server {
         };
         if !request.upgrade {
             return match (request.method.as_str(), request.path.as_str()) {
-                ("GET", "/" | "/index.html") => http::page(stream, CONSOLE, true).map(|_| None),
-                ("HEAD", "/" | "/index.html") => http::page(stream, CONSOLE, false).map(|_| None),
+                ("GET", "/" | "/index.html") => {
+                    http::page(stream, &self.page(&request), true).map(|_| None)
+                }
+                ("HEAD", "/" | "/index.html") => {
+                    http::page(stream, &self.page(&request), false).map(|_| None)
+                }
                 ("GET" | "HEAD", _) => {
                     http::answer(stream, "404 Not Found", "not found\n", "").map(|_| None)
                 }
