@@ -16,6 +16,7 @@ import select
 import signal
 import re
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -454,6 +455,24 @@ def hostile():
     own = raw_request(port, {"Host": f"127.0.0.1:{port}", "Origin": f"http://127.0.0.1:{port}"})
     if "403" not in evil or "101" not in own:
         fail(f"rebinding: {evil!r}; own page: {own!r}")
+    bridge.stop()
+    # Clients that send a close frame and reset at once: each one's threads end at
+    # once (they waited a second for a close reply that could not go out, and a burst
+    # piled up hundreds of threads).
+    bridge = Bridge(pty.path, "ws-listen://127.0.0.1:0")
+    port = bridge.port()
+    peak = 0
+    for _ in range(200):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(UPGRADE)
+        sock.recv(4096)
+        sock.sendall(frame(0x88, (1000).to_bytes(2, "big")))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        with open(f"/proc/{bridge.proc.pid}/status") as f:
+            peak = max(peak, next(int(row.split()[1]) for row in f if row.startswith("Threads:")))
+    if peak > 64:
+        fail(f"{peak} threads during a burst of closing and resetting clients")
     bridge.stop()
     # A ws:// server that never answers the handshake: a stop ends the wait at once.
     server, bridge, conn = raw_server(pty)

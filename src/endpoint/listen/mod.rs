@@ -307,7 +307,7 @@ impl<P: Protocol> Server<P> {
                         flag.store(false, Ordering::Release);
                         debug!("{}: client {peer} finished sending", server.hub.name);
                     }
-                    Err(e) => server.hub.drop_client(peer, &format!("left ({e})")),
+                    Err(e) => server.hub.drop_client(peer, &left(&e)),
                 }
             })?;
         let server = Arc::clone(&self);
@@ -317,7 +317,7 @@ impl<P: Protocol> Server<P> {
                 // Its writer ends when the client is gone, or closed the connection.
                 match server.protocol.write(&conn, output, queue_rx) {
                     Ok(()) => server.hub.drop_client(peer, "left"),
-                    Err(e) => server.hub.drop_client(peer, &format!("left ({e})")),
+                    Err(e) => server.hub.drop_client(peer, &left(&e)),
                 }
             })?;
         state.clients.push(Client {
@@ -388,4 +388,9 @@ impl Protocol for Lines {
         }
         Ok(())
     }
+}
+
+/// Why a client left, for its log line: `left (connection reset by peer)`.
+fn left(error: &io::Error) -> String {
+    format!("left ({})", crate::error::os_message(error).to_lowercase())
 }

@@ -43,9 +43,12 @@ use crate::endpoint::contract::Inlet;
 use crate::endpoint::listen::Parcel;
 use crate::framing::Framing;
 
-/// The largest frame taken from a peer: a 16 MiB line in one frame is plenty, and the
-/// bridge frames it further as it goes.
-const MAX_FRAME: usize = 16 << 20;
+/// The largest frame sent, and taken from a peer unless a line may be longer
+/// (`--max-line`): a frame is read whole before the bridge frames it further, so this is
+/// what each client may make the bridge hold at once. With 16 MiB, 16 clients sending
+/// one frame each took the bridge to 773 MiB; with 1 MiB, tens of MiB. Every bridge cuts
+/// what it sends at this size, so two bridges always take each other's frames.
+const MAX_FRAME: usize = 1 << 20;
 
 /// Control frames (pongs, a close reply) waiting for the writer.
 const CONTROL_QUEUE: usize = 8;
@@ -102,6 +105,18 @@ impl Conn {
         let _ = self.control.0.try_send(frame);
     }
 
+    /// The largest frame taken: [`MAX_FRAME`], or a whole line and its delimiter if
+    /// `--max-line` allows more.
+    fn largest(&self) -> usize {
+        match &self.framing {
+            Framing::Lines {
+                max_line,
+                delimiter,
+            } => MAX_FRAME.max(max_line + delimiter.len()),
+            Framing::Raw => MAX_FRAME,
+        }
+    }
+
     /// Who is at the other end, for messages.
     pub fn peer(&self) -> &str {
         &self.peer
@@ -119,7 +134,7 @@ impl Conn {
         // A data message is under way: its first frame came, its last did not yet.
         let mut open = false;
         loop {
-            let frame = match socket.read(Some(MAX_FRAME)) {
+            let frame = match socket.read(Some(self.largest())) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
                     // Gone without a closing frame: a message it left unfinished is
@@ -229,61 +244,68 @@ impl Conn {
         let mut open = false;
         let mut pinged: Option<u64> = None;
         let mut next_ping = Instant::now() + self.keepalive;
-        let result = loop {
-            select! {
-                recv(queue) -> batch => match batch {
-                    Ok(batch) => {
-                        for piece in batch.iter() {
-                            for frame in self.frames(piece, &mut open) {
-                                socket.write(frame).map_err(io_error)?;
+        // Every way out of the loop, a failed write's `?` too, comes past what follows.
+        let mut run = || -> io::Result<()> {
+            loop {
+                select! {
+                    recv(queue) -> batch => match batch {
+                        Ok(batch) => {
+                            for piece in batch.iter() {
+                                for frame in self.frames(piece, &mut open) {
+                                    socket.write(frame).map_err(io_error)?;
+                                }
                             }
+                            socket.flush().map_err(io_error)?;
                         }
-                        socket.flush().map_err(io_error)?;
-                    }
-                    Err(_) => {
-                        // A line cut short at a stop still ends its message, so the far
-                        // side gets what was sent of it.
-                        if open {
-                            let end = Frame::message(Vec::new(), OpCode::Data(Data::Continue), true);
-                            let _ = socket.write(self.masked(end));
+                        Err(_) => {
+                            // A line cut short at a stop still ends its message, so the far
+                            // side gets what was sent of it.
+                            if open {
+                                let end = Frame::message(Vec::new(), OpCode::Data(Data::Continue), true);
+                                let _ = socket.write(self.masked(end));
+                            }
+                            let close = Frame::close(Some(CloseFrame {
+                                code: CloseCode::Away,
+                                reason: "the bridge is stopping".into(),
+                            }));
+                            let _ = socket.send(self.masked(close));
+                            let _ = self.stream.shutdown(Shutdown::Write);
+                            break Ok(());
                         }
-                        let close = Frame::close(Some(CloseFrame {
-                            code: CloseCode::Away,
-                            reason: "the bridge is stopping".into(),
-                        }));
-                        let _ = socket.send(self.masked(close));
-                        let _ = self.stream.shutdown(Shutdown::Write);
-                        break Ok(());
-                    }
-                },
-                recv(self.control.1) -> frame => {
-                    let Ok(frame) = frame else { break Ok(()) };
-                    let closing = frame.header().opcode == OpCode::Control(Control::Close);
-                    socket.send(self.masked(frame)).map_err(io_error)?;
-                    if closing {
-                        // Nothing follows a close; the peer answers with its own and ends.
-                        let _ = self.stream.shutdown(Shutdown::Write);
-                        let _ = self.closed.0.try_send(());
-                        let failure = *self.failure.lock().unwrap_or_else(|e| e.into_inner());
-                        break match failure {
-                            Some(why) => Err(io::Error::new(io::ErrorKind::InvalidData, why)),
-                            None => Ok(()),
-                        };
-                    }
-                },
-                default(next_ping.saturating_duration_since(Instant::now())) => {
-                    let pongs = self.pongs.load(Ordering::Acquire);
-                    if pinged.is_some_and(|before| before == pongs) {
-                        let secs = self.keepalive.as_secs();
-                        info!("{}: no answer to a ping within {secs} s; dropping it", self.peer);
-                        break Err(io::Error::new(io::ErrorKind::TimedOut, "no answer to a ping"));
-                    }
-                    pinged = Some(pongs);
-                    socket.send(self.masked(Frame::ping(Vec::new()))).map_err(io_error)?;
-                    next_ping = Instant::now() + self.keepalive;
-                },
+                    },
+                    recv(self.control.1) -> frame => {
+                        let Ok(frame) = frame else { break Ok(()) };
+                        let closing = frame.header().opcode == OpCode::Control(Control::Close);
+                        socket.send(self.masked(frame)).map_err(io_error)?;
+                        if closing {
+                            // Nothing follows a close; the peer answers with its own and ends.
+                            let _ = self.stream.shutdown(Shutdown::Write);
+                            let _ = self.closed.0.try_send(());
+                            let failure = *self.failure.lock().unwrap_or_else(|e| e.into_inner());
+                            break match failure {
+                                Some(why) => Err(io::Error::new(io::ErrorKind::InvalidData, why)),
+                                None => Ok(()),
+                            };
+                        }
+                    },
+                    default(next_ping.saturating_duration_since(Instant::now())) => {
+                        let pongs = self.pongs.load(Ordering::Acquire);
+                        if pinged.is_some_and(|before| before == pongs) {
+                            let secs = self.keepalive.as_secs();
+                            info!("{}: no answer to a ping within {secs} s; dropping it", self.peer);
+                            break Err(io::Error::new(io::ErrorKind::TimedOut, "no answer to a ping"));
+                        }
+                        pinged = Some(pongs);
+                        socket.send(self.masked(Frame::ping(Vec::new()))).map_err(io_error)?;
+                        next_ping = Instant::now() + self.keepalive;
+                    },
+                }
             }
         };
+        let result = run();
+        // A reader waiting for a close frame to go out waits no more, sent or not (a
+        // peer that closed and reset at once makes the reply fail).
+        let _ = self.closed.0.try_send(());
         // The reader may be waiting for a peer that will never answer now.
         if result.is_err() {
             self.hang_up();
