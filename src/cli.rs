@@ -363,9 +363,11 @@ impl Args {
             LevelFilter::Info
         });
         let stats = bounded_wait("--stats", self.stats, Unit::Secs, 1)?;
-        if self.queue.is_some() && !self.reconnect {
+        // A hub's peers may fall --queue lines behind, with --reconnect or not.
+        if self.queue.is_some() && !self.reconnect && self.ports.len() < 3 {
             return Err(usage(
-                "--queue only matters with --reconnect, which keeps lines for a port that is down"
+                "--queue only matters with --reconnect, which keeps lines for a port that is down, \
+                 or in a hub (more than two endpoints)"
                     .into(),
             ));
         }

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use log::{debug, warn};
 
 use super::backlog::Backlog;
@@ -324,10 +324,15 @@ impl Direction {
             self.hold(batch);
         }
         if let (Some(mut batch), Some(out)) = (self.held.take(), &self.out) {
-            while let Err(SendTimeoutError::Timeout(back)) = out.send_timeout(batch, TICK) {
-                batch = back;
+            // Room now, or wait for it a tick at a time while `wait` says so: once time is
+            // up, each of many stuck destinations costs nothing more.
+            while let Err(TrySendError::Full(back)) = out.try_send(batch) {
                 if !wait() {
                     break;
+                }
+                match out.send_timeout(back, TICK) {
+                    Err(SendTimeoutError::Timeout(back)) => batch = back,
+                    _ => break,
                 }
             }
         }
@@ -346,6 +351,7 @@ impl Direction {
             reconnects,
             cuts,
             dropped: self.lag.is_some(),
+            read: false,
         };
         let mut line = trace::traffic(&self.label, &written, framing, lost, shown);
         if self.options.stats.is_some() && written.bytes > 0 {

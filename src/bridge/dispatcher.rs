@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use log::{info, warn};
 
 use super::direction::Direction;
-use super::lane::Traffic;
+use super::lane::{Lane, Traffic};
 use super::options::Options;
 use super::reconnect::Reconnect;
 use super::select::{Event, Inputs, wait};
@@ -318,31 +318,34 @@ impl Dispatcher {
     /// per peer for what it handed to the device. With `last`, the summary's lines,
     /// which also say what did not get through.
     fn report(&self, last: bool) -> Vec<String> {
-        let reconnects = self.reconnect.as_ref().map(Reconnect::reconnects);
-        let line = |dir: &Direction| match last {
-            true => dir.summary(reconnects),
-            false => dir.traffic(reconnects),
+        // With one peer, the reconnects of both; in a hub, each line its own peer's
+        // (the device's on the line into it).
+        let reconnects = |end: usize| {
+            self.reconnect.as_ref().map(|r| match self.hub() {
+                true => r.reconnects_of(end),
+                false => r.reconnects(),
+            })
         };
-        let mut lines: Vec<String> = self.into[1..].iter().map(line).collect();
+        let line = |end: usize| match last {
+            true => self.into[end].summary(reconnects(end)),
+            false => self.into[end].traffic(reconnects(end)),
+        };
+        let mut lines: Vec<String> = (1..self.into.len()).map(line).collect();
         for (end, tally) in self.tallies.iter().enumerate() {
             if let Some(tally) = tally {
                 let label = format!("{} -> {}", self.names[end], self.names[DEVICE]);
                 let shown = trace::Shown {
+                    reconnects: reconnects(end),
                     dropped: true,
+                    read: true,
                     ..trace::Shown::default()
                 };
+                let (taken, missed) = (tally.taken(), tally.missed());
                 let framing = &self.options.framing;
-                let taken = tally.taken();
-                lines.push(trace::traffic(
-                    &label,
-                    &taken,
-                    framing,
-                    tally.missed(),
-                    shown,
-                ));
+                lines.push(trace::traffic(&label, &taken, framing, missed, shown));
             }
         }
-        lines.push(line(&self.into[DEVICE]));
+        lines.push(line(DEVICE));
         lines
     }
 
@@ -403,6 +406,11 @@ impl Dispatcher {
         // Sources waiting for a full destination hand the rest over instead.
         self.into.iter().for_each(Direction::stop);
         let mut patience = Patience::new(patient, &self.stop);
+        if self.hub() {
+            // A stuck peer must not keep a hub whose input ended running for ever.
+            let lanes: Vec<Arc<Lane>> = self.into.iter().map(|d| Arc::clone(d.lane())).collect();
+            patience = patience.while_moving(move || lanes.iter().map(|l| l.outstanding()).sum());
+        }
         let now = Instant::now();
         for dir in &mut self.into {
             dir.end_settling(now, true);

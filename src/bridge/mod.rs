@@ -51,9 +51,10 @@
 //! - `shutdown.rs`: the patience of a stop.
 //! - `trace.rs`: per-line log formatting, escaped or as a hex dump.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{Receiver, TryRecvError, unbounded};
 use log::{info, warn};
 
 use crate::endpoint::{Endpoint, Spec};
@@ -110,24 +111,52 @@ pub fn run_hub(
     stop: Receiver<()>,
 ) -> Result<Vec<Traffic>, Error> {
     let open = options.defaults();
-    let stopped = Cell::new(false);
+    // A stop signal, or another endpoint that failed for good: opens under way give up.
+    let (stopped, abandoned) = (AtomicBool::new(false), AtomicBool::new(false));
     let interrupted = || {
-        if !stopped.get() {
-            stopped.set(!matches!(stop.try_recv(), Err(TryRecvError::Empty)));
+        if !stopped.load(Ordering::Acquire) && !matches!(stop.try_recv(), Err(TryRecvError::Empty))
+        {
+            stopped.store(true, Ordering::Release);
         }
-        stopped.get()
+        stopped.load(Ordering::Acquire) || abandoned.load(Ordering::Acquire)
     };
+    // Every endpoint opens at once, on a thread of its own: a connect that hangs holds
+    // up no other, and the first failure ends the others' waits.
     let mut opened: Vec<Option<Endpoint>> = specs.iter().map(|_| None).collect();
-    for (end, spec) in specs.iter().enumerate() {
-        match spec.open(&open, &interrupted) {
-            Ok(endpoint) => opened[end] = Some(endpoint),
-            Err(_) if interrupted() => break,
-            // A mistake to fix (a USB selector naming several boards), not one to wait out.
-            Err(error) if options.reconnect && !error.is_lasting() => {
-                warn!("{error}; waiting for it (--reconnect)")
+    let mut failure = None;
+    thread::scope(|scope| {
+        let (tx, rx) = unbounded();
+        for (end, spec) in specs.iter().enumerate() {
+            let (done, interrupted, open) = (tx.clone(), &interrupted, &open);
+            let spawned = thread::Builder::new()
+                .name(format!("open {spec}"))
+                .spawn_scoped(scope, move || {
+                    let _ = done.send((end, spec.open(open, interrupted)));
+                });
+            if let Err(source) = spawned {
+                let what = format!("cannot start opening {spec}");
+                let _ = tx.send((end, Err(Error::Setup { what, source })));
             }
-            Err(error) => return Err(error),
         }
+        drop(tx);
+        for (end, result) in rx {
+            match result {
+                Ok(endpoint) => opened[end] = Some(endpoint),
+                Err(_) if stopped.load(Ordering::Acquire) || abandoned.load(Ordering::Acquire) => {}
+                // A mistake to fix (a USB selector naming several boards), not one to
+                // wait out.
+                Err(error) if options.reconnect && !error.is_lasting() => {
+                    warn!("{error}; waiting for it (--reconnect)")
+                }
+                Err(error) => {
+                    abandoned.store(true, Ordering::Release);
+                    failure = Some(error);
+                }
+            }
+        }
+    });
+    if let Some(error) = failure {
+        return Err(error);
     }
     if interrupted() {
         info!("stopping before the bridge started");

@@ -34,6 +34,8 @@ pub struct Reconnect {
     /// How many times each endpoint has been lost; tags writer failures and sources.
     generations: Vec<u64>,
     reconnects: u64,
+    /// Per endpoint, how often it opened again.
+    reopened: Vec<u64>,
     tx: Sender<(usize, Endpoint)>,
     rx: Receiver<(usize, Endpoint)>,
     /// Dropped to cancel every reopening thread at once.
@@ -55,6 +57,7 @@ impl Reconnect {
             down: vec![None; count],
             generations: vec![0; count],
             reconnects: 0,
+            reopened: vec![0; count],
             tx,
             rx,
             cancel: Some(cancel),
@@ -76,6 +79,11 @@ impl Reconnect {
     /// Endpoints opened again so far.
     pub fn reconnects(&self) -> u64 {
         self.reconnects
+    }
+
+    /// How often the endpoint `end` opened again.
+    pub fn reconnects_of(&self, end: usize) -> u64 {
+        self.reopened[end]
     }
 
     /// Marks `end` down and starts opening it again; false if it already was down.
@@ -106,6 +114,7 @@ impl Reconnect {
     /// `end` is open again; returns how long it was down.
     pub fn back(&mut self, end: usize) -> Duration {
         self.reconnects += 1;
+        self.reopened[end] += 1;
         self.down[end]
             .take()
             .map(|t| t.elapsed())

@@ -41,12 +41,25 @@ const STOP_LEAST: Duration = Duration::from_millis(150);
 /// How often shutdown checks its deadline and the stop channel while it waits.
 const TICK: Duration = Duration::from_millis(20);
 
+/// In a hub, how long the end of input waits for ports that take nothing of what is
+/// left: one stuck peer must not keep the bridge running for ever.
+pub const STALLED: Duration = Duration::from_secs(5);
+
+/// What is left to write, all directions together, and when it last went down.
+struct Progress<'a> {
+    left: Box<dyn Fn() -> u64 + 'a>,
+    last: u64,
+    since: Instant,
+}
+
 /// How long shutdown may still wait.
 pub struct Patience<'a> {
     /// No deadline until a stop signal arrives.
     patient: bool,
     deadline: Instant,
     stop: &'a Receiver<()>,
+    /// Patient only while this goes down (a hub).
+    progress: Option<Progress<'a>>,
 }
 
 impl<'a> Patience<'a> {
@@ -56,7 +69,20 @@ impl<'a> Patience<'a> {
             patient,
             deadline: Instant::now() + SHUTDOWN_GRACE,
             stop,
+            progress: None,
         }
+    }
+
+    /// Patient only while what `left` says is left to write keeps going down, at least
+    /// once every [`STALLED`].
+    pub fn while_moving(mut self, left: impl Fn() -> u64 + 'a) -> Patience<'a> {
+        let last = left();
+        self.progress = Some(Progress {
+            left: Box::new(left),
+            last,
+            since: Instant::now(),
+        });
+        self
     }
 
     /// Until when waits for deliveries may last.
@@ -79,11 +105,25 @@ impl<'a> Patience<'a> {
     /// Whether to give up waiting now.
     pub fn over(&mut self) -> bool {
         if self.patient {
-            if matches!(self.stop.try_recv(), Err(TryRecvError::Empty)) {
+            let signalled = !matches!(self.stop.try_recv(), Err(TryRecvError::Empty));
+            let stalled = self.progress.as_mut().is_some_and(|p| {
+                let left = (p.left)();
+                if left != p.last {
+                    (p.last, p.since) = (left, Instant::now());
+                }
+                p.since.elapsed() >= STALLED
+            });
+            if !signalled && !stalled {
                 return false;
+            }
+            if stalled && !signalled {
+                debug!("nothing more was written for {STALLED:?}; giving up on the rest");
             }
             self.patient = false;
             self.deadline = Instant::now() + SHUTDOWN_GRACE;
+            if stalled {
+                self.deadline = Instant::now();
+            }
         }
         Instant::now() >= self.deadline
     }

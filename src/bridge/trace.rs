@@ -51,6 +51,8 @@ pub struct Shown {
     pub cuts: u64,
     /// Show drops even when there are none (a hub's lines, one per peer).
     pub dropped: bool,
+    /// The counts are of what was read, not written (a hub's peer into the device).
+    pub read: bool,
 }
 
 /// What one direction carried: `A -> B: 12 lines, 345 bytes` and whatever else there is
@@ -66,6 +68,7 @@ pub fn traffic(
         reconnects,
         cuts,
         dropped,
+        read,
     } = shown;
     let Traffic { pieces, bytes } = traffic;
     let mut line = match framing {
@@ -76,6 +79,9 @@ pub fn traffic(
             count(*bytes, "byte")
         ),
     };
+    if read {
+        line += " read";
+    }
     match reconnects {
         Some(reconnects) => {
             line += &format!(", {lost} dropped, {}", count(reconnects, "reconnect"));
@@ -151,7 +157,7 @@ mod tests {
         let shown = |reconnects, cuts| Shown {
             reconnects,
             cuts,
-            dropped: false,
+            ..Shown::default()
         };
         assert_eq!(
             traffic("A -> B", &t, &lines, 0, shown(None, 0)),
@@ -164,6 +170,11 @@ mod tests {
         assert_eq!(
             traffic("A -> B", &t, &lines, 0, hub),
             "A -> B: 2 lines, 9 bytes, 0 dropped"
+        );
+        let peer = Shown { read: true, ..hub };
+        assert_eq!(
+            traffic("P -> D", &t, &lines, 1, peer),
+            "P -> D: 2 lines, 9 bytes read, 1 dropped"
         );
         assert_eq!(
             traffic("A -> B", &t, &lines, 3, shown(Some(1), 2)),

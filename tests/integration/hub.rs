@@ -50,3 +50,17 @@ fn raw_bytes_and_partial_lines_reach_every_peer() {
         scenario("hub_peer.py", "raw_and_partial_lines");
     }
 }
+
+#[test]
+fn stuck_peers_delay_neither_a_stop_nor_the_end_of_stdin() {
+    if websockets() {
+        scenario("hub_peer.py", "stuck_peers_at_the_end");
+    }
+}
+
+#[test]
+fn endpoints_open_at_once_so_a_hanging_connect_delays_no_other_news() {
+    if websockets() {
+        scenario("hub_peer.py", "opens_at_once");
+    }
+}

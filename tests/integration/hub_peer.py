@@ -9,6 +9,7 @@ mosquitto started here on a free loopback port. It checks every byte and exits 0
 1 with one line saying what went wrong. Every wait has a deadline.
 """
 
+import atexit
 import contextlib
 import os
 import re
@@ -25,12 +26,14 @@ from ws_peer import PATIENCE, Bridge, Pty, connect, fail, free_port  # noqa: E40
 
 
 def ports(bridge, count):
-    """The ports the bridge's listeners took, in the order of the command line."""
+    """The ports the bridge's listeners took, in the order of the command line (they
+    open at once, so their log lines come in any order)."""
     deadline = time.monotonic() + PATIENCE
     while True:
-        found = re.findall(r"listening on [^ ]*:(\d+)", bridge.text())
+        found = re.findall(r"(\S+): listening on [^ ]*:(\d+)", bridge.text())
         if len(found) >= count:
-            return [int(p) for p in found[:count]]
+            args = bridge.proc.args
+            return [int(port) for _, port in sorted(found[:count], key=lambda f: args.index(f[0]))]
         if bridge.proc.poll() is not None or time.monotonic() > deadline:
             fail(f"{count} listeners did not start: {bridge.text()}")
         time.sleep(0.01)
@@ -47,6 +50,7 @@ class Mosquitto:
             f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser root\n")
         self.proc = subprocess.Popen(["mosquitto", "-c", conf], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        atexit.register(self.proc.kill)  # also when a check fails
         deadline = time.monotonic() + PATIENCE
         while True:
             try:
@@ -132,8 +136,10 @@ def three_peers():
     and floods from all three to the device at once, each line whole, in its order."""
     broker = Mosquitto()
     pty = Pty()
-    bridge = Bridge(pty.path, "tcp-listen://127.0.0.1:0", "ws-listen://127.0.0.1:0",
-                    broker.url("pub=hub/out,sub=hub/in,qos=1"))
+    # The device's burst of 2,000 lines fits in each peer's queue: the test is of bytes
+    # and order (a peer that falls behind has a test of its own).
+    bridge = Bridge("--queue", "10000", pty.path, "tcp-listen://127.0.0.1:0",
+                    "ws-listen://127.0.0.1:0", broker.url("pub=hub/out,sub=hub/in,qos=1"))
     tcp_port, ws_port = ports(bridge, 2)
     bridge.wait_for("bridging ")
     device = Collector(lambda: os.read(pty.master, 65536) if wait_readable(pty.master) else b"")
@@ -388,8 +394,85 @@ def raw_and_partial_lines():
         bridge.stop()
 
 
+def stuck_peers_at_the_end():
+    """Stuck peers delay neither a stop (30 of them: within a second and a bit) nor the
+    end of stdin as a peer (within its stall bound), and stdin's lines reach the device."""
+    pty = Pty()
+    servers = [Server(rcvbuf=4096) for _ in range(30)]
+    bridge = Bridge(pty.path, *[f"tcp://127.0.0.1:{s.port}" for s in servers])
+    conns = [s.accept() for s in servers]
+    bridge.wait_for("bridging ")
+    for _ in range(50):  # 5 MB: every peer's buffers fill, then they lag
+        pty.write(b"y" * 99999 + b"\n")
+    bridge.wait_for("not keeping up")
+    started = time.monotonic()
+    bridge.stop()
+    took = time.monotonic() - started
+    if took > 1.5:
+        fail(f"a stop with 30 stuck peers took {took:.2f} s")
+    for conn in conns:
+        conn.close()
+    # stdin as a peer, and a stuck peer: stdin's end ends the bridge all the same.
+    server = Server(rcvbuf=4096)
+    proc = subprocess.Popen([sys.argv[2], pty.path, "-", f"tcp://127.0.0.1:{server.port}"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    conn = server.accept()
+    for _ in range(50):
+        pty.write(b"z" * 99999 + b"\n")
+    proc.stdin.write(b"from stdin\n")
+    proc.stdin.close()
+    want = b"from stdin\n"
+    if pty.read_exactly(len(want)) != want:
+        fail("stdin's line did not reach the device")
+    try:
+        code = proc.wait(timeout=PATIENCE / 4)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        fail("stdin ended but a stuck peer kept the hub running")
+    if code != 0:
+        fail(f"exit {code} at the end of stdin: {proc.stderr.read().decode(errors='replace')}")
+    conn.close()
+
+
+def hanging_listener():
+    """A loopback port whose connects hang: a listener that never accepts, its backlog
+    full (further SYNs are dropped)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(0)
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(sock.getsockname())
+        fillers.append(filler)
+    time.sleep(0.2)
+    return sock, fillers
+
+
+def opens_at_once():
+    """Endpoints open at once: a peer whose connect hangs does not delay the news that
+    another cannot be opened."""
+    pty = Pty()
+    hang, fillers = hanging_listener()
+    refused = free_port()
+    started = time.monotonic()
+    bridge = Bridge(pty.path, f"tcp://127.0.0.1:{hang.getsockname()[1]}", f"tcp://127.0.0.1:{refused}")
+    code = bridge.exit_code()
+    took = time.monotonic() - started
+    if code != 3 or f"tcp://127.0.0.1:{refused}" not in bridge.text():
+        fail(f"exit {code}: {bridge.text()}")
+    if took > 5:
+        fail(f"the refused peer was told after {took:.1f} s, behind the hanging one")
+    hang.close()
+    for filler in fillers:
+        filler.close()
+
+
 SCENARIOS = {f.__name__: f for f in [three_peers, stuck_peer, peer_comes_back, peer_fails, ten_peers,
-                                     raw_and_partial_lines]}
+                                     raw_and_partial_lines, stuck_peers_at_the_end, opens_at_once]}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]]()

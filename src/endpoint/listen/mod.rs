@@ -233,6 +233,8 @@ struct Server<P> {
 
 impl<P: Protocol> Server<P> {
     fn accept(self: Arc<Self>, listener: TcpListener) {
+        // Whether the last accept failed: a run of failures is logged once.
+        let mut failing = false;
         for stream in listener.incoming() {
             if self.hub.stopped.load(Ordering::Acquire) {
                 return;
@@ -241,11 +243,23 @@ impl<P: Protocol> Server<P> {
                 Ok(stream) => stream,
                 Err(e) => {
                     // Out of descriptors, say: wait a little rather than spin.
-                    warn!("{}: accept failed: {e}", self.hub.name);
+                    let why = crate::error::os_message(&e).to_lowercase();
+                    match failing {
+                        false => warn!(
+                            "{}: cannot take clients: {why} (trying again every 100 ms)",
+                            self.hub.name
+                        ),
+                        true => debug!("{}: accept failed: {why}", self.hub.name),
+                    }
+                    failing = true;
                     thread::sleep(Duration::from_millis(100));
                     continue;
                 }
             };
+            if failing {
+                info!("{}: taking clients again", self.hub.name);
+                failing = false;
+            }
             if self.greeting.fetch_add(1, Ordering::AcqRel) >= MAX_GREETINGS {
                 self.greeting.fetch_sub(1, Ordering::AcqRel);
                 debug!(
