@@ -534,6 +534,16 @@ mod tests {
             usage_error(&twice),
             "tcp-listen://127.0.0.1:5000: given twice; each endpoint needs a port of its own"
         );
+        // One TCP port, however it is named; UDP's port 5000 is another.
+        for (a, b) in [
+            ("tcp-listen://5000", "ws-listen://127.0.0.1:5000"),
+            ("tcp-listen://0.0.0.0:5000", "ws-listen://5000"),
+            ("udp-listen://[::]:5000", "udp-listen://5000"),
+        ] {
+            assert!(usage_error(&[a, b]).contains("given as both ports"), "{a} {b}");
+        }
+        assert!(parse(&["udp-listen://5000", "tcp-listen://5000"]).is_ok());
+        assert!(parse(&["tcp-listen://127.0.0.2:5000", "tcp-listen://5000"]).is_ok());
         let looped = ["/dev/a", "mqtt://h,pub=x", "mqtt://h,sub=x,client-id=y"];
         assert!(
             usage_error(&looped).contains("sub=x takes back"),

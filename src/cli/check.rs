@@ -59,6 +59,11 @@ pub fn same_endpoint(a: &Spec, b: &Spec) -> bool {
     match (a.place(), b.place()) {
         (Place::New, _) | (_, Place::New) => false,
         (Place::Path(x), Place::Path(y)) => same_path(&x, &y),
+        (Place::Listening { udp, addr: x }, Place::Listening { udp: u, addr: y }) => {
+            udp == u
+                && x.port() == y.port()
+                && (x.ip() == y.ip() || x.ip().is_unspecified() || y.ip().is_unspecified())
+        }
         _ => a.to_string() == b.to_string(),
     }
 }

@@ -74,6 +74,15 @@ pub enum Place {
     Stdio,
     /// An address or other name, compared as written.
     Named,
+    /// A port listened on (`udp`: a UDP one; else TCP): the same as another on that
+    /// port of the same protocol, at the same address or where either is every
+    /// address (`0.0.0.0`, `::`), however each is written.
+    Listening {
+        /// UDP rather than TCP.
+        udp: bool,
+        /// Where.
+        addr: std::net::SocketAddr,
+    },
     /// Something new each time (a pty without a link, a listener on port 0): never the
     /// same as another.
     New,

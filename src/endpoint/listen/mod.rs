@@ -83,9 +83,17 @@ impl Kind for Listen {
 impl Listen {
     /// Port 0 is a new port each time; any other is named by its address.
     pub fn place(&self) -> Place {
+        self.place_for(false)
+    }
+
+    /// The same for a port of UDP (`udp`) or TCP.
+    pub fn place_for(&self, udp: bool) -> Place {
         match self.addr.port() {
             0 => Place::New,
-            _ => Place::Named,
+            _ => Place::Listening {
+                udp,
+                addr: self.addr,
+            },
         }
     }
 }

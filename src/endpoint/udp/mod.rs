@@ -174,7 +174,7 @@ impl Kind for UdpListen {
     }
 
     fn place(&self) -> Place {
-        self.0.listen.place()
+        self.0.listen.place_for(true)
     }
 
     fn check_pair(&self, other: &dyn Kind) -> Result<(), String> {
