@@ -540,7 +540,10 @@ mod tests {
             ("tcp-listen://0.0.0.0:5000", "ws-listen://5000"),
             ("udp-listen://[::]:5000", "udp-listen://5000"),
         ] {
-            assert!(usage_error(&[a, b]).contains("given as both ports"), "{a} {b}");
+            assert!(
+                usage_error(&[a, b]).contains("given as both ports"),
+                "{a} {b}"
+            );
         }
         assert!(parse(&["udp-listen://5000", "tcp-listen://5000"]).is_ok());
         assert!(parse(&["tcp-listen://127.0.0.2:5000", "tcp-listen://5000"]).is_ok());

@@ -57,7 +57,7 @@ use std::thread;
 use crossbeam_channel::{Receiver, TryRecvError, unbounded};
 use log::{info, warn};
 
-use crate::endpoint::{Endpoint, Spec};
+use crate::endpoint::{Endpoint, Place, Spec};
 use crate::error::Error;
 
 mod backlog;
@@ -120,13 +120,35 @@ pub fn run_hub(
         }
         stopped.load(Ordering::Acquire) || abandoned.load(Ordering::Acquire)
     };
-    // Every endpoint opens at once, on a thread of its own: a connect that hangs holds
-    // up no other, and the first failure ends the others' waits.
+    // Files open first, in order: a port's path may be a pty's link made just before.
+    // Then every other endpoint at once, on a thread of its own: a connect that hangs
+    // holds up no other, and the first failure ends the others' waits.
     let mut opened: Vec<Option<Endpoint>> = specs.iter().map(|_| None).collect();
     let mut failure = None;
+    let mut take = |end: usize, result: Result<Endpoint, Error>| match result {
+        Ok(endpoint) => opened[end] = Some(endpoint),
+        Err(_) if stopped.load(Ordering::Acquire) || abandoned.load(Ordering::Acquire) => {}
+        // A mistake to fix (a USB selector naming several boards), not one to wait out.
+        Err(error) if options.reconnect && !error.is_lasting() => {
+            warn!("{error}; waiting for it (--reconnect)")
+        }
+        Err(error) => {
+            abandoned.store(true, Ordering::Release);
+            failure = Some(error);
+        }
+    };
+    let file = |spec: &Spec| matches!(spec.place(), Place::Path(_) | Place::Stdio);
+    for (end, spec) in specs.iter().enumerate().filter(|(_, spec)| file(spec)) {
+        if !interrupted() {
+            take(end, spec.open(&open, &interrupted));
+        }
+    }
     thread::scope(|scope| {
         let (tx, rx) = unbounded();
-        for (end, spec) in specs.iter().enumerate() {
+        for (end, spec) in specs.iter().enumerate().filter(|(_, spec)| !file(spec)) {
+            if interrupted() {
+                break;
+            }
             let (done, interrupted, open) = (tx.clone(), &interrupted, &open);
             let spawned = thread::Builder::new()
                 .name(format!("open {spec}"))
@@ -140,19 +162,7 @@ pub fn run_hub(
         }
         drop(tx);
         for (end, result) in rx {
-            match result {
-                Ok(endpoint) => opened[end] = Some(endpoint),
-                Err(_) if stopped.load(Ordering::Acquire) || abandoned.load(Ordering::Acquire) => {}
-                // A mistake to fix (a USB selector naming several boards), not one to
-                // wait out.
-                Err(error) if options.reconnect && !error.is_lasting() => {
-                    warn!("{error}; waiting for it (--reconnect)")
-                }
-                Err(error) => {
-                    abandoned.store(true, Ordering::Release);
-                    failure = Some(error);
-                }
-            }
+            take(end, result);
         }
     });
     if let Some(error) = failure {
