@@ -138,7 +138,18 @@ mod tests {
         assert_eq!(spec("tcp://h:1").place(), Place::Named);
         assert_eq!(spec("tcp-listen://0").place(), Place::New);
         assert_eq!(spec("ws-listen://0").place(), Place::New);
-        assert_eq!(spec("ws-listen://80").place(), Place::Named);
+        let listening = |udp, addr: &str| Place::Listening {
+            udp,
+            addr: addr.parse().unwrap(),
+        };
+        assert_eq!(
+            spec("ws-listen://80").place(),
+            listening(false, "127.0.0.1:80")
+        );
+        assert_eq!(
+            spec("udp-listen://[::]:80").place(),
+            listening(true, "[::]:80")
+        );
     }
 
     #[test]

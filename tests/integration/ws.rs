@@ -218,3 +218,10 @@ fn a_page_whose_connection_would_be_refused_says_why_and_what_to_do() {
     assert!(page(port, &host, "/").contains("only pages opened with its token"));
     assert!(!page(port, &host, "/?token=t%3Ck%3E").contains("data-refused"));
 }
+
+#[test]
+fn idle_connections_renewed_as_fast_as_they_close_do_not_lock_clients_out() {
+    if websockets() {
+        scenario("ws_peer.py", "crowded");
+    }
+}

@@ -587,8 +587,53 @@ def rule_breakers():
         fail(f"the device got {os.read(pty.master, 100)!r} from a rule breaker")
 
 
+def crowded():
+    """Connections that send one byte and wait (64 at once, renewed as fast as they are
+    closed) do not lock page loads and WebSocket clients out of ws-listen."""
+    pty = Pty()
+    bridge = Bridge(pty.path, "ws-listen://127.0.0.1:0")
+    port = bridge.port()
+    idle = []
+
+    def one_byte():
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"G")
+        idle.append(sock)
+
+    for _ in range(64):
+        one_byte()
+    stop = threading.Event()
+
+    def renew():
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                one_byte()
+            time.sleep(0.002)
+
+    attacker = threading.Thread(target=renew, daemon=True)
+    attacker.start()
+    try:
+        for i in range(10):
+            with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as page:
+                page.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                status = page.recv(4096).split(b"\r\n")[0]
+            if status != b"HTTP/1.1 200 OK":
+                fail(f"page load {i} with 64 idle connections renewed: {status!r}")
+        with connect(f"ws://127.0.0.1:{port}/", open_timeout=PATIENCE) as ws:
+            bridge.wait_for("connected (1 of")
+            pty.write(b"through the crowd\n")
+            if recv(ws) != "through the crowd":
+                fail("no line for a client that came through the crowd")
+    finally:
+        stop.set()
+        attacker.join(timeout=PATIENCE)
+        for sock in idle:
+            sock.close()
+    bridge.stop()
+
+
 SCENARIOS = {f.__name__: f for f in [listen_exact, fanout, guarded, client, chain, echo, drain, hostile,
-                                     rule_breakers]}
+                                     rule_breakers, crowded]}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]]()

@@ -24,9 +24,10 @@
 //! asked for (`tcp-listen://0.0.0.0:PORT`).
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
@@ -159,8 +160,10 @@ pub trait Protocol: Send + Sync + 'static {
     ) -> io::Result<()>;
 }
 
-/// Connections being greeted at once, at most: more are closed at once, so a flood
-/// of silent connections cannot pile up threads.
+/// Connections being greeted at once, at most (each has a thread). One more closes the
+/// one that has waited longest: a client sends its head at once, so connections that
+/// send nothing, or a byte, and wait cannot lock clients out however fast they are
+/// renewed, and threads cannot pile up.
 const MAX_GREETINGS: usize = 64;
 
 /// Binds `listen.addr` for `protocol`, as the endpoint `name`; clients are taken once
@@ -209,7 +212,8 @@ impl<P: Protocol> Start for Listener<P> {
             hub: Arc::clone(&hub),
             inbox: Mutex::new(inbox),
             protocol: self.protocol,
-            greeting: AtomicUsize::new(0),
+            greetings: Mutex::new(VecDeque::new()),
+            tickets: AtomicU64::new(0),
         });
         let listener = self.listener;
         thread::Builder::new()
@@ -235,8 +239,10 @@ struct Server<P> {
     hub: Arc<Hub>,
     inbox: Mutex<Box<dyn Inbox>>,
     protocol: P,
-    /// Connections being greeted now.
-    greeting: AtomicUsize,
+    /// Connections being greeted now, oldest first, by ticket.
+    greetings: Mutex<VecDeque<(u64, TcpStream)>>,
+    /// The next ticket.
+    tickets: AtomicU64,
 }
 
 impl<P: Protocol> Server<P> {
@@ -268,38 +274,65 @@ impl<P: Protocol> Server<P> {
                 info!("{}: taking clients again", self.hub.name);
                 failing = false;
             }
-            if self.greeting.fetch_add(1, Ordering::AcqRel) >= MAX_GREETINGS {
-                self.greeting.fetch_sub(1, Ordering::AcqRel);
-                debug!(
-                    "{}: too many connections being greeted; closed one",
-                    self.hub.name
-                );
-                continue;
-            }
+            let ticket = match self.admit(&stream) {
+                Ok(ticket) => ticket,
+                Err(e) => {
+                    debug!("{}: could not greet a connection: {e}", self.hub.name);
+                    continue;
+                }
+            };
             let server = Arc::clone(&self);
             let spawned = thread::Builder::new()
                 .name(format!("greet {}", self.hub.name))
                 .spawn(move || {
                     let name = server.hub.name.clone();
-                    let served = Arc::clone(&server).serve(stream);
-                    server.greeting.fetch_sub(1, Ordering::AcqRel);
+                    let served = Arc::clone(&server).serve(stream, ticket);
+                    server.greeted(ticket);
                     if let Err(e) = served {
                         debug!("{name}: a connection ended early: {e}");
                     }
                 });
             if let Err(e) = spawned {
+                self.greeted(ticket);
                 warn!("{}: could not take a client: {e}", self.hub.name);
             }
         }
     }
 
+    /// A connection to greet gets a ticket; if [`MAX_GREETINGS`] are being greeted,
+    /// the one waiting longest is closed to make room.
+    fn admit(&self, stream: &TcpStream) -> io::Result<u64> {
+        let handle = stream.try_clone()?;
+        let mut greetings = self.greetings.lock().unwrap_or_else(|e| e.into_inner());
+        if greetings.len() >= MAX_GREETINGS
+            && let Some((_, oldest)) = greetings.pop_front()
+        {
+            let _ = oldest.shutdown(Shutdown::Both);
+            debug!(
+                "{}: {MAX_GREETINGS} connections were being greeted; closed the one waiting \
+                 longest",
+                self.hub.name
+            );
+        }
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        greetings.push_back((ticket, handle));
+        Ok(ticket)
+    }
+
+    /// The connection with `ticket` is greeted (or gone): it is not closed to make room.
+    fn greeted(&self, ticket: u64) {
+        let mut greetings = self.greetings.lock().unwrap_or_else(|e| e.into_inner());
+        greetings.retain(|(t, _)| *t != ticket);
+    }
+
     /// Greets a connection and, if it becomes a client, starts its threads.
-    fn serve(self: Arc<Self>, mut stream: TcpStream) -> io::Result<()> {
+    fn serve(self: Arc<Self>, mut stream: TcpStream, ticket: u64) -> io::Result<()> {
         let peer = stream.peer_addr()?;
         let mut room = None;
         let greeted = self.protocol.greet(&mut stream, peer, &mut || {
             *room.get_or_insert_with(|| self.hub.reserve(peer))
         });
+        self.greeted(ticket);
         let room = room.unwrap_or(false);
         let mut state = self.hub.state();
         state.reserved -= usize::from(room);
