@@ -48,6 +48,8 @@ pub struct Direction {
     settling: Option<(Instant, Option<Box<dyn Direct>>)>,
     /// Over-long lines cut by sources replaced since (a reconnect).
     cuts: u64,
+    /// Lines cut short by sources replaced since.
+    short: u64,
     /// To one peer of a hub: how far behind it is; see the module documentation.
     lag: Option<Lag>,
 }
@@ -80,6 +82,7 @@ impl Direction {
             backlog: None,
             settling: None,
             cuts: 0,
+            short: 0,
             lag: hub.then(|| Lag::new(options.queue)),
         }
     }
@@ -241,6 +244,7 @@ impl Direction {
             self.lane.interrupt();
             let gathered = feed.gather(Partials::All, Some(Instant::now() + grace));
             self.cuts += feed.cuts();
+            self.short += feed.short();
             self.hold(gathered.batch);
         }
     }
@@ -344,12 +348,14 @@ impl Direction {
     /// with `--reconnect`. With `--stats`, also how much went on the direct route.
     pub fn traffic(&self, reconnects: Option<u64>) -> String {
         let cuts = self.cuts + self.feed.as_ref().map_or(0, Feed::cuts);
+        let short = self.short + self.feed.as_ref().map_or(0, Feed::short);
         let written: Traffic = self.lane.traffic();
         let lost = self.lane.lost_pieces();
         let framing = &self.options.framing;
         let shown = trace::Shown {
             reconnects,
             cuts,
+            short,
             dropped: self.lag.is_some(),
             read: false,
         };

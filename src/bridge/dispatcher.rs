@@ -165,9 +165,12 @@ impl Dispatcher {
             generation: self.generation(end),
         };
         let (alive, alive_rx) = bounded(0);
+        let hub = self.hub();
         let owner = |label: String, tally: Option<Arc<Tally>>| Owner {
             origin,
             label,
+            // A hub's peers share the direction into the device.
+            client: hub && tally.is_some(),
             tally,
             alive: alive.clone(),
         };

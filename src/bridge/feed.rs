@@ -99,6 +99,11 @@ impl Feed {
         self.watch.cuts()
     }
 
+    /// Lines the bridge ended because their source stopped in the middle of them.
+    pub fn short(&self) -> u64 {
+        self.watch.short()
+    }
+
     /// Takes partial lines as `which` says and places them after what must go first
     /// (see [`super::handoff`]); waits for deliveries until `deadline`.
     ///

@@ -156,6 +156,11 @@ impl Machine {
         open
     }
 
+    /// Whether the source still hands lines on.
+    pub fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open { .. })
+    }
+
     /// The source ends: whether it was open, so that its partial line goes on (take it
     /// from the framer and [`Machine::route`] it). Ends nothing twice.
     pub fn close(&mut self) -> bool {

@@ -126,6 +126,9 @@ struct State {
     machine: Machine,
     /// Whether the first over-long line was logged.
     warned: bool,
+    /// Pieces of the line under way went on already (over-long, or a partial line
+    /// flushed): it has begun at the destination.
+    begun: bool,
 }
 
 impl Source {
@@ -143,6 +146,7 @@ impl Source {
         let pending = state.framer.pending();
         let taking = state.machine.take(which, now, pending);
         if let Taking::Now(_) = taking {
+            state.begun = true;
             state.framer.take_partial(into);
             lane.queued(pending);
             if let (Some(tally), true) = (&self.tally, pending > 0) {
@@ -176,6 +180,11 @@ struct Shared {
     sources: Mutex<(Vec<Arc<Source>>, bool)>,
     /// Over-long lines cut so far, all sources together.
     cuts: AtomicU64,
+    /// Lines the bridge ended because their source stopped in the middle of them.
+    short: AtomicU64,
+    /// Every source is a client among others (a hub's peers into the device): see
+    /// [`endpoint::Inbox::open_client`].
+    clients: bool,
 }
 
 impl Shared {
@@ -207,6 +216,9 @@ pub struct Owner {
     pub tally: Option<Arc<Tally>>,
     /// Held by the handle and each source; dropped with the last of them.
     pub alive: Sender<()>,
+    /// The direction has several endpoints' sources (a hub's peers into the device):
+    /// every source is a client (see [`endpoint::Inbox::open_client`]).
+    pub client: bool,
 }
 
 /// The dispatcher's view of a direction's sources: see [`super::feed`].
@@ -237,6 +249,8 @@ impl Sources {
             announce,
             sources: Mutex::new((Vec::new(), false)),
             cuts: AtomicU64::new(0),
+            short: AtomicU64::new(0),
+            clients: owner.client,
         });
         let (tx, rx) = bounded(CHANNEL_CAPACITY);
         let watch = Watch {
@@ -262,8 +276,9 @@ impl Sources {
         Sources::with(Arc::clone(&watch.shared), watch.tx.clone(), owner)
     }
 
-    /// Opens a source named `name` (for messages about it).
-    pub fn inlet(&self, name: &str) -> SourceInlet {
+    /// Opens a source named `name` (for messages about it); a `client` among others
+    /// has a line it stops in the middle of ended (see [`endpoint::Inbox::open_client`]).
+    pub fn inlet(&self, name: &str, client: bool) -> SourceInlet {
         let shared = &self.shared;
         let mut sources = shared.sources();
         let source = Arc::new(Source {
@@ -274,6 +289,7 @@ impl Sources {
                 framer: Framer::new(&shared.framing),
                 machine: Machine::new(sources.1, shared.announce, Instant::now()),
                 warned: false,
+                begun: false,
             }),
             received: Received::default(),
         });
@@ -285,13 +301,18 @@ impl Sources {
             tail: Vec::new(),
             label: Arc::clone(&self.label),
             _alive: self.alive.clone(),
+            client: client || shared.clients,
         }
     }
 }
 
 impl endpoint::Inbox for Sources {
     fn open(&self, name: &str) -> Box<dyn endpoint::Inlet> {
-        Box::new(self.inlet(name))
+        Box::new(self.inlet(name, false))
+    }
+
+    fn open_client(&self, name: &str) -> Box<dyn endpoint::Inlet> {
+        Box::new(self.inlet(name, true))
     }
 }
 
@@ -313,6 +334,11 @@ impl Watch {
         self.shared.cuts.load(Ordering::Relaxed)
     }
 
+    /// Lines the bridge ended because their source stopped in the middle of them.
+    pub fn short(&self) -> u64 {
+        self.shared.short.load(Ordering::Relaxed)
+    }
+
     /// Logs pieces the dispatcher took, as sources log theirs.
     pub fn trace(&self, batch: &Batch) {
         trace::pieces(&self.shared.label, batch, self.shared.hex);
@@ -330,6 +356,8 @@ pub struct SourceInlet {
     label: Arc<str>,
     /// Dropped last, after the partial line went on: see [`Sources`].
     _alive: Sender<()>,
+    /// A client among others: see [`endpoint::Inbox::open_client`].
+    client: bool,
 }
 
 impl SourceInlet {
@@ -399,8 +427,37 @@ impl SourceInlet {
         }
     }
 
-    /// Ends the source: its partial line goes on, and it takes no more.
+    /// Ends the line under way where it stands (the delimiter goes after what was fed),
+    /// counted as cut short, if pieces of it went on already, or with `pending`, if any
+    /// of it was fed; false if not (or raw framing).
+    fn end_cut_line(&mut self, why: &str, pending: bool) -> bool {
+        let Framing::Lines { delimiter, .. } = &self.shared.framing else {
+            return false;
+        };
+        let delimiter = delimiter.clone();
+        {
+            let state = self.source.lock();
+            if !state.begun && (!pending || state.framer.pending() == 0) {
+                return false;
+            }
+        }
+        endpoint::Inlet::feed(self, &delimiter);
+        self.tail.clear();
+        self.shared.short.fetch_add(1, Ordering::Relaxed);
+        log::info!(
+            "{}: {why} in the middle of a line; ended it there, so the next line does not \
+             join it",
+            self.source.name
+        );
+        true
+    }
+
+    /// Ends the source: its partial line goes on, and it takes no more. A client's is
+    /// ended with the delimiter first, as the direction goes on without it.
     fn finish(&mut self) {
+        if self.client && self.source.lock().machine.is_open() {
+            self.end_cut_line("left", true);
+        }
         let mut state = self.source.lock();
         if !state.machine.close() {
             return;
@@ -422,6 +479,11 @@ impl endpoint::Inlet for SourceInlet {
         let mut batch = Batch::with_capacity(data.len() + state.framer.pending());
         state.framer.feed(data, &mut batch);
         let cut = state.framer.cuts() - cuts;
+        if let (Some(last), Framing::Lines { delimiter, .. }) =
+            (batch.iter().last(), &self.shared.framing)
+        {
+            state.begun = !last.ends_with(delimiter);
+        }
         let warn_now = cut > 0 && !state.warned;
         state.warned |= warn_now;
         if cut > 0 {
@@ -476,6 +538,9 @@ impl endpoint::Inlet for SourceInlet {
     }
 
     fn drop_partial(&mut self) {
+        if self.end_cut_line("a message was cut off", false) {
+            return;
+        }
         let mut state = self.source.lock();
         let mut gone = Batch::default();
         state.framer.take_partial(&mut gone);
@@ -523,6 +588,7 @@ mod tests {
             label: "A -> B".into(),
             tally: None,
             alive: bounded(0).0,
+            client: false,
         };
         Feed::new(
             "A -> B",
@@ -572,7 +638,7 @@ mod tests {
         log::set_max_level(log::LevelFilter::Debug);
         let lane = Arc::new(Lane::default());
         let (feed, inbox) = feed_of(&lane, &Options::default());
-        let mut inlet = inbox.inlet("A");
+        let mut inlet = inbox.inlet("A", false);
         let source = thread::Builder::new()
             .name("logging source".into())
             .spawn(move || {
@@ -600,7 +666,7 @@ mod tests {
     fn what_a_source_cannot_hand_on_is_counted_as_lost() {
         let lane = Arc::new(Lane::default());
         let (feed, inbox) = feed_of(&lane, &Options::default());
-        let mut inlet = inbox.inlet("A");
+        let mut inlet = inbox.inlet("A", false);
         drop(feed);
         assert!(!endpoint::Inlet::feed(&mut inlet, b"a\nb\n"));
         assert_eq!((lane.outstanding(), lane.lost_pieces()), (0, 2));
@@ -614,7 +680,7 @@ mod tests {
             ..Options::default()
         };
         let (feed, inbox) = feed_of(&lane, &options);
-        let (mut one, mut two) = (inbox.inlet("one"), inbox.inlet("two"));
+        let (mut one, mut two) = (inbox.inlet("one", false), inbox.inlet("two", false));
         endpoint::Inlet::feed(&mut one, b"1a\n1b");
         endpoint::Inlet::feed(&mut two, b"2a\n2");
         thread::sleep(Duration::from_millis(2));
@@ -680,9 +746,9 @@ mod tests {
             ..Options::default()
         };
         let (feed, inbox) = feed_of(&lane, &options);
-        let mut first = inbox.inlet("first");
+        let mut first = inbox.inlet("first", false);
         endpoint::Inlet::feed(&mut first, before);
-        let mut inlet = inbox.inlet("A");
+        let mut inlet = inbox.inlet("A", false);
         let source = Arc::clone(&inlet.source);
         let thread = thread::spawn(move || {
             endpoint::Inlet::feed(&mut inlet, b"whole\npart");
@@ -771,7 +837,7 @@ mod message_tests {
             ..Options::default()
         };
         let (feed, inbox) = feed_of(&lane, &options);
-        let mut inlet = inbox.inlet("A");
+        let mut inlet = inbox.inlet("A", false);
         for input in inputs {
             match input {
                 Ok(data) => endpoint::Inlet::feed(&mut inlet, data),

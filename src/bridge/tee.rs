@@ -15,7 +15,19 @@ pub struct Tee(pub Vec<Sources>);
 impl Inbox for Tee {
     fn open(&self, name: &str) -> Box<dyn Inlet> {
         Box::new(TeeInlet(
-            self.0.iter().map(|sources| sources.inlet(name)).collect(),
+            self.0
+                .iter()
+                .map(|sources| sources.inlet(name, false))
+                .collect(),
+        ))
+    }
+
+    fn open_client(&self, name: &str) -> Box<dyn Inlet> {
+        Box::new(TeeInlet(
+            self.0
+                .iter()
+                .map(|sources| sources.inlet(name, true))
+                .collect(),
         ))
     }
 }

@@ -49,6 +49,8 @@ pub struct Shown {
     pub reconnects: Option<u64>,
     /// Over-long lines forwarded in pieces.
     pub cuts: u64,
+    /// Lines the bridge ended because their source stopped in the middle of them.
+    pub short: u64,
     /// Show drops even when there are none (a hub's lines, one per peer).
     pub dropped: bool,
     /// The counts are of what was read, not written (a hub's peer into the device).
@@ -67,6 +69,7 @@ pub fn traffic(
     let Shown {
         reconnects,
         cuts,
+        short,
         dropped,
         read,
     } = shown;
@@ -91,6 +94,10 @@ pub fn traffic(
     }
     if cuts > 0 {
         line += &format!(" ({} forwarded in pieces)", count(cuts, "over-long line"));
+    }
+    if short > 0 {
+        let lines = count(short, "line");
+        line += &format!(" ({lines} cut short by a source that stopped, ended by the bridge)");
     }
     line
 }

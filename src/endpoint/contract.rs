@@ -288,6 +288,14 @@ pub trait Inbox: Send {
     /// A new source of bytes for the other side, such as one client. Its bytes are
     /// framed on their own, so its lines never mix with another source's.
     fn open(&self, name: &str) -> Box<dyn Inlet>;
+
+    /// A source among others that come and go (a client of a server): as
+    /// [`Inbox::open`], but if it ends in the middle of a line, the bridge ends the line
+    /// there (adds the delimiter, counted as cut short), so that the next source's line
+    /// does not join it.
+    fn open_client(&self, name: &str) -> Box<dyn Inlet> {
+        self.open(name)
+    }
 }
 
 /// One source's way into the bridge. Dropping it ends the source: its partial line, if
@@ -310,8 +318,11 @@ pub trait Inlet: Send {
     /// the kernel dropped with its receive buffer full): counted as dropped in this
     /// direction, as lines that reached nobody are in the other.
     fn missed(&mut self, count: u64);
-    /// Forgets what was fed since the last complete line: a message that never ended
-    /// (its peer vanished in the middle of it) is not a message.
+    /// A message was cut off (its peer vanished in the middle of it): what was fed
+    /// since the last complete line is forgotten, a message that never ended not being
+    /// a message; but if pieces of it went on already (it was longer than
+    /// `--max-line`), the bridge ends the line there instead (counted as cut short), so
+    /// the next message does not join it.
     fn drop_partial(&mut self);
     /// The source failed: what it handed on so far goes on, then `error` ends the
     /// endpoint.

@@ -225,3 +225,10 @@ fn idle_connections_renewed_as_fast_as_they_close_do_not_lock_clients_out() {
         scenario("ws_peer.py", "crowded");
     }
 }
+
+#[test]
+fn a_line_cut_off_after_pieces_went_on_is_ended_not_joined_to_the_next() {
+    if websockets() {
+        scenario("ws_peer.py", "cut_lines");
+    }
+}

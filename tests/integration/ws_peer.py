@@ -632,8 +632,47 @@ def crowded():
     bridge.stop()
 
 
+def cut_lines():
+    """A line a source stops in the middle of, after pieces of it went on, is ended
+    there, so the next line does not join it: a WebSocket message cut off after
+    --max-line bytes, and a tcp-listen client that leaves in the middle of a line."""
+    pty = Pty()
+    bridge = Bridge("--max-line", "8", pty.path, "ws-listen://127.0.0.1:0")
+    port = bridge.port()
+    vanish = socket.create_connection(("127.0.0.1", port))
+    vanish.sendall(UPGRADE)
+    vanish.recv(4096)
+    vanish.sendall(frame(0x01, b"LONGLONGLONG"))  # text, not final: a message under way
+    if pty.read_exactly(8) != b"LONGLONG":
+        fail("the first piece of a long message did not go on")
+    vanish.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    vanish.close()
+    bridge.wait_for("in the middle of a line")
+    with connect(f"ws://127.0.0.1:{port}/") as ws:
+        ws.send("reboot")
+        got = pty.read_exactly(12)
+        if got != b"LONG\nreboot\n":
+            fail(f"a message cut off after its first piece, then the next: {got!r}")
+    bridge.stop()
+    if "1 line cut short" not in bridge.text():
+        fail(f"the cut line is not counted: {bridge.text()}")
+    # tcp-listen: a client that leaves mid-line, then another client's line.
+    bridge = Bridge("--max-clients", "2", pty.path, "tcp-listen://127.0.0.1:0")
+    port = bridge.port()
+    with socket.create_connection(("127.0.0.1", port)) as half:
+        half.sendall(b"half")
+        bridge.wait_for("connected (1 of")
+    bridge.wait_for("left in the middle of a line")
+    with socket.create_connection(("127.0.0.1", port)) as whole:
+        whole.sendall(b"whole\n")
+        got = pty.read_exactly(11)
+    if got != b"half\nwhole\n":
+        fail(f"a client that left mid-line, then another's line: {got!r}")
+    bridge.stop()
+
+
 SCENARIOS = {f.__name__: f for f in [listen_exact, fanout, guarded, client, chain, echo, drain, hostile,
-                                     rule_breakers, crowded]}
+                                     rule_breakers, crowded, cut_lines]}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]]()

@@ -348,7 +348,7 @@ impl<P: Protocol> Server<P> {
         let name = &self.hub.name;
         let (queue_tx, queue_rx) = bounded::<Parcel>(CLIENT_QUEUE);
         let sending = Arc::new(AtomicBool::new(true));
-        let mut inlet = self.inbox().open(&format!("{name} client {peer}"));
+        let mut inlet = self.inbox().open_client(&format!("{name} client {peer}"));
         let (input, output) = (stream.try_clone()?, stream.try_clone()?);
         let (server, shared, flag) = (Arc::clone(&self), Arc::clone(&conn), Arc::clone(&sending));
         thread::Builder::new()

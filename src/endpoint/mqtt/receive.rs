@@ -294,7 +294,11 @@ impl Handover {
             let (mut left, mut taken) = (len, true);
             while left > 0 {
                 let n = left.min(buf.len());
-                input.read_exact(&mut buf[..n])?;
+                if let Err(e) = input.read_exact(&mut buf[..n]) {
+                    // Cut off: pieces that went on are ended, the rest forgotten.
+                    inlet.drop_partial();
+                    return Err(e);
+                }
                 left -= n;
                 taken = taken && inlet.feed(&buf[..n]);
             }

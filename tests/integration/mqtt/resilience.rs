@@ -332,3 +332,77 @@ fn a_stop_ends_within_a_second_when_the_broker_stopped_reading() {
         );
     }
 }
+
+/// A broker played by hand on a loopback port: answers CONNECT and SUBSCRIBE, then
+/// sends `then` and closes; again for every connection.
+fn scripted_broker(connections: Vec<Vec<u8>>) -> (u16, thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = thread::spawn(move || {
+        for then in connections {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_read_timeout(Some(PATIENCE)).unwrap();
+            let mut out = conn.try_clone().unwrap();
+            // Reads one packet: its first byte and body.
+            let mut packet = || {
+                let mut head = [0u8; 1];
+                conn.read_exact(&mut head).unwrap();
+                let (mut len, mut shift) = (0usize, 0);
+                loop {
+                    let mut byte = [0u8; 1];
+                    conn.read_exact(&mut byte).unwrap();
+                    len |= usize::from(byte[0] & 0x7f) << shift;
+                    shift += 7;
+                    if byte[0] & 0x80 == 0 {
+                        break;
+                    }
+                }
+                let mut body = vec![0; len];
+                conn.read_exact(&mut body).unwrap();
+                (head[0], body)
+            };
+            assert_eq!(packet().0 >> 4, 1, "CONNECT");
+            out.write_all(&[0x20, 2, 0, 0]).unwrap();
+            let (kind, body) = packet();
+            assert_eq!(kind >> 4, 8, "SUBSCRIBE");
+            out.write_all(&[0x90, 3, body[0], body[1], 0]).unwrap();
+            out.write_all(&then).unwrap();
+            // Closed when dropped: the bridge sees the connection end.
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn a_message_cut_off_after_pieces_went_on_is_ended_not_joined_to_the_next() {
+    // A PUBLISH on "t" of 100,000 bytes, of which 40,000 arrive (the bridge reads it in
+    // pieces of 16 KiB: two go on); then, after the reconnect, "next".
+    let publish = |payload: &[u8], len: usize| {
+        let mut out = vec![0x30];
+        let mut rest = 2 + 1 + len;
+        loop {
+            let byte = u8::try_from(rest % 128).unwrap();
+            rest /= 128;
+            out.push(if rest > 0 { byte | 0x80 } else { byte });
+            if rest == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&[0, 1, b't']);
+        out.extend_from_slice(payload);
+        out
+    };
+    let (port, broker) =
+        scripted_broker(vec![publish(&[b'x'; 40_000], 100_000), publish(b"next", 4)]);
+    let mut pty = Pty::new();
+    let url = format!("mqtt://127.0.0.1:{port},sub=t");
+    let bridge = Bridge::start(&["--reconnect", "--max-line", "8", &pty.path, &url]);
+    let got = read_exactly(&mut pty.master, 32_768 + 6, PATIENCE);
+    let want = [&[b'x'; 32_768][..], b"\nnext\n"].concat();
+    assert!(got == want, "{:?}: {}", &got[32_760..], bridge.stderr());
+    broker.join().unwrap();
+    bridge.signal("INT");
+    let (_, log) = bridge.wait(PATIENCE);
+    assert!(log.contains("1 line cut short"), "{log}");
+}
