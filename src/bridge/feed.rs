@@ -120,7 +120,8 @@ impl Feed {
         let mut gathered = Gathered::default();
         let mut route = None;
         if let Partials::Silent(after) = which {
-            route = lane.try_route();
+            // Not while a source is in the middle of an over-long line, either.
+            route = lane.try_route().filter(|_| !lane.turn().is_held());
             if route.is_none() {
                 gathered.next = Some(now + after.max(BUSY_RETRY));
                 return gathered;

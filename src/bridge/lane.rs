@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::turn::Turn;
 use crate::endpoint::{Direct as Out, Dropped};
 use crate::framing::Batch;
 
@@ -69,6 +70,8 @@ pub struct Lane {
     /// Never wait for a full destination (a hub's peer): what it cannot take now is
     /// queued, and its queue drops its oldest lines when full (see `direction.rs`).
     hasty: AtomicBool,
+    /// Whose over-long line the destination is in the middle of.
+    turn: Turn,
 }
 
 /// How long a source waits for room at a time before it looks whether the bridge is
@@ -137,6 +140,12 @@ impl Lane {
     /// stopping, and what is left takes the queued route to be written out or counted.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
+        self.turn.stop();
+    }
+
+    /// Whose over-long line the destination is in the middle of.
+    pub fn turn(&self) -> &Turn {
+        &self.turn
     }
 
     /// Ends the waits for a full destination under way now, within [`WAIT_SLICE`];

@@ -41,7 +41,8 @@
 //! - `source.rs`: sources, as the endpoint's inbox and inlets; `feed.rs`: the
 //!   dispatcher's end of them, gathering partial lines; `tee.rs`: a hub's device
 //!   feeding every peer's direction.
-//! - `lane.rs`: the direct route's rule and the direction's accounts.
+//! - `lane.rs`: the direct route's rule and the direction's accounts; `turn.rs`: whose
+//!   over-long line a destination is in the middle of.
 //! - `direction.rs`: a direction's state as the dispatcher keeps it; `backlog.rs`;
 //!   `lag.rs`: a hub's peer that falls behind.
 //! - `dispatcher.rs`: the one thread that decides; `select.rs`: its wait.
@@ -74,6 +75,7 @@ mod shutdown;
 mod source;
 mod tee;
 mod trace;
+mod turn;
 mod writer;
 
 use dispatcher::Dispatcher;

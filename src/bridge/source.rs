@@ -22,6 +22,7 @@ use log::{log_enabled, warn};
 use super::handoff::{Machine, Partials, Received, Taking};
 use super::lane::Lane;
 use super::trace;
+use super::turn;
 use crate::endpoint;
 use crate::framing::{Batch, Framer, Framing};
 
@@ -471,16 +472,32 @@ impl SourceInlet {
 impl endpoint::Inlet for SourceInlet {
     fn feed(&mut self, data: &[u8]) -> bool {
         self.remember_tail(data);
+        // Another source's over-long line under way goes first (see `turn.rs`).
+        let id = Arc::as_ptr(&self.source) as usize as u64;
+        let lapsed = self.shared.lane.turn().wait(id);
         let mut state = self.source.lock();
         if !state.machine.read(Instant::now()) {
             return false;
         }
         let cuts = state.framer.cuts();
-        let mut batch = Batch::with_capacity(data.len() + state.framer.pending());
+        let mut batch = Batch::with_capacity(data.len() + state.framer.pending() + 8);
+        if let (turn::Waited::Lapsed(_), Framing::Lines { delimiter, .. }) =
+            (lapsed, &self.shared.framing)
+        {
+            // Its holder was silent too long, or held it too long: its line ends here.
+            batch.push(delimiter);
+            self.shared.short.fetch_add(1, Ordering::Relaxed);
+            log::info!(
+                "{}: another source's line over --max-line stayed unfinished too long; \
+                 ended it there",
+                self.source.name
+            );
+        }
+        let theirs = batch.pieces();
         state.framer.feed(data, &mut batch);
         let cut = state.framer.cuts() - cuts;
         if let (Some(last), Framing::Lines { delimiter, .. }) =
-            (batch.iter().last(), &self.shared.framing)
+            (batch.iter().skip(theirs).last(), &self.shared.framing)
         {
             state.begun = !last.ends_with(delimiter);
         }
@@ -489,7 +506,9 @@ impl endpoint::Inlet for SourceInlet {
         if cut > 0 {
             self.shared.cuts.fetch_add(cut, Ordering::Relaxed);
         }
+        let open = state.begun && state.machine.is_open();
         let passed = self.pass(state, batch);
+        self.shared.lane.turn().handed(id, open);
         if warn_now {
             warn!(
                 "{}: a line is longer than --max-line; forwarding it in pieces",

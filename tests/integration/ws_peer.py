@@ -669,6 +669,38 @@ def cut_lines():
     if got != b"half\nwhole\n":
         fail(f"a client that left mid-line, then another's line: {got!r}")
     bridge.stop()
+    # Another client's line waits until an over-long line under way ends, and no
+    # longer than a second of its silence.
+    bridge = Bridge("--max-clients", "2", "--max-line", "8", pty.path, "tcp-listen://127.0.0.1:0")
+    port = bridge.port()
+    long = socket.create_connection(("127.0.0.1", port))
+    other = socket.create_connection(("127.0.0.1", port))
+    deadline = time.monotonic() + PATIENCE
+    while bridge.text().count("connected (") < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    long.sendall(b"A" * 12)
+    if pty.read_exactly(8) != b"A" * 8:
+        fail("the first piece of the long line did not go on")
+    other.sendall(b"b-line\n")
+    long.sendall(b"A\n")
+    got = pty.read_exactly(6 + 7)
+    if got != b"AAAAA\nb-line\n":
+        fail(f"another client's line in the middle of a long one: {got!r}")
+    long.sendall(b"B" * 12)
+    if pty.read_exactly(8) != b"B" * 8:
+        fail("the first piece of the second long line did not go on")
+    started = time.monotonic()
+    other.sendall(b"c-line\n")
+    got = pty.read_exactly(1 + 7)
+    waited = time.monotonic() - started
+    if got != b"\nc-line\n" or waited < 0.5:
+        fail(f"a long line left unfinished: {got!r} after {waited:.2f} s")
+    long.sendall(b"B\n")
+    if pty.read_exactly(6) != b"BBBBB\n":
+        fail("the rest of the long line did not begin a line of its own")
+    long.close()
+    other.close()
+    bridge.stop()
 
 
 SCENARIOS = {f.__name__: f for f in [listen_exact, fanout, guarded, client, chain, echo, drain, hostile,
