@@ -1,4 +1,4 @@
-//! README "Adding an endpoint", kept true: its worked example (`unix://PATH`) is the
+//! docs/adding-an-endpoint.md, kept true: its worked example (`unix://PATH`) is the
 //! code below, compiled, opened like any endpoint and bridged to a socket pair.
 
 use std::io::Write;
@@ -54,15 +54,10 @@ mod example {
     }
 }
 
-/// The README's code blocks under "Adding an endpoint", without whitespace.
+/// The code block of docs/adding-an-endpoint.md, without whitespace.
 fn readme_example() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let section = readme
-        .split("## Adding an endpoint")
-        .nth(1)
-        .expect("the section");
-    let section = section.split("\n## ").next().unwrap_or(section);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/adding-an-endpoint.md");
+    let section = std::fs::read_to_string(path).expect("docs/adding-an-endpoint.md");
     let block = section
         .split("```rust\n")
         .nth(1)
@@ -75,14 +70,14 @@ fn readme_example() -> String {
 fn the_readme_example_is_this_code() {
     let this = include_str!("adding.rs");
     let start = this.find("use std::any::Any;").unwrap();
-    let end = this.find("/// The README's code blocks").unwrap();
+    let end = this.find("/// The code block of docs").unwrap();
     let code: String = this[start..end].split_whitespace().collect();
     // The module's closing brace is not the README's.
     let code = code.strip_suffix('}').unwrap();
     assert_eq!(
         readme_example(),
         code,
-        "README and tests/integration/adding.rs differ"
+        "docs/adding-an-endpoint.md and tests/integration/adding.rs differ"
     );
 }
 
