@@ -17,14 +17,7 @@ fn listen(extra: &[&str]) -> (Pty, Bridge, u16) {
     let mut args = extra.to_vec();
     args.extend([pty.path.as_str(), "tcp-listen://127.0.0.1:0"]);
     let bridge = Bridge::start(&args);
-    bridge.wait_for_log("listening on 127.0.0.1:");
-    let log = bridge.stderr();
-    let port = log
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|digits| digits.parse().ok())
-        .expect("port in the log");
+    let port = bridge.listening_port();
     (pty, bridge, port)
 }
 

@@ -190,6 +190,17 @@ impl Bridge {
         }
     }
 
+    /// The port its one loopback listener took (`...listen://127.0.0.1:0`), from its log.
+    pub fn listening_port(&self) -> u16 {
+        self.wait_for_log("listening on 127.0.0.1:");
+        self.stderr()
+            .split("listening on 127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|digits| digits.parse().ok())
+            .expect("a port in the log")
+    }
+
     /// Sends a signal by name (INT, TERM, HUP).
     pub fn signal(&self, name: &str) {
         let signal = match name {

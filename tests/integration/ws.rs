@@ -116,14 +116,7 @@ fn a_client_gone_without_a_closing_frame_leaves_at_once_and_later_lines_count_as
     let mut pty = crate::util::Pty::new();
     let bridge =
         crate::util::Bridge::start(&["--log-level", "debug", &pty.path, "ws-listen://127.0.0.1:0"]);
-    bridge.wait_for_log("listening on 127.0.0.1:");
-    let log = bridge.stderr();
-    let port: u16 = log
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|digits| digits.parse().ok())
-        .expect("a port in the log");
+    let port = bridge.listening_port();
     let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         client,
@@ -180,14 +173,7 @@ fn a_page_whose_connection_would_be_refused_says_why_and_what_to_do() {
     };
     let pty = crate::util::Pty::new();
     let bridge = crate::util::Bridge::start(&[&pty.path, "ws-listen://127.0.0.1:0"]);
-    bridge.wait_for_log("listening on 127.0.0.1:");
-    let port: u16 = bridge
-        .stderr()
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|digits| digits.parse().ok())
-        .expect("a port in the log");
+    let port = bridge.listening_port();
     // By address or as localhost: the page connects.
     for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
         assert!(!page(port, &host, "/").contains("data-refused"), "{host}");
@@ -206,14 +192,7 @@ fn a_page_whose_connection_would_be_refused_says_why_and_what_to_do() {
     // With a token, a page opened without it is told to use the logged address.
     let pty = crate::util::Pty::new();
     let bridge = crate::util::Bridge::start(&[&pty.path, "ws-listen://127.0.0.1:0,token=t<k>"]);
-    bridge.wait_for_log("listening on 127.0.0.1:");
-    let port: u16 = bridge
-        .stderr()
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|digits| digits.parse().ok())
-        .expect("a port in the log");
+    let port = bridge.listening_port();
     let host = format!("board.example:{port}");
     assert!(page(port, &host, "/").contains("only pages opened with its token"));
     assert!(!page(port, &host, "/?token=t%3Ck%3E").contains("data-refused"));
