@@ -50,7 +50,7 @@ impl Kind for Settings {
         let Some(other) = other.as_any().downcast_ref::<Settings>() else {
             return Ok(());
         };
-        if self.address() != other.address() {
+        if !self.same_broker(other) {
             return Ok(());
         }
         if self.client_id == other.client_id {

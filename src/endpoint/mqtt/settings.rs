@@ -63,6 +63,20 @@ impl Settings {
             false => format!("{}:{}", self.host, self.port),
         }
     }
+
+    /// Whether `other` names the same broker: the same port and host, where
+    /// `localhost` and the loopback addresses are one host (this machine).
+    pub fn same_broker(&self, other: &Settings) -> bool {
+        let host = |s: &Settings| {
+            let host = s.host.to_ascii_lowercase();
+            let ip = host.parse::<std::net::IpAddr>();
+            match host == "localhost" || ip.is_ok_and(|ip| ip.is_loopback()) {
+                true => "this machine".to_string(),
+                false => host,
+            }
+        };
+        self.port == other.port && host(self) == host(other)
+    }
 }
 
 impl fmt::Display for Settings {
@@ -377,6 +391,19 @@ mod tests {
         assert_eq!((s.qos, s.keepalive), (1, 65535));
         assert_eq!(s.client_id, "x");
         assert_eq!(s.password_file.as_deref(), Some("/p"));
+    }
+
+    #[test]
+    fn this_machine_is_one_broker_however_it_is_named() {
+        let local = ok("localhost:1884,sub=a");
+        let broker = |host: &str| ok(&format!("{host},pub=b"));
+        for same in ["127.0.0.1:1884", "[::1]:1884", "LOCALHOST:1884"] {
+            assert!(local.same_broker(&broker(same)), "{same}");
+        }
+        for other in ["localhost", "broker:1884", "10.0.0.1:1884"] {
+            assert!(!local.same_broker(&broker(other)), "{other}");
+        }
+        assert!(broker("Broker").same_broker(&broker("broker")));
     }
 
     #[test]
