@@ -175,6 +175,22 @@ impl Lane {
         self.lost.fetch_add(pieces as u64, Ordering::Relaxed);
     }
 
+    /// Pieces counted as written that reached nobody after all (see
+    /// [`crate::endpoint::Outbox::retracted`]): counted as lost instead.
+    pub fn retract(&self, late: Dropped) {
+        if late.pieces == 0 && late.bytes == 0 {
+            return;
+        }
+        let less = |n: usize| move |now: u64| Some(now.saturating_sub(n as u64));
+        let _ = self
+            .pieces
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(late.pieces));
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(late.bytes));
+        self.lost.fetch_add(late.pieces as u64, Ordering::Relaxed);
+    }
+
     /// `pieces` pieces were lost before a source could read them: never read, never
     /// outstanding, only counted.
     pub fn missed(&self, pieces: u64) {

@@ -59,7 +59,10 @@ pub fn spawn_writer(mut outbox: Box<dyn Outbox>, w: Writing) -> io::Result<Sende
             for batch in batches.by_ref() {
                 let bytes = batch.bytes().len();
                 match outbox.send(&batch) {
-                    Ok(dropped) => w.lane.written(batch.pieces(), bytes, dropped),
+                    Ok(dropped) => {
+                        w.lane.written(batch.pieces(), bytes, dropped);
+                        w.lane.retract(outbox.retracted());
+                    }
                     Err(source) => {
                         let endpoint = w.name;
                         let error = match source.kind() {
@@ -80,6 +83,7 @@ pub fn spawn_writer(mut outbox: Box<dyn Outbox>, w: Writing) -> io::Result<Sende
             }
             // The queue ended: what the outbox still holds goes out, within patience.
             outbox.finish(&w.give_up);
+            w.lane.retract(outbox.retracted());
         })?;
     Ok(tx)
 }

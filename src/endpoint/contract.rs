@@ -337,6 +337,14 @@ pub trait Outbox: Send {
     /// when the endpoint as a whole has failed.
     fn send(&mut self, batch: &Batch) -> io::Result<Dropped>;
 
+    /// Pieces of earlier batches that [`Outbox::send`] or [`Direct::try_send`]
+    /// counted as taken, and that reached nobody after all (a server's client dropped
+    /// with them still queued); each reported once. The bridge asks after each send and
+    /// after [`Outbox::finish`].
+    fn retracted(&mut self) -> Dropped {
+        Dropped::default()
+    }
+
     /// Called once the bridge hands over nothing more: waits until what was handed
     /// over is out (a server's clients have written their queues), or until `give_up`
     /// is set.

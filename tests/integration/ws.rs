@@ -211,3 +211,10 @@ fn a_line_cut_off_after_pieces_went_on_is_ended_not_joined_to_the_next() {
         scenario("ws_peer.py", "cut_lines");
     }
 }
+
+#[test]
+fn lines_queued_for_a_client_dropped_for_not_reading_count_as_dropped() {
+    if websockets() {
+        scenario("ws_peer.py", "stalled_client");
+    }
+}

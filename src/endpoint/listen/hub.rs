@@ -42,6 +42,8 @@ pub struct State {
 /// The connected clients, shared by the acceptor, their threads and the outbox.
 pub struct Hub {
     pub name: String,
+    /// What reached nobody after it was handed over.
+    pub late: Arc<Late>,
     pub state: Mutex<State>,
     pub max_clients: usize,
     /// Set when the bridge ends: take no more clients.
@@ -135,12 +137,16 @@ impl Broadcast {
 }
 
 impl Outbox for Broadcast {
+    fn retracted(&mut self) -> Dropped {
+        self.0.late.take()
+    }
+
     fn send(&mut self, batch: &Batch) -> io::Result<Dropped> {
         let clients = self.clients();
         if clients.is_empty() {
             return Ok(self.unheard(batch));
         }
-        let batch = Arc::new(batch.clone());
+        let batch = Shipment::new(batch.clone(), Some(&self.0.late));
         for (peer, queue, pending) in clients {
             let parcel = Parcel::new(Arc::clone(&batch), &pending);
             if let Err(SendTimeoutError::Timeout(_)) = queue.send_timeout(parcel, STALL) {
@@ -175,7 +181,7 @@ impl Direct for Broadcast {
         if clients.iter().any(|(_, queue, _)| queue.is_full()) {
             return Taken::default();
         }
-        let batch = Arc::new(batch.clone());
+        let batch = Shipment::new(batch.clone(), Some(&self.0.late));
         for (peer, queue, pending) in clients {
             // Only this thread adds to the queues now (the route lock is held), so the
             // room seen above is still there; a client that left meanwhile is gone.
@@ -232,28 +238,80 @@ impl Stop for Stopper {
     }
 }
 
+/// Pieces counted as delivered when they were handed over that reached nobody after
+/// all: every client they were queued for was dropped before writing them.
+#[derive(Debug, Default)]
+pub struct Late {
+    pieces: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Late {
+    /// What was lost since the last time asked.
+    pub fn take(&self) -> Dropped {
+        Dropped {
+            pieces: self.pieces.swap(0, Ordering::AcqRel),
+            bytes: self.bytes.swap(0, Ordering::AcqRel),
+        }
+    }
+}
+
+/// One batch handed over, shared by the parcels of every client it went to: if none of
+/// them was written, its pieces are counted in `late` when the last parcel goes.
+pub struct Shipment {
+    batch: Batch,
+    written: AtomicBool,
+    late: Option<Arc<Late>>,
+}
+
+impl Shipment {
+    /// `batch`, whose loss after it was handed over is counted in `late`, if given.
+    pub fn new(batch: Batch, late: Option<&Arc<Late>>) -> Arc<Shipment> {
+        Arc::new(Shipment {
+            batch,
+            written: AtomicBool::new(false),
+            late: late.cloned(),
+        })
+    }
+}
+
+impl Drop for Shipment {
+    fn drop(&mut self) {
+        if let (false, Some(late)) = (self.written.load(Ordering::Acquire), &self.late) {
+            late.pieces.fetch_add(self.batch.pieces(), Ordering::AcqRel);
+            late.bytes
+                .fetch_add(self.batch.bytes().len(), Ordering::AcqRel);
+        }
+    }
+}
+
 /// A batch on its way to one client. It counts as pending for that client until it is
 /// dropped, written or not, so that stopping can wait until every client has its lines.
 pub struct Parcel {
-    batch: Arc<Batch>,
+    shipment: Arc<Shipment>,
     pending: Arc<AtomicUsize>,
 }
 
 impl Parcel {
-    /// `batch`, counted in `pending` until dropped.
-    pub fn new(batch: Arc<Batch>, pending: &Arc<AtomicUsize>) -> Parcel {
+    /// `shipment`, counted in `pending` until dropped.
+    pub fn new(shipment: Arc<Shipment>, pending: &Arc<AtomicUsize>) -> Parcel {
         pending.fetch_add(1, Ordering::AcqRel);
         Parcel {
-            batch,
+            shipment,
             pending: Arc::clone(pending),
         }
+    }
+
+    /// Its client wrote it: the batch reached someone.
+    pub fn written(&self) {
+        self.shipment.written.store(true, Ordering::Release);
     }
 }
 
 impl std::ops::Deref for Parcel {
     type Target = Batch;
     fn deref(&self) -> &Batch {
-        &self.batch
+        &self.shipment.batch
     }
 }
 

@@ -41,7 +41,7 @@ use super::stream::pump;
 mod hub;
 
 use hub::{Broadcast, Client, Hub, State, Stopper};
-pub use hub::{Parcel, wait_drained};
+pub use hub::{Parcel, Shipment, wait_drained};
 
 /// Batches waiting to be written to one client. A client this far behind has
 /// stopped reading and is dropped.
@@ -203,6 +203,7 @@ impl<P: Protocol> Start for Listener<P> {
         let local = self.listener.local_addr()?;
         let hub = Arc::new(Hub {
             name: name.to_string(),
+            late: Arc::default(),
             state: Mutex::new(State::default()),
             max_clients: self.max_clients,
             stopped: AtomicBool::new(false),
@@ -440,6 +441,7 @@ impl Protocol for Lines {
     fn write(&self, _: &(), mut stream: TcpStream, queue: Receiver<Parcel>) -> io::Result<()> {
         for batch in queue {
             stream.write_all(batch.bytes())?;
+            batch.written();
         }
         Ok(())
     }

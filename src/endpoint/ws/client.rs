@@ -20,7 +20,7 @@ use super::settings::Connect;
 use crate::endpoint::contract::{
     Direct, Dropped, Endpoint, GiveUp, Inbox, Kind, Opening, Outbox, Running, Start, Stop, Taken,
 };
-use crate::endpoint::listen::{Parcel, wait_drained};
+use crate::endpoint::listen::{Parcel, Shipment, wait_drained};
 use crate::endpoint::tcp::connect_stream;
 use crate::framing::Batch;
 
@@ -105,7 +105,7 @@ struct Queue(Sender<Parcel>, Arc<AtomicUsize>);
 
 impl Outbox for Queue {
     fn send(&mut self, batch: &Batch) -> io::Result<Dropped> {
-        let parcel = Parcel::new(Arc::new(batch.clone()), &self.1);
+        let parcel = Parcel::new(Shipment::new(batch.clone(), None), &self.1);
         self.0.send(parcel).map_err(|_| io::ErrorKind::BrokenPipe)?;
         Ok(Dropped::default())
     }
@@ -118,7 +118,7 @@ impl Outbox for Queue {
 
 impl Direct for Queue {
     fn try_send(&mut self, batch: &Batch) -> Taken {
-        let parcel = Parcel::new(Arc::new(batch.clone()), &self.1);
+        let parcel = Parcel::new(Shipment::new(batch.clone(), None), &self.1);
         let bytes = match self.0.try_send(parcel) {
             Ok(()) => batch.bytes().len(),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => 0,

@@ -256,6 +256,7 @@ impl Conn {
                                 }
                             }
                             socket.flush().map_err(io_error)?;
+                            batch.written();
                         }
                         Err(_) => {
                             // A line cut short at a stop still ends its message, so the far
