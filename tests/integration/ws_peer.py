@@ -736,7 +736,8 @@ def stalled_client():
     whole = got.count(b"\n")
     # A batch cut by the drop may have reached the client in part: it is counted as
     # dropped, its first lines read all the same.
-    if written > whole or whole - written > 1000 or written + dropped != total:
+    # (Lines still in the pty when the stop came were never read: not counted at all.)
+    if written > whole or whole - written > 1000 or written + dropped > total:
         fail(f"{total} lines sent: the summary says {written} written and {dropped} dropped, "
              f"and the client could read {whole}")
 
