@@ -348,7 +348,8 @@ impl Direction {
     /// with `--reconnect`. With `--stats`, also how much went on the direct route.
     pub fn traffic(&self, reconnects: Option<u64>) -> String {
         let cuts = self.cuts + self.feed.as_ref().map_or(0, Feed::cuts);
-        let short = self.short + self.feed.as_ref().map_or(0, Feed::short);
+        let short =
+            self.short + self.feed.as_ref().map_or(0, Feed::short) + self.lane.turn().lapses();
         let written: Traffic = self.lane.traffic();
         let lost = self.lane.lost_pieces();
         let framing = &self.options.framing;

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::turn::Turn;
+use super::turn::{Check, Turn};
 use crate::endpoint::{Direct as Out, Dropped};
 use crate::framing::Batch;
 
@@ -43,6 +43,16 @@ pub struct Traffic {
     pub pieces: u64,
     /// Bytes written.
     pub bytes: u64,
+}
+
+/// A source routing in turn: see [`Lane::route_in_turn`].
+pub struct InTurn<'a> {
+    /// Which source.
+    pub source: u64,
+    /// Its batch leaves its line unfinished (it ends in a piece without the delimiter).
+    pub open: bool,
+    /// The delimiter, to end a line whose holder lost the turn.
+    pub end: &'a [u8],
 }
 
 /// One direction's direct route and accounts; shared by its sources, the dispatcher and
@@ -82,8 +92,39 @@ impl Lane {
     /// Routes `batch`: written now if nothing is queued and the destination takes it,
     /// the rest counted as outstanding. `queue` is then called with what is left (maybe
     /// nothing) while the route lock is still held, so it can hand that on in order.
+    #[cfg(test)]
     pub fn route<R>(&self, batch: &mut Batch, queue: impl FnOnce(&mut Batch) -> R) -> R {
-        let mut direct = self.lock();
+        self.route_in_turn(None, batch, queue)
+    }
+
+    /// [`Lane::route`] for a source that shares the destination: it waits while another
+    /// source's over-long line is under way (see [`Turn`]), ends that line first if its
+    /// holder lost the turn, and takes or gives up the turn itself, all with the route
+    /// held, so no other source's batch comes in between.
+    pub fn route_in_turn<R>(
+        &self,
+        turn: Option<InTurn<'_>>,
+        batch: &mut Batch,
+        queue: impl FnOnce(&mut Batch) -> R,
+    ) -> R {
+        let mut direct = loop {
+            let direct = self.lock();
+            let Some(t) = &turn else { break direct };
+            match self.turn.check(t.source) {
+                Check::Go => break direct,
+                Check::Lapsed => {
+                    let mut ended = Batch::with_capacity(t.end.len() + batch.bytes().len());
+                    ended.push(t.end);
+                    ended.append(std::mem::take(batch));
+                    *batch = ended;
+                    break direct;
+                }
+                Check::Wait(until) => {
+                    drop(direct);
+                    self.turn.wait_until(until);
+                }
+            }
+        };
         if self.swapped.swap(false, Ordering::AcqRel)
             && let Some(new) = self.swap.lock().unwrap_or_else(|e| e.into_inner()).take()
         {
@@ -96,6 +137,9 @@ impl Lane {
             self.write_through(&mut **out, batch);
         }
         self.queued(batch.bytes().len());
+        if let Some(t) = &turn {
+            self.turn.handed(t.source, t.open);
+        }
         queue(batch)
     }
 

@@ -20,9 +20,8 @@ use crossbeam_channel::{Receiver, SendError, Sender, bounded};
 use log::{log_enabled, warn};
 
 use super::handoff::{Machine, Partials, Received, Taking};
-use super::lane::Lane;
+use super::lane::{InTurn, Lane};
 use super::trace;
-use super::turn;
 use crate::endpoint;
 use crate::framing::{Batch, Framer, Framing};
 
@@ -366,6 +365,8 @@ impl SourceInlet {
     /// false if the dispatcher is gone.
     fn pass(&self, mut state: MutexGuard<'_, State>, mut batch: Batch) -> bool {
         let partial = state.framer.pending() > 0;
+        // It leaves its line unfinished at the destination: it holds the turn.
+        let open = state.begun && state.machine.is_open();
         let Some(route) = state.machine.route(!batch.is_empty(), partial) else {
             return true;
         };
@@ -374,7 +375,16 @@ impl SourceInlet {
             tally.add(batch.pieces(), batch.bytes().len());
         }
         let logged = log_enabled!(log::Level::Debug).then(|| batch.clone());
-        let mut sent = self.shared.lane.route(&mut batch, |rest| {
+        // Another source's over-long line under way goes first (see `turn.rs`).
+        let turn = match &self.shared.framing {
+            Framing::Lines { delimiter, .. } => Some(InTurn {
+                source: Arc::as_ptr(&self.source) as usize as u64,
+                open,
+                end: delimiter,
+            }),
+            Framing::Raw => None,
+        };
+        let mut sent = self.shared.lane.route_in_turn(turn, &mut batch, |rest| {
             if rest.is_empty() && !route.news {
                 return true;
             }
@@ -472,32 +482,16 @@ impl SourceInlet {
 impl endpoint::Inlet for SourceInlet {
     fn feed(&mut self, data: &[u8]) -> bool {
         self.remember_tail(data);
-        // Another source's over-long line under way goes first (see `turn.rs`).
-        let id = Arc::as_ptr(&self.source) as usize as u64;
-        let lapsed = self.shared.lane.turn().wait(id);
         let mut state = self.source.lock();
         if !state.machine.read(Instant::now()) {
             return false;
         }
         let cuts = state.framer.cuts();
-        let mut batch = Batch::with_capacity(data.len() + state.framer.pending() + 8);
-        if let (turn::Waited::Lapsed(_), Framing::Lines { delimiter, .. }) =
-            (lapsed, &self.shared.framing)
-        {
-            // Its holder was silent too long, or held it too long: its line ends here.
-            batch.push(delimiter);
-            self.shared.short.fetch_add(1, Ordering::Relaxed);
-            log::info!(
-                "{}: another source's line over --max-line stayed unfinished too long; \
-                 ended it there",
-                self.source.name
-            );
-        }
-        let theirs = batch.pieces();
+        let mut batch = Batch::with_capacity(data.len() + state.framer.pending());
         state.framer.feed(data, &mut batch);
         let cut = state.framer.cuts() - cuts;
         if let (Some(last), Framing::Lines { delimiter, .. }) =
-            (batch.iter().skip(theirs).last(), &self.shared.framing)
+            (batch.iter().last(), &self.shared.framing)
         {
             state.begun = !last.ends_with(delimiter);
         }
@@ -506,9 +500,7 @@ impl endpoint::Inlet for SourceInlet {
         if cut > 0 {
             self.shared.cuts.fetch_add(cut, Ordering::Relaxed);
         }
-        let open = state.begun && state.machine.is_open();
         let passed = self.pass(state, batch);
-        self.shared.lane.turn().handed(id, open);
         if warn_now {
             warn!(
                 "{}: a line is longer than --max-line; forwarding it in pieces",

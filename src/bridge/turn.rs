@@ -48,15 +48,18 @@ pub struct Turn {
 struct State {
     holder: Option<Holder>,
     stopped: bool,
+    lapses: u64,
 }
 
-/// What [`Turn::wait`] found.
+/// What [`Turn::check`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Waited {
-    /// The turn is free, or this source's own.
-    Free,
-    /// Another source held it and lost it: its line must be ended first.
-    Lapsed(u64),
+pub enum Check {
+    /// The turn is free, or this source's own (or the bridge is stopping): go on.
+    Go,
+    /// Another source held it and lost it: its line must be ended first, then go on.
+    Lapsed,
+    /// Another source holds it until at most then: wait.
+    Wait(Instant),
 }
 
 impl Turn {
@@ -65,30 +68,41 @@ impl Turn {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until `source` may hand on a batch: nobody else holds the turn, or the
-    /// holder lost it (then it is `source`'s to end), or the bridge is stopping.
-    pub fn wait(&self, source: u64) -> Waited {
+    /// Whether `source` may hand on a batch now. Asked with the destination's route
+    /// held, so that nobody takes the turn between the answer and the batch.
+    pub fn check(&self, source: u64) -> Check {
         let mut state = self.lock();
-        loop {
-            let Some(holder) = state.holder.filter(|h| h.source != source) else {
-                return Waited::Free;
-            };
-            if state.stopped {
-                return Waited::Free;
-            }
-            let now = Instant::now();
-            if now >= holder.lapses() {
-                state.holder = None;
-                self.changed.notify_all();
-                return Waited::Lapsed(holder.source);
-            }
-            let wait = holder.lapses() - now;
-            state = self
-                .changed
-                .wait_timeout(state, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        let Some(holder) = state.holder.filter(|h| h.source != source) else {
+            return Check::Go;
+        };
+        if state.stopped {
+            return Check::Go;
         }
+        if Instant::now() >= holder.lapses() {
+            state.holder = None;
+            state.lapses += 1;
+            self.changed.notify_all();
+            log::info!(
+                "a line over --max-line stayed unfinished too long while others waited; \
+                 ended it there"
+            );
+            return Check::Lapsed;
+        }
+        Check::Wait(holder.lapses())
+    }
+
+    /// Waits until the turn changes hands, the bridge stops, or `until`.
+    pub fn wait_until(&self, until: Instant) {
+        let state = self.lock();
+        let left = until.saturating_duration_since(Instant::now());
+        if state.holder.is_some() && !state.stopped && !left.is_zero() {
+            let _ = self.changed.wait_timeout(state, left);
+        }
+    }
+
+    /// Lines ended because their holder lost the turn.
+    pub fn lapses(&self) -> u64 {
+        self.lock().lapses
     }
 
     /// `source` handed on a batch: if `open`, its line goes on and it holds the turn
@@ -132,25 +146,17 @@ impl Turn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::thread;
 
     #[test]
     fn a_line_under_way_holds_the_others_until_it_ends() {
-        let turn = Arc::new(Turn::default());
+        let turn = Turn::default();
         turn.handed(1, true);
         assert!(turn.is_held());
-        let (done, waited) = crossbeam_channel::bounded(1);
-        let other = Arc::clone(&turn);
-        let waiter = thread::spawn(move || done.send(other.wait(2)).unwrap());
-        // Held: the other source is still waiting a while later.
-        assert!(waited.recv_timeout(Duration::from_millis(50)).is_err());
+        assert!(matches!(turn.check(2), Check::Wait(_)));
         // Its own turn: no wait.
-        assert_eq!(turn.wait(1), Waited::Free);
+        assert_eq!(turn.check(1), Check::Go);
         turn.handed(1, false);
-        let got = waited.recv_timeout(Duration::from_secs(10));
-        assert_eq!(got, Ok(Waited::Free));
-        waiter.join().unwrap();
+        assert_eq!(turn.check(2), Check::Go);
         assert!(!turn.is_held());
     }
 
@@ -158,24 +164,26 @@ mod tests {
     fn a_silent_holder_loses_the_turn_and_its_line_is_the_next_ones_to_end() {
         let turn = Turn::default();
         turn.handed(7, true);
-        let started = Instant::now();
-        assert_eq!(turn.wait(8), Waited::Lapsed(7));
-        assert!(started.elapsed() >= IDLE - Duration::from_millis(5));
+        let Check::Wait(until) = turn.check(8) else {
+            panic!("the holder keeps it for a while")
+        };
+        assert!(until <= Instant::now() + IDLE);
+        turn.wait_until(until);
+        assert_eq!(turn.check(8), Check::Lapsed);
         assert!(!turn.is_held());
+        assert_eq!(turn.lapses(), 1);
         // The old holder's next piece does not take it back from under a new line.
         turn.handed(8, true);
         turn.handed(7, true);
-        assert_eq!(turn.wait(8), Waited::Free);
+        assert_eq!(turn.check(8), Check::Go);
     }
 
     #[test]
     fn a_stop_ends_every_wait() {
-        let turn = Arc::new(Turn::default());
+        let turn = Turn::default();
         turn.handed(1, true);
-        let other = Arc::clone(&turn);
-        let waiter = thread::spawn(move || other.wait(2));
-        thread::sleep(Duration::from_millis(20));
         turn.stop();
-        assert_eq!(waiter.join().unwrap(), Waited::Free);
+        assert_eq!(turn.check(2), Check::Go);
+        turn.wait_until(Instant::now() + MOST);
     }
 }
