@@ -120,6 +120,13 @@ impl Batch {
         end - start
     }
 
+    /// The last piece, if any.
+    pub fn last(&self) -> Option<&[u8]> {
+        let end = *self.ends.last()?;
+        let start = self.ends.len().checked_sub(2).map_or(0, |i| self.ends[i]);
+        Some(&self.data[start..end])
+    }
+
     /// All bytes of all pieces, back to back.
     pub fn bytes(&self) -> &[u8] {
         &self.data
@@ -310,13 +317,16 @@ mod tests {
         for piece in [&b"rest\n"[..], b"a\n", b"bb\n", b"ccc\n"] {
             batch.push(piece);
         }
+        assert_eq!(batch.last(), Some(&b"ccc\n"[..]));
         assert_eq!(batch.drop_after_first(2), 5);
         let pieces: Vec<&[u8]> = batch.iter().collect();
         assert_eq!(pieces, [&b"rest\n"[..], b"ccc\n"]);
         assert_eq!(batch.drop_after_first(9), 4);
         assert_eq!(batch.bytes(), b"rest\n");
         assert_eq!(batch.drop_after_first(1), 0);
+        assert_eq!(batch.last(), Some(&b"rest\n"[..]));
         assert_eq!(Batch::default().drop_after_first(1), 0);
+        assert_eq!(Batch::default().last(), None);
     }
 
     #[test]

@@ -490,8 +490,7 @@ impl endpoint::Inlet for SourceInlet {
         let mut batch = Batch::with_capacity(data.len() + state.framer.pending());
         state.framer.feed(data, &mut batch);
         let cut = state.framer.cuts() - cuts;
-        if let (Some(last), Framing::Lines { delimiter, .. }) =
-            (batch.iter().last(), &self.shared.framing)
+        if let (Some(last), Framing::Lines { delimiter, .. }) = (batch.last(), &self.shared.framing)
         {
             state.begun = !last.ends_with(delimiter);
         }
