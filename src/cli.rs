@@ -307,7 +307,12 @@ impl Args {
                 }
             }
         }
-        let framing = if self.raw {
+        // A remote serial port carries bytes that lines must not cut, unless the command
+        // line frames lines itself.
+        let frames_lines =
+            self.delimiter.is_some() || self.max_line.is_some() || self.flush_after.is_some();
+        let framing = if self.raw || (!frames_lines && ports.iter().any(|port| port.bytes(&ports)))
+        {
             for (given, flag) in [
                 (self.delimiter.is_some(), "--delimiter"),
                 (self.max_line.is_some(), "--max-line"),

@@ -18,6 +18,7 @@ use log::{info, warn};
 
 use super::direction::Direction;
 use super::lane::{Lane, Traffic};
+use super::linked::Linked;
 use super::options::Options;
 use super::reconnect::Reconnect;
 use super::select::{Event, Inputs, wait};
@@ -26,7 +27,7 @@ use super::source::{Failed, Origin, Owner, Sources, Tally};
 use super::tee::Tee;
 use super::trace;
 use super::writer::{Failure, Writing, spawn_writer};
-use crate::endpoint::{Endpoint, GiveUp, Inbox, Stop};
+use crate::endpoint::{ControlLink, Endpoint, GiveUp, Inbox, Stop};
 use crate::error::Error;
 use crate::framing::Batch;
 
@@ -71,6 +72,9 @@ pub struct Dispatcher {
     stops: Vec<Option<Box<dyn Stop>>>,
     /// When to log the next `--stats` line.
     stats_at: Option<Instant>,
+    /// Per endpoint: its serial port's controls while it is up, for the endpoint
+    /// across from it.
+    links: Vec<ControlLink>,
 }
 
 impl Dispatcher {
@@ -119,7 +123,14 @@ impl Dispatcher {
             reconnect,
             stops: (0..count).map(|_| None).collect(),
             stats_at: options.stats.map(|every| Instant::now() + every),
+            // One link each: cloned, they would all be one.
+            links: (0..count).map(|_| ControlLink::default()).collect(),
         };
+        // Every link is in place before any endpoint starts, so each sees the port
+        // across from it (a pty passes its program's settings on to a remote port).
+        for (link, endpoint) in dispatcher.links.iter().zip(&opened) {
+            link.set(endpoint.as_ref().and_then(Endpoint::control));
+        }
         let mut outcome = Ok(End::Stop);
         for (end, endpoint) in opened.into_iter().enumerate() {
             match endpoint {
@@ -192,6 +203,8 @@ impl Dispatcher {
         };
         drop(alive);
         self.alive[end] = Some(alive_rx);
+        self.links[end].set(endpoint.control());
+        let inbox = Box::new(Linked(inbox, self.across(end)));
         let setup = |what: &str| {
             let what = format!("cannot start {what} for {name}");
             move |source| Error::Setup { what, source }
@@ -365,6 +378,16 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// The link to the serial port across from `end`: the other of two endpoints; in a
+    /// hub, the device for a peer and none for the device.
+    fn across(&self, end: usize) -> ControlLink {
+        match (self.hub(), end) {
+            (false, DEVICE) => self.links[1].clone(),
+            (_, DEVICE) => ControlLink::default(),
+            _ => self.links[DEVICE].clone(),
+        }
+    }
+
     /// Marks `end` down and starts opening it again: what it sent before it went still
     /// goes on, and lines for it wait in a backlog.
     fn go_down(&mut self, end: usize) {
@@ -374,6 +397,7 @@ impl Dispatcher {
         if !reconnect.lost(end) {
             return;
         }
+        self.links[end].set(None);
         if end == DEVICE {
             for peer in 1..self.into.len() {
                 self.into[peer].sources_gone(SHUTDOWN_GRACE);

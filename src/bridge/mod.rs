@@ -48,7 +48,8 @@
 //! - `dispatcher.rs`: the one thread that decides; `select.rs`: its wait.
 //! - `writer.rs`: a thread per endpoint, so a port that drains slowly holds back only
 //!   its own direction.
-//! - `reconnect.rs`: `--reconnect`, opening lost endpoints again.
+//! - `reconnect.rs`: `--reconnect`, opening lost endpoints again; `linked.rs`: the
+//!   serial port across the bridge, for an endpoint that serves it (RFC 2217).
 //! - `shutdown.rs`: the patience of a stop.
 //! - `trace.rs`: per-line log formatting, escaped or as a hex dump.
 
@@ -68,6 +69,7 @@ mod feed;
 mod handoff;
 mod lag;
 mod lane;
+mod linked;
 mod options;
 mod reconnect;
 mod select;

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::control::{Control, ControlLink};
 use crate::framing::{Batch, Framing};
 
 /// A kind of endpoint, as parsed from its argument: configuration, shared and compared,
@@ -58,6 +59,15 @@ pub trait Kind: fmt::Debug + Send + Sync + 'static {
     fn check_pair(&self, other: &dyn Kind) -> Result<(), String> {
         let _ = other;
         Ok(())
+    }
+
+    /// Whether, bridged with `others`, it carries a byte stream that lines must not cut
+    /// (a remote serial port: esptool's frames, Modbus, firmware). If any endpoint says
+    /// so, the bridge forwards bytes as they arrive, as `--raw` does, unless the
+    /// command line frames lines itself (`--delimiter`, `--max-line`, `--flush-after`).
+    fn bytes(&self, others: &[&dyn Kind]) -> bool {
+        let _ = others;
+        false
     }
 
     /// Itself, to compare with another endpoint of the same kind in [`Kind::check_pair`].
@@ -156,6 +166,7 @@ pub struct Endpoint {
     ends_input: bool,
     settle: Option<Duration>,
     device: Option<u64>,
+    control: Option<Arc<dyn Control>>,
 }
 
 impl Endpoint {
@@ -168,6 +179,7 @@ impl Endpoint {
             ends_input: false,
             settle: None,
             device: None,
+            control: None,
         }
     }
 
@@ -188,6 +200,18 @@ impl Endpoint {
     pub fn holding(mut self, device: Option<u64>) -> Endpoint {
         self.device = device;
         self
+    }
+
+    /// It is a serial port with these controls, offered to the endpoint across the
+    /// bridge (see [`super::control`]).
+    pub fn controlled_by(mut self, control: Arc<dyn Control>) -> Endpoint {
+        self.control = Some(control);
+        self
+    }
+
+    /// Its controls, if it is a serial port.
+    pub fn control(&self) -> Option<Arc<dyn Control>> {
+        self.control.clone()
     }
 
     /// Its name.
@@ -295,6 +319,12 @@ pub trait Inbox: Send {
     /// does not join it.
     fn open_client(&self, name: &str) -> Box<dyn Inlet> {
         self.open(name)
+    }
+
+    /// The serial port across the bridge (in a hub, the device, for each peer), for an
+    /// endpoint that serves it to others: see [`super::control`].
+    fn control(&self) -> ControlLink {
+        ControlLink::default()
     }
 }
 

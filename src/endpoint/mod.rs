@@ -28,6 +28,7 @@
 //! | `mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER` | MQTT client, [`mqtt`] |
 //! | `udp://HOST:PORT` | UDP, one datagram per line, [`udp`] |
 //! | `udp-listen://[ADDR:]PORT` | UDP to and from the peers heard from, [`udp`] |
+//! | `rfc2217-listen://[ADDR:]PORT` | the serial port across, served over RFC 2217, [`rfc2217`] |
 //! | `-` | stdin and stdout, [`stdio`] |
 //! | `pty`, `pty:LINK` | a new pseudo-terminal, [`pty`] (Unix) |
 //!
@@ -35,9 +36,11 @@
 //! kind: [`contract`], [`stream`], [`settings`], and [`unix`] for what only Unix offers.
 
 pub mod contract;
+pub mod control;
 pub mod listen;
 pub mod mqtt;
 pub mod pty;
+pub mod rfc2217;
 pub mod schemes;
 pub mod serial;
 pub mod settings;
@@ -55,6 +58,7 @@ pub use contract::{
     Defaults, Direct, Dropped, Endpoint, GiveUp, Inbox, Inlet, Kind, Opening, Outbox, Place,
     Running, Start, Stop, Taken,
 };
+pub use control::{Control, ControlLink};
 pub use settings::LONGEST_WAIT;
 pub use spec::Spec;
 pub use stream::Stream;

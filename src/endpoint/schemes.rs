@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::contract::Kind;
-use super::{listen, mqtt, pty, serial, stdio, tcp, udp, ws};
+use super::{listen, mqtt, pty, rfc2217, serial, stdio, tcp, udp, ws};
 
 /// What parses the part of an argument after `SCHEME://`: the whole argument (for
 /// messages), then the rest.
@@ -71,6 +71,21 @@ pub const SCHEMES: &[Scheme] = &[
         "UDP from anyone, lines to the peers heard from; group=GROUP, reply=HOST:PORT, \
          timeout=SECS",
         |t, r| kind(udp::parse_listen(t, r)),
+    ),
+    scheme(
+        "rfc2217",
+        Some("rfc2217://HOST:PORT"),
+        "a remote serial port (RFC 2217: ser2net, an ESP's server); a serial port's \
+         settings, sent at connect and checked",
+        |t, r| kind(rfc2217::parse(t, r)),
+    ),
+    scheme(
+        "rfc2217-listen",
+        Some("rfc2217-listen://[ADDR:]PORT"),
+        "the serial port across served as a remote port (RFC 2217: esptool, pyserial, \
+         labgrid), bytes as they come; reset=pass|esp|none, allow=ADDR[/BITS] (more than \
+         once)",
+        |t, r| kind(rfc2217::parse_listen(t, r)),
     ),
     scheme("mqtts", None, "", |t, _| {
         Err(format!("{t}: {}", mqtt::NO_TLS))
@@ -264,7 +279,10 @@ mod tests {
             parse("ftp://host:1").unwrap_err(),
             "ftp://host:1: unknown scheme 'ftp://'; use tcp://HOST:PORT, \
              tcp-listen://[ADDR:]PORT, ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT, \
-             mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER, udp://HOST:PORT, udp-listen://[ADDR:]PORT, -, pty, usb:VID:PID, or a serial port path"
+             mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER, udp://HOST:PORT, \
+             udp-listen://[ADDR:]PORT, rfc2217://HOST:PORT, rfc2217-listen://[ADDR:]PORT, -, \
+             pty, usb:VID:PID, \
+             or a serial port path"
         );
     }
 

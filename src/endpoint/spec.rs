@@ -50,6 +50,17 @@ impl Spec {
         self.0.check_pair(&*other.0)
     }
 
+    /// Whether, bridged with the rest of `all` (which holds it), it carries bytes that
+    /// lines must not cut; see [`Kind::bytes`].
+    pub fn bytes(&self, all: &[Spec]) -> bool {
+        let others: Vec<&dyn Kind> = all
+            .iter()
+            .filter(|spec| !Arc::ptr_eq(&spec.0, &self.0))
+            .map(|spec| &*spec.0)
+            .collect();
+        self.0.bytes(&others)
+    }
+
     /// The kind's own type, if it is `K` (for tests and checks of one kind).
     pub fn kind<K: Any>(&self) -> Option<&K> {
         self.0.as_any().downcast_ref()

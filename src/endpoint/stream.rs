@@ -50,6 +50,15 @@ impl Stream {
         self
     }
 
+    /// The read half replaced by what `wrap` makes of it (a pty's packet mode).
+    pub fn map_reader(
+        mut self,
+        wrap: impl FnOnce(Box<dyn Read + Send>) -> Box<dyn Read + Send>,
+    ) -> Stream {
+        self.reader = wrap(self.reader);
+        self
+    }
+
     /// Something kept until the endpoint stops (a pty's other side and its link).
     pub fn with_guard(mut self, guard: impl Send + 'static) -> Stream {
         self.guard = Some(Box::new(guard));

@@ -15,6 +15,7 @@ mod mqtt;
 mod pty;
 mod readme;
 mod reconnect;
+mod rfc2217;
 mod soak;
 mod udp;
 mod usb;

@@ -131,6 +131,12 @@ pub trait Protocol: Send + Sync + 'static {
     /// What a client's reader and writer threads share.
     type Conn: Send + Sync + 'static;
 
+    /// The serial port across the bridge, handed over as the listener starts (for a
+    /// protocol that serves it: RFC 2217).
+    fn linked(&mut self, link: super::control::ControlLink) {
+        let _ = link;
+    }
+
     /// The listener is bound at `local`: say what a user needs to know of it.
     fn bound(&self, name: &str, local: SocketAddr) {
         let _ = (name, local);
@@ -200,23 +206,25 @@ struct Listener<P> {
 
 impl<P: Protocol> Start for Listener<P> {
     fn start(self: Box<Self>, name: &str, inbox: Box<dyn Inbox>, _: GiveUp) -> io::Result<Running> {
-        let local = self.listener.local_addr()?;
+        let mut this = *self;
+        this.protocol.linked(inbox.control());
+        let local = this.listener.local_addr()?;
         let hub = Arc::new(Hub {
             name: name.to_string(),
             late: Arc::default(),
             state: Mutex::new(State::default()),
-            max_clients: self.max_clients,
+            max_clients: this.max_clients,
             stopped: AtomicBool::new(false),
         });
         let (done_tx, done_rx) = bounded::<()>(0);
         let server = Arc::new(Server {
             hub: Arc::clone(&hub),
             inbox: Mutex::new(inbox),
-            protocol: self.protocol,
+            protocol: this.protocol,
             greetings: Mutex::new(VecDeque::new()),
             tickets: AtomicU64::new(0),
         });
-        let listener = self.listener;
+        let listener = this.listener;
         thread::Builder::new()
             .name(format!("accept {name}"))
             .spawn(move || {

@@ -79,3 +79,56 @@ pub fn poll(fds: &mut [libc::pollfd], timeout: Option<std::time::Duration>) -> i
         }
     }
 }
+
+/// The modem bits of a terminal (`TIOCM_*`): an error where it has none (a pty).
+pub fn modem_bits(fd: RawFd) -> io::Result<libc::c_int> {
+    let mut bits: libc::c_int = 0;
+    // SAFETY: TIOCMGET writes one c_int, which lives on this stack for the call.
+    os_result(unsafe { libc::ioctl(fd, libc::TIOCMGET, &mut bits) } as isize)?;
+    Ok(bits)
+}
+
+/// Sets the modem bits `on` and clears `off`, with one TIOCMSET so that both change at
+/// the same moment (a reset circuit on DTR and RTS sees no step between them).
+pub fn set_modem_bits(fd: RawFd, on: libc::c_int, off: libc::c_int) -> io::Result<()> {
+    let bits = (modem_bits(fd)? | on) & !off;
+    // SAFETY: TIOCMSET reads one c_int, which lives on this stack for the call.
+    os_result(unsafe { libc::ioctl(fd, libc::TIOCMSET, &bits) } as isize)?;
+    Ok(())
+}
+
+/// The receive errors a serial driver counted (`TIOCGICOUNT`): overrun (the UART's and
+/// the buffer's), parity, framing and BREAKs. An error where the driver counts none.
+#[cfg(target_os = "linux")]
+pub fn error_counts(fd: RawFd) -> io::Result<[u32; 4]> {
+    /// `struct serial_icounter_struct` of linux/serial.h.
+    #[repr(C)]
+    #[derive(Default)]
+    struct Counts {
+        cts: libc::c_int,
+        dsr: libc::c_int,
+        rng: libc::c_int,
+        dcd: libc::c_int,
+        rx: libc::c_int,
+        tx: libc::c_int,
+        frame: libc::c_int,
+        overrun: libc::c_int,
+        parity: libc::c_int,
+        brk: libc::c_int,
+        buf_overrun: libc::c_int,
+        reserved: [libc::c_int; 9],
+    }
+    /// TIOCGICOUNT, the same number on every Linux architecture we build for.
+    const TIOCGICOUNT: libc::c_ulong = 0x545D;
+    let mut counts = Counts::default();
+    // SAFETY: TIOCGICOUNT fills one serial_icounter_struct, which lives on this stack
+    // for the call.
+    os_result(unsafe { libc::ioctl(fd, TIOCGICOUNT as _, &mut counts) } as isize)?;
+    let n = |v: libc::c_int| v as u32;
+    Ok([
+        n(counts.overrun).wrapping_add(n(counts.buf_overrun)),
+        n(counts.parity),
+        n(counts.frame),
+        n(counts.brk),
+    ])
+}

@@ -4,5 +4,10 @@
 mod fd;
 mod write_now;
 
-pub use fd::{device_of, os_result, poll, read_waiting, set_hupcl, set_nonblocking};
+#[cfg(target_os = "linux")]
+pub use fd::error_counts;
+pub use fd::{
+    device_of, modem_bits, os_result, poll, read_waiting, set_hupcl, set_modem_bits,
+    set_nonblocking,
+};
 pub use write_now::WriteNow;

@@ -13,15 +13,21 @@ use std::any::Any;
 use std::fmt;
 use std::io::{self, Read};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serialport::{DataBits, FlowControl, Parity, SerialPort, StopBits};
 
 use super::contract::{Endpoint, Kind, Opening, Place};
+use super::control::{Control, Line};
 use super::settings::{LONGEST_WAIT, each_setting, on_off};
 use super::stream::Stream;
 use super::usb;
 use crate::error::describe;
+
+mod control;
+
+pub use control::PortControl;
 
 /// How long a read waits before it reports "no data" and waits again. Long, so an
 /// idle bridge stays asleep; the bridge never needs a reader to wake up.
@@ -84,6 +90,24 @@ impl Settings {
             hupcl: None,
             settle: None,
         }
+    }
+}
+
+impl Settings {
+    /// Its line settings at `baud`.
+    fn line(&self, baud: u32) -> Line {
+        Line {
+            baud,
+            data: self.data,
+            parity: self.parity,
+            stop: self.stop,
+            flow: self.flow,
+        }
+    }
+
+    /// The DTR and RTS levels it sets.
+    fn lines(&self) -> (Option<bool>, Option<bool>) {
+        (self.dtr, self.rts)
     }
 }
 
@@ -184,10 +208,11 @@ impl Kind for Settings {
     fn open(&self, opening: &Opening<'_>) -> io::Result<Endpoint> {
         let defaults = opening.defaults;
         let settle = self.settle.or(defaults.settle);
-        let (stream, device) = open(self, self.baud.unwrap_or(defaults.baud))?;
+        let (stream, device, control) = open(self, self.baud.unwrap_or(defaults.baud))?;
         Ok(Endpoint::new(opening.name, stream)
             .settling(settle)
-            .holding(device))
+            .holding(device)
+            .controlled_by(control))
     }
 
     fn why(&self, error: &io::Error) -> String {
@@ -220,8 +245,9 @@ impl Kind for Settings {
     }
 }
 
-/// Opens the port with `settings` at `baud`: its stream, and its device number.
-fn open(settings: &Settings, baud: u32) -> io::Result<(Stream, Option<u64>)> {
+/// Opens the port with `settings` at `baud`: its stream, its device number and its
+/// controls.
+fn open(settings: &Settings, baud: u32) -> io::Result<(Stream, Option<u64>, Arc<dyn Control>)> {
     let path = match &settings.usb {
         Some(selector) => usb::resolve(selector)?,
         None => settings.path.clone(),
@@ -245,7 +271,10 @@ fn open(settings: &Settings, baud: u32) -> io::Result<(Stream, Option<u64>)> {
             super::unix::set_hupcl(port.as_raw_fd(), hupcl)?;
         }
         let device = super::unix::device_of(std::path::Path::new(&path));
-        Ok((tty_stream(port)?, device))
+        let handle = port.try_clone_native().map_err(io_error)?;
+        let fd = handle.as_raw_fd();
+        let control = PortControl::new(Box::new(handle), fd, settings.line(baud), settings.lines());
+        Ok((tty_stream(port)?, device, Arc::new(control)))
     }
     #[cfg(not(unix))]
     {
@@ -253,9 +282,12 @@ fn open(settings: &Settings, baud: u32) -> io::Result<(Stream, Option<u64>)> {
         set_lines(&mut *port, settings);
         let mut writer = port.try_clone().map_err(io_error)?;
         writer.set_timeout(WRITE_TIMEOUT).map_err(io_error)?;
+        let handle = port.try_clone().map_err(io_error)?;
+        let control = PortControl::new(handle, settings.line(baud), settings.lines());
         Ok((
             Stream::new(Box::new(Reader { port }), Box::new(writer)),
             None,
+            Arc::new(control),
         ))
     }
 }
