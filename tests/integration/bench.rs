@@ -122,3 +122,33 @@ fn bench_smoke_runs_the_hub_scenarios_without_loss() {
     assert!(report.contains("\"cpu_us_per_line\""), "{report}");
     std::fs::remove_file(&json).unwrap();
 }
+
+#[test]
+fn bench_smoke_runs_the_rfc2217_scenarios_against_ser2net() {
+    if !have("ser2net", &["-v"]) || !have("python3", &["-c", "import serial.rfc2217"]) {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let json =
+        std::env::temp_dir().join(format!("bench-rfc2217-smoke-{}.json", std::process::id()));
+    let output = Command::new("python3")
+        .arg(root.join("scripts/bench"))
+        .args(["--rfc2217", "--smoke", "--bridge"])
+        .arg(format!("mine={}", env!("CARGO_BIN_EXE_serial-bridge")))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run scripts/bench --rfc2217");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    for row in [
+        "serial-bridge rfc2217-listen://",
+        "ser2net telnet(rfc2217), chardelay: false",
+    ] {
+        assert!(stdout.contains(row), "{stdout}");
+    }
+    let report = std::fs::read_to_string(&json).unwrap();
+    assert!(report.contains("\"seconds_per_change\""), "{report}");
+    std::fs::remove_file(&json).unwrap();
+}
