@@ -48,6 +48,7 @@ mod spec;
 pub mod stdio;
 pub mod stream;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 #[cfg(unix)]
 pub mod unix;
