@@ -34,10 +34,24 @@ pub const SCHEMES: &[Scheme] = &[
     ),
     scheme("socket", None, "", |t, r| kind(tcp::parse(t, r))),
     scheme(
+        "tls",
+        Some("tls://HOST:PORT"),
+        "a TLS client, a byte stream as tcp://; ca=FILE, cert=FILE, key=FILE, sni=NAME, \
+         alpn=PROTO, insecure (no verification: tests only)",
+        |t, r| kind(tcp::parse_tls(t, r)),
+    ),
+    scheme(
         "tcp-listen",
         Some("tcp-listen://[ADDR:]PORT"),
         "a TCP server for line clients, on 127.0.0.1 unless ADDR says",
         |t, r| kind(listen::parse(t, r)),
+    ),
+    scheme(
+        "tls-listen",
+        Some("tls-listen://[ADDR:]PORT,cert=FILE,key=FILE"),
+        "a TLS server for line clients, as tcp-listen://; client-ca=FILE (clients must \
+         show a certificate it signed), alpn=PROTO",
+        |t, r| kind(listen::parse_tls_lines(t, r)),
     ),
     scheme(
         "ws",
@@ -53,11 +67,29 @@ pub const SCHEMES: &[Scheme] = &[
         |t, r| kind(ws::parse_serve(t, r)),
     ),
     scheme(
+        "wss",
+        Some("wss://HOST[:PORT][/PATH]"),
+        "a WebSocket client over TLS (port 443 unless given); TLS settings as tls://",
+        |t, r| kind(ws::parse_connect_tls(t, r)),
+    ),
+    scheme(
+        "wss-listen",
+        Some("wss-listen://[ADDR:]PORT,cert=FILE,key=FILE"),
+        "ws-listen:// over TLS: the console page over https; client-ca=FILE",
+        |t, r| kind(ws::parse_serve_tls(t, r)),
+    ),
+    scheme(
         "mqtt",
         Some("mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER"),
         "an MQTT client, one message per line; qos=0|1, retain=on|off, client-id=ID, \
          keepalive=SECS, password-file=PATH, status=TOPIC",
         |t, r| kind(mqtt::parse(t, r)),
+    ),
+    scheme(
+        "mqtts",
+        Some("mqtts://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER"),
+        "MQTT over TLS (port 8883 unless given); mqtt://'s settings and tls://'s",
+        |t, r| kind(mqtt::parse_tls(t, r)),
     ),
     scheme(
         "udp",
@@ -87,10 +119,6 @@ pub const SCHEMES: &[Scheme] = &[
          once)",
         |t, r| kind(rfc2217::parse_listen(t, r)),
     ),
-    scheme("mqtts", None, "", |t, _| {
-        Err(format!("{t}: {}", mqtt::NO_TLS))
-    }),
-    scheme("wss", None, "", |t, _| Err(format!("{t}: {}", ws::NO_TLS))),
 ];
 
 /// The forms without a scheme, for `--help`: how to write each, and what it is.
@@ -277,9 +305,12 @@ mod tests {
     fn the_unknown_scheme_message_lists_every_form() {
         assert_eq!(
             parse("ftp://host:1").unwrap_err(),
-            "ftp://host:1: unknown scheme 'ftp://'; use tcp://HOST:PORT, \
-             tcp-listen://[ADDR:]PORT, ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT, \
-             mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER, udp://HOST:PORT, \
+            "ftp://host:1: unknown scheme 'ftp://'; use tcp://HOST:PORT, tls://HOST:PORT, \
+             tcp-listen://[ADDR:]PORT, tls-listen://[ADDR:]PORT,cert=FILE,key=FILE, \
+             ws://HOST:PORT[/PATH], ws-listen://[ADDR:]PORT, wss://HOST[:PORT][/PATH], \
+             wss-listen://[ADDR:]PORT,cert=FILE,key=FILE, \
+             mqtt://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER, \
+             mqtts://[USER@]HOST[:PORT],pub=TOPIC,sub=FILTER, udp://HOST:PORT, \
              udp-listen://[ADDR:]PORT, rfc2217://HOST:PORT, rfc2217-listen://[ADDR:]PORT, -, \
              pty, usb:VID:PID, \
              or a serial port path"

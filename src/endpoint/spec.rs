@@ -166,8 +166,16 @@ mod tests {
     #[test]
     fn bad_endpoints_say_why() {
         for (text, why) in [
-            ("wss://host:1", "not supported yet"),
-            ("mqtts://host", "not supported yet"),
+            ("wss://host:1,bogus=1", "known ones are keepalive, ca, cert"),
+            ("mqtts://host,pub=a,cert=x.pem", "cert= needs its key=FILE"),
+            (
+                "tls-listen://8080",
+                "needs its certificate: cert=FILE,key=FILE",
+            ),
+            (
+                "tls://host:1,ca=/nonexistent/ca.pem",
+                "ca=/nonexistent/ca.pem",
+            ),
             ("ftp://host:1", "unknown scheme 'ftp://'"),
             ("ws://:80", "missing host"),
             ("ws://h:x", "port must be a number"),

@@ -1,6 +1,6 @@
 //! `tcp://HOST:PORT` (also pyserial's `socket://`): a TCP client, a byte stream like a
-//! serial port. A server closing the connection ends the bridge with exit 1 (or, with
-//! `--reconnect`, a reconnect).
+//! serial port; `tls://HOST:PORT[,settings]` is the same over TLS. A server closing the
+//! connection ends the bridge with exit 1 (or, with `--reconnect`, a reconnect).
 //!
 //! Connecting can hang (a server whose backlog is full, a host that drops packets, a
 //! slow name lookup), so it runs on a thread of its own with a deadline of
@@ -18,7 +18,11 @@ use crossbeam_channel::{RecvTimeoutError, bounded};
 use log::info;
 
 use super::contract::{Endpoint, Kind, Opening};
+use super::settings::address_and_settings;
 use super::stream::Stream;
+use super::tls::config;
+use super::tls::settings::{CLIENT_KEYS, REPEATABLE, Settings, Side, flags};
+use super::tls::wire::Wire;
 
 /// How long a connect may take before it fails with a clear message. A reachable
 /// server answers within a second; the kernel's own limit is over two minutes.
@@ -27,18 +31,44 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a waiting connect checks whether the bridge is stopping.
 const CONNECT_POLL: Duration = Duration::from_millis(50);
 
-/// A `tcp://HOST:PORT` endpoint.
+/// A `tcp://HOST:PORT` or `tls://HOST:PORT` endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tcp {
     /// `HOST:PORT`.
     pub addr: String,
+    /// TLS settings, for `tls://`.
+    pub tls: Option<Settings>,
 }
 
 /// Parses `HOST:PORT` of `tcp://HOST:PORT`.
 pub fn parse(text: &str, rest: &str) -> Result<Tcp, String> {
-    let Some((host, port)) = rest.rsplit_once(':') else {
+    host_port(text, rest, "tcp")?;
+    Ok(Tcp {
+        addr: rest.to_string(),
+        tls: None,
+    })
+}
+
+/// Parses `HOST:PORT[,settings]` of `tls://HOST:PORT[,settings]`.
+pub fn parse_tls(text: &str, rest: &str) -> Result<Tcp, String> {
+    let rest = flags(rest);
+    let mut tls = Settings::new(Side::Client);
+    let addr = address_and_settings(text, &rest, CLIENT_KEYS, REPEATABLE, |key, value| {
+        tls.take(key, value)
+    })?;
+    host_port(text, addr, "tls")?;
+    tls.check(text)?;
+    Ok(Tcp {
+        addr: addr.to_string(),
+        tls: Some(tls),
+    })
+}
+
+/// Checks `HOST:PORT`; `scheme` is for the example in the message.
+fn host_port(text: &str, addr: &str, scheme: &str) -> Result<(), String> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
         return Err(format!(
-            "{text}: expected tcp://HOST:PORT, e.g. tcp://192.168.1.20:5000"
+            "{text}: expected {scheme}://HOST:PORT, e.g. {scheme}://192.168.1.20:5000"
         ));
     };
     if host.is_empty() {
@@ -46,28 +76,46 @@ pub fn parse(text: &str, rest: &str) -> Result<Tcp, String> {
     }
     port.parse::<u16>()
         .map_err(|_| format!("{text}: port must be a number from 0 to 65535"))?;
-    Ok(Tcp {
-        addr: rest.to_string(),
-    })
+    Ok(())
 }
 
 impl Kind for Tcp {
     fn name(&self) -> String {
-        format!("tcp://{}", self.addr)
+        match self.tls {
+            None => format!("tcp://{}", self.addr),
+            Some(_) => format!("tls://{}", self.addr),
+        }
     }
 
-    /// Connects: a byte stream, with a write half that never waits on Unix.
+    /// Connects: a byte stream, with a write half that never waits on Unix (plain TCP).
     fn open(&self, opening: &Opening<'_>) -> io::Result<Endpoint> {
-        let stream = connect_stream(&self.addr, opening.interrupt())?;
-        stream.set_nodelay(true)?;
-        info!("{}: connected to {}", opening.name, stream.peer_addr()?);
+        let Some(tls) = &self.tls else {
+            let stream = connect_stream(&self.addr, opening.interrupt())?;
+            stream.set_nodelay(true)?;
+            info!("{}: connected to {}", opening.name, stream.peer_addr()?);
+            let halves = Stream::new(
+                Box::new(Reader(stream.try_clone()?)),
+                Box::new(stream.try_clone()?),
+            );
+            #[cfg(unix)]
+            let halves = halves.with_direct(super::unix::WriteNow::socket(stream.into()));
+            return Ok(Endpoint::new(opening.name, halves));
+        };
+        let mut wire = connect_wire(opening.name, &self.addr, Some(tls), opening.interrupt())?;
+        // A TLS 1.3 server refuses a missing client certificate after the handshake:
+        // wait for that here, so it is a clear start-up error.
+        wire.await_verdict(VERDICT_WAIT)?;
         let halves = Stream::new(
-            Box::new(Reader(stream.try_clone()?)),
-            Box::new(stream.try_clone()?),
-        );
-        #[cfg(unix)]
-        let halves = halves.with_direct(super::unix::WriteNow::socket(stream.into()));
+            Box::new(Reader(wire.try_clone()?)),
+            Box::new(wire.try_clone()?),
+        )
+        .with_guard(Goodbye(wire));
         Ok(Endpoint::new(opening.name, halves))
+    }
+
+    /// A TLS failure that waiting will not mend ends even `--reconnect` at start.
+    fn lasting(&self, error: &io::Error) -> bool {
+        self.tls.is_some() && crate::endpoint::tls::explain::lasting(error)
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -124,10 +172,50 @@ fn try_addresses(target: &str, deadline: Instant) -> io::Result<TcpStream> {
     Err(last)
 }
 
-/// A stream's read half; a reset connection is a close, like EOF.
-struct Reader(TcpStream);
+/// How long a TLS client that was asked for a certificate it did not have waits for
+/// the server's verdict before it starts.
+const VERDICT_WAIT: Duration = Duration::from_secs(1);
 
-impl Read for Reader {
+/// Connects to `addr` (`HOST:PORT`), and with `tls` does the TLS handshake, all within
+/// [`CONNECT_TIMEOUT`]; `name` is the endpoint's, for the log.
+pub fn connect_wire(
+    name: &str,
+    addr: &str,
+    tls: Option<&Settings>,
+    interrupted: &dyn Fn() -> bool,
+) -> io::Result<Wire> {
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    let stream = connect_stream(addr, interrupted)?;
+    stream.set_nodelay(true)?;
+    let peer = stream.peer_addr()?;
+    let Some(tls) = tls else {
+        info!("{name}: connected to {peer}");
+        return Ok(Wire::plain(stream));
+    };
+    if tls.insecure {
+        config::warn_insecure(name);
+    }
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    let server = config::server_name(tls, host)?;
+    let wire = Wire::client(stream, config::client(tls)?, server, interrupted, deadline)?;
+    info!("{name}: connected to {peer} over TLS");
+    Ok(wire)
+}
+
+/// Says goodbye (TLS close_notify) when the endpoint stops, so the peer knows the end
+/// is an end and not a cut.
+struct Goodbye(Wire);
+
+impl Drop for Goodbye {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// A stream's read half; a reset connection is a close, like EOF.
+struct Reader<R>(R);
+
+impl<R: Read> Read for Reader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.0.read(buf) {
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(0),

@@ -12,6 +12,7 @@ origin refused. Exits 0, or 1 with one line saying what went wrong.
 
 import http.server
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,8 +30,12 @@ from ws_peer import PATIENCE, Bridge, Pty, fail  # noqa: E402
 MAX_LINES = 2000
 
 
-def browser(profile):
+def browser(profile, trust=None):
+    """Chromium; `trust` is the base64 SHA-256 of a certificate's public key that it
+    takes (the test CA's server certificate), and no other."""
     options = webdriver.ChromeOptions()
+    if trust:
+        options.add_argument(f"--ignore-certificate-errors-spki-list={trust}")
     options.binary_location = "/usr/bin/chromium"
     for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
@@ -57,10 +62,10 @@ def text(driver, element_id):
     return driver.find_element(By.ID, element_id).text
 
 
-def other_origin_page(port):
+def other_origin_page(port, scheme="ws"):
     """A page on another origin that tries to open a WebSocket to the bridge."""
     html = f"""<!doctype html><title>waiting</title><script>
-      const ws = new WebSocket("ws://127.0.0.1:{port}/");
+      const ws = new WebSocket("{scheme}://127.0.0.1:{port}/");
       ws.onopen = () => {{ document.title = "opened"; }};
       ws.onclose = () => {{ if (document.title !== "opened") document.title = "refused"; }};
     </script>""".encode()
@@ -136,7 +141,47 @@ def console():
     bridge.stop()
 
 
+def https():
+    """The console page over https from wss-listen://, with the test CA's certificate
+    trusted by its key alone: the page loads, lines cross both ways, and a page from
+    another origin is still refused."""
+    from tls_peer import Pki
+    pki = Pki()
+    cert, key = pki.pair("server")
+    spki = subprocess.run(
+        "openssl x509 -in server.pem -pubkey -noout | openssl pkey -pubin -outform der "
+        "| openssl dgst -sha256 -binary | base64", shell=True, cwd=pki.dir,
+        capture_output=True, check=True).stdout.decode().strip()
+    pty = Pty()
+    bridge = Bridge(pty.path, f"wss-listen://127.0.0.1:0,cert={cert},key={key}")
+    port = bridge.port()
+    with tempfile.TemporaryDirectory() as profile:
+        driver = browser(profile, trust=spki)
+        try:
+            driver.get(f"https://127.0.0.1:{port}/")
+            until("connected over wss", lambda: text(driver, "status") == "connected")
+            if not driver.current_url.startswith("https://"):
+                fail(f"not over https: {driver.current_url}")
+            pty.write(b"secure line \xff\n")
+            until("the line", lambda: "secure line \\xff" in text(driver, "log"))
+            box = driver.find_element(By.ID, "input")
+            box.send_keys("typed over tls", Keys.ENTER)
+            if pty.read_exactly(15) != b"typed over tls\n":
+                fail("the typed line changed on its way to the device")
+            other = other_origin_page(port, "wss")
+            driver.get(f"http://127.0.0.1:{other.server_port}/")
+            until("the refusal", lambda: driver.title in ("refused", "opened"))
+            if driver.title != "refused":
+                fail("a page from another origin opened a WebSocket to the device")
+            bridge.wait_for(f"origin http://127.0.0.1:{other.server_port} is not allowed")
+            other.shutdown()
+        finally:
+            driver.quit()
+    bridge.stop()
+    pki.cleanup()
+
+
 if __name__ == "__main__":
     ws_peer.BIN = sys.argv[2]
-    {"console": console}[sys.argv[1]]()
+    {"console": console, "https": https}[sys.argv[1]]()
     print("ok")

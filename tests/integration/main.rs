@@ -17,6 +17,7 @@ mod readme;
 mod reconnect;
 mod rfc2217;
 mod soak;
+mod tls;
 mod udp;
 mod usb;
 mod util;

@@ -61,6 +61,17 @@ fn the_console_page_in_a_real_browser() {
 }
 
 #[test]
+fn the_console_page_over_https_in_a_real_browser() {
+    if websockets()
+        && have("openssl", &["version"])
+        && have("python3", &["-c", "import selenium"])
+        && have("/usr/bin/chromedriver", &["--version"])
+    {
+        scenario("browser.py", "https");
+    }
+}
+
+#[test]
 fn a_stop_sends_listener_clients_everything_read() {
     if websockets() {
         scenario("ws_peer.py", "drain");

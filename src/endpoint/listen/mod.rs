@@ -36,7 +36,11 @@ use crossbeam_channel::{Receiver, bounded};
 use log::{debug, info, warn};
 
 use super::contract::{Endpoint, GiveUp, Inbox, Inlet, Kind, Opening, Place, Running, Start};
+use super::settings::address_and_settings;
 use super::stream::pump;
+use super::tls::config;
+use super::tls::settings::{REPEATABLE, SERVER_KEYS, Settings, Side};
+use super::tls::wire::Wire;
 
 mod hub;
 
@@ -50,16 +54,21 @@ const CLIENT_QUEUE: usize = 256;
 /// Clients a `tcp-listen://` endpoint serves at once unless `--max-clients` says.
 pub const DEFAULT_TCP_CLIENTS: usize = 1;
 
-/// Where to listen: `[ADDR:]PORT`.
+/// Where to listen: `[ADDR:]PORT`, and with what certificate for TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
     /// Where to listen.
     pub addr: SocketAddr,
+    /// TLS settings (`tls-listen://`, `wss-listen://`).
+    pub tls: Option<Settings>,
 }
 
 impl Kind for Listen {
     fn name(&self) -> String {
-        format!("tcp-listen://{}", self.addr)
+        match self.tls {
+            None => format!("tcp-listen://{}", self.addr),
+            Some(_) => format!("tls-listen://{}", self.addr),
+        }
     }
 
     /// Binds the port; clients are taken once the bridge starts the endpoint.
@@ -123,7 +132,36 @@ pub fn parse(text: &str, rest: &str) -> Result<Listen, String> {
     };
     Ok(Listen {
         addr: SocketAddr::new(ip, port),
+        tls: None,
     })
+}
+
+/// Parses `[ADDR:]PORT[,settings]` of a TLS listener: the address as [`parse`] does, then
+/// its TLS settings; `more` takes the listener's own settings first (false: not one of
+/// them), `keys` lists them all, for messages, and `repeatable` those of its own that
+/// may come more than once.
+pub fn parse_tls<'a>(
+    text: &str,
+    rest: &'a str,
+    keys: &str,
+    repeatable: &[&str],
+    mut more: impl FnMut(&'a str, &'a str) -> Result<bool, String>,
+) -> Result<Listen, String> {
+    let mut tls = Settings::new(Side::Server);
+    let repeatable = [repeatable, REPEATABLE].concat();
+    let addr = address_and_settings(text, rest, keys, &repeatable, |key, value| {
+        Ok(more(key, value)? || tls.take(key, value)?)
+    })?;
+    tls.check(text)?;
+    Ok(Listen {
+        tls: Some(tls),
+        ..parse(text, addr)?
+    })
+}
+
+/// Parses `tls-listen://[ADDR:]PORT,cert=FILE,key=FILE[,client-ca=FILE]`.
+pub fn parse_tls_lines(text: &str, rest: &str) -> Result<Listen, String> {
+    parse_tls(text, rest, SERVER_KEYS, &[], |_, _| Ok(false))
 }
 
 /// What a listener does with each connection, on the connection's own threads.
@@ -147,24 +185,22 @@ pub trait Protocol: Send + Sync + 'static {
     /// connection is known to want one; false means there is none.
     fn greet(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut Wire,
         peer: SocketAddr,
         room: &mut dyn FnMut() -> bool,
     ) -> io::Result<Option<Self::Conn>>;
 
     /// The client's reader: what it sends, into `inlet`, until it stops sending (`Ok`)
     /// or fails.
-    fn read(&self, conn: &Self::Conn, stream: TcpStream, inlet: &mut dyn Inlet) -> io::Result<()>;
+    fn read(&self, conn: &Self::Conn, stream: Wire, inlet: &mut dyn Inlet) -> io::Result<()>;
 
     /// The client's writer: every batch of `queue` out, until the queue ends (`Ok`) or a
     /// write fails.
-    fn write(
-        &self,
-        conn: &Self::Conn,
-        stream: TcpStream,
-        queue: Receiver<Parcel>,
-    ) -> io::Result<()>;
+    fn write(&self, conn: &Self::Conn, stream: Wire, queue: Receiver<Parcel>) -> io::Result<()>;
 }
+
+/// How long a TLS client may take over its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections being greeted at once, at most (each has a thread). One more closes the
 /// one that has waited longest: a client sends its head at once, so connections that
@@ -180,6 +216,10 @@ pub fn bind<P: Protocol>(
     max_clients: usize,
     protocol: P,
 ) -> io::Result<Endpoint> {
+    let tls = match &listen.tls {
+        Some(settings) => Some(config::server(settings)?),
+        None => None,
+    };
     let listener = TcpListener::bind(listen.addr)?;
     let local = listener.local_addr()?;
     let scheme = name.split("://").next().unwrap_or("tcp-listen");
@@ -193,6 +233,7 @@ pub fn bind<P: Protocol>(
         listener,
         max_clients: max_clients.max(1),
         protocol,
+        tls,
     };
     Ok(Endpoint::new(name, listener))
 }
@@ -202,6 +243,7 @@ struct Listener<P> {
     listener: TcpListener,
     max_clients: usize,
     protocol: P,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl<P: Protocol> Start for Listener<P> {
@@ -223,6 +265,7 @@ impl<P: Protocol> Start for Listener<P> {
             protocol: this.protocol,
             greetings: Mutex::new(VecDeque::new()),
             tickets: AtomicU64::new(0),
+            tls: this.tls,
         });
         let listener = this.listener;
         thread::Builder::new()
@@ -252,6 +295,8 @@ struct Server<P> {
     greetings: Mutex<VecDeque<(u64, TcpStream)>>,
     /// The next ticket.
     tickets: AtomicU64,
+    /// The TLS configuration of a TLS listener.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl<P: Protocol> Server<P> {
@@ -335,8 +380,25 @@ impl<P: Protocol> Server<P> {
     }
 
     /// Greets a connection and, if it becomes a client, starts its threads.
-    fn serve(self: Arc<Self>, mut stream: TcpStream, ticket: u64) -> io::Result<()> {
+    fn serve(self: Arc<Self>, stream: TcpStream, ticket: u64) -> io::Result<()> {
         let peer = stream.peer_addr()?;
+        let mut stream = match &self.tls {
+            // The handshake is part of the greeting: a connection that stalls in it is
+            // closed to make room as one that sends no head is.
+            Some(tls) => {
+                let stopped = || self.hub.stopped.load(Ordering::Acquire);
+                let deadline = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
+                match Wire::server(stream, Arc::clone(tls), &stopped, deadline) {
+                    Ok(wire) => wire,
+                    Err(e) => {
+                        self.greeted(ticket);
+                        info!("{}: refused {peer}: {e}", self.hub.name);
+                        return Ok(());
+                    }
+                }
+            }
+            None => Wire::plain(stream),
+        };
         let mut room = None;
         let greeted = self.protocol.greet(&mut stream, peer, &mut || {
             *room.get_or_insert_with(|| self.hub.reserve(peer))
@@ -386,7 +448,7 @@ impl<P: Protocol> Server<P> {
             })?;
         state.clients.push(Client {
             peer,
-            stream,
+            stream: stream.tcp().try_clone()?,
             queue: queue_tx,
             sending,
             pending: Arc::default(),
@@ -424,7 +486,7 @@ impl Protocol for Lines {
 
     fn greet(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut Wire,
         peer: SocketAddr,
         room: &mut dyn FnMut() -> bool,
     ) -> io::Result<Option<()>> {
@@ -442,14 +504,18 @@ impl Protocol for Lines {
         Ok(None)
     }
 
-    fn read(&self, _: &(), mut stream: TcpStream, inlet: &mut dyn Inlet) -> io::Result<()> {
+    fn read(&self, _: &(), mut stream: Wire, inlet: &mut dyn Inlet) -> io::Result<()> {
         pump(&mut stream, inlet)
     }
 
-    fn write(&self, _: &(), mut stream: TcpStream, queue: Receiver<Parcel>) -> io::Result<()> {
+    fn write(&self, _: &(), mut stream: Wire, queue: Receiver<Parcel>) -> io::Result<()> {
         for batch in queue {
             stream.write_all(batch.bytes())?;
             batch.written();
+        }
+        if stream.is_tls() {
+            // The end of the lines for it: a TLS goodbye.
+            let _ = stream.shutdown(Shutdown::Write);
         }
         Ok(())
     }

@@ -2,7 +2,6 @@
 
 use std::any::Any;
 use std::io::{self, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
@@ -14,7 +13,8 @@ use super::session;
 use super::settings::{Settings, matches};
 use crate::endpoint::contract::{Endpoint, Kind, Opening};
 use crate::endpoint::stream::READ_BUFFER;
-use crate::endpoint::tcp::{self, connect_stream};
+use crate::endpoint::tcp::{self, connect_wire};
+use crate::endpoint::tls::wire::Wire;
 use crate::framing::Framing;
 
 /// How often a handshake waiting for the broker checks whether the bridge is stopping.
@@ -32,8 +32,12 @@ impl Kind for Settings {
             Some(path) => Some(read_password(path)?),
             None => None,
         };
-        let stream = connect_stream(&self.address(), opening.interrupt())?;
-        stream.set_nodelay(true)?;
+        let stream = connect_wire(
+            opening.name,
+            &self.address(),
+            self.tls.as_ref(),
+            opening.interrupt(),
+        )?;
         let framing = &opening.defaults.framing;
         let interrupted = opening.interrupt();
         match handshake(opening.name, self, framing, stream, password, interrupted) {
@@ -72,6 +76,11 @@ impl Kind for Settings {
             }
         }
         Ok(())
+    }
+
+    /// A TLS failure that waiting will not mend ends even `--reconnect` at start.
+    fn lasting(&self, error: &io::Error) -> bool {
+        self.tls.is_some() && crate::endpoint::tls::explain::lasting(error)
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -113,14 +122,14 @@ fn handshake(
     name: &str,
     s: &Settings,
     framing: &Framing,
-    stream: TcpStream,
+    mut stream: Wire,
     password: Option<Vec<u8>>,
     interrupted: &dyn Fn() -> bool,
 ) -> io::Result<Opened> {
     let session = (s.qos == 1).then(|| session::of(&s.address(), &s.client_id));
     stream.set_read_timeout(Some(HANDSHAKE_POLL))?;
     let patient = Patient {
-        stream: &stream,
+        stream: stream.try_clone()?,
         interrupted,
         deadline: Instant::now() + tcp::CONNECT_TIMEOUT,
     };
@@ -140,7 +149,7 @@ fn handshake(
             password: password.as_deref(),
         },
     );
-    (&stream).write_all(&out)?;
+    stream.write_all(&out)?;
     let header = next_header(&mut input)?;
     if header.kind != codec::kind::CONNACK {
         return Err(io::Error::other(format!(
@@ -167,7 +176,7 @@ fn handshake(
         let pid = session.as_ref().map_or(1, |session| session.pid());
         out.clear();
         codec::subscribe(&mut out, pid, filter, s.qos);
-        (&stream).write_all(&out)?;
+        stream.write_all(&out)?;
         loop {
             let header = next_header(&mut input)?;
             match header.kind {
@@ -201,7 +210,7 @@ fn handshake(
     if let Some(status) = &s.status {
         out.clear();
         codec::publish(&mut out, status, ONLINE, 0, 0, true);
-        (&stream).write_all(&out)?;
+        stream.write_all(&out)?;
     }
     let leftover = input.buffer().to_vec();
     // The writer pings every keepalive; a broker silent for half as long again is gone.
@@ -232,7 +241,7 @@ fn next_header(input: &mut impl Read) -> io::Result<codec::Header> {
 /// The handshake's read half: waits for the broker until a deadline, giving up early
 /// once the bridge is stopping.
 struct Patient<'a> {
-    stream: &'a TcpStream,
+    stream: Wire,
     interrupted: &'a dyn Fn() -> bool,
     deadline: Instant,
 }
@@ -240,7 +249,7 @@ struct Patient<'a> {
 impl Read for Patient<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            match (&*self.stream).read(buf) {
+            match self.stream.read(buf) {
                 Err(e)
                     if matches!(
                         e.kind(),

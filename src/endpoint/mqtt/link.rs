@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 use std::io::{self, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -32,6 +32,7 @@ use crate::endpoint::contract::{
     Direct, Dropped, GiveUp, Inbox, Outbox, Running, Start, Stop, Taken,
 };
 use crate::endpoint::stream::READ_BUFFER;
+use crate::endpoint::tls::wire::Wire;
 use crate::framing::{Batch, Framing};
 
 /// Buffers waiting for the writer thread. Each holds a whole batch of publishes, so a
@@ -49,7 +50,7 @@ const STOP_WAIT: Duration = Duration::from_millis(500);
 pub struct Opened {
     pub name: String,
     pub settings: Settings,
-    pub stream: TcpStream,
+    pub stream: Wire,
     /// Bytes the handshake read past the SUBACK.
     pub leftover: Vec<u8>,
     /// Messages that arrived before the SUBACK.
@@ -161,7 +162,7 @@ impl Start for Opened {
 /// publishes at QoS 0 hears nothing otherwise).
 fn write_loop(
     link: &Link,
-    mut out: TcpStream,
+    mut out: Wire,
     rx: &Receiver<Command>,
     keepalive: Duration,
     farewell: Vec<u8>,
@@ -337,7 +338,7 @@ impl Direct for Out {
 struct Stopper {
     link: Arc<Link>,
     tx: Sender<Command>,
-    stream: TcpStream,
+    stream: Wire,
     /// Disconnected once the reader thread has ended.
     done: Receiver<()>,
 }

@@ -49,4 +49,4 @@ mod receive;
 mod session;
 mod settings;
 
-pub use settings::{NO_TLS, Settings, matches, parse};
+pub use settings::{Settings, matches, parse, parse_tls};

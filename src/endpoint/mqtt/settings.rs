@@ -9,13 +9,13 @@
 use std::fmt;
 
 use crate::endpoint::settings::each_setting;
-
-/// Why `mqtts://` is refused, for now.
-pub const NO_TLS: &str =
-    "MQTT over TLS is not supported yet; use mqtt://HOST (port 1883) on a trusted network";
+use crate::endpoint::tls::settings::{self as tls, Side};
 
 /// The port MQTT brokers listen on without TLS.
 pub const DEFAULT_PORT: u16 = 1883;
+
+/// The port MQTT brokers listen on with TLS.
+pub const DEFAULT_TLS_PORT: u16 = 8883;
 
 /// Seconds between packets before the broker may drop the connection, and how often
 /// an idle connection pings it: what mosquitto_pub and paho use by default is 60; a
@@ -53,6 +53,8 @@ pub struct Settings {
     pub password_file: Option<String>,
     /// Where `online` and (as the will, and at a clean stop) `offline` are retained.
     pub status: Option<String>,
+    /// TLS settings, for `mqtts://`.
+    pub tls: Option<tls::Settings>,
 }
 
 impl Settings {
@@ -82,7 +84,10 @@ impl Settings {
 impl fmt::Display for Settings {
     /// `mqtt://[USER@]HOST:PORT` with its topics: the endpoint's name in messages.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("mqtt://")?;
+        f.write_str(match self.tls {
+            Some(_) => "mqtts://",
+            None => "mqtt://",
+        })?;
         if let Some(user) = &self.user {
             write!(f, "{user}@")?;
         }
@@ -99,6 +104,19 @@ impl fmt::Display for Settings {
 
 /// Parses `rest`, what follows `mqtt://` in the argument `text`.
 pub fn parse(text: &str, rest: &str) -> Result<Settings, String> {
+    parse_with(text, rest, None)
+}
+
+/// Parses `rest`, what follows `mqtts://` in the argument `text`.
+pub fn parse_tls(text: &str, rest: &str) -> Result<Settings, String> {
+    parse_with(
+        text,
+        &tls::flags(rest),
+        Some(tls::Settings::new(Side::Client)),
+    )
+}
+
+fn parse_with(text: &str, rest: &str, tls: Option<tls::Settings>) -> Result<Settings, String> {
     let mut parts = rest.split(',');
     let authority = parts.next().unwrap_or_default();
     let (user, hostport) = match authority.rsplit_once('@') {
@@ -115,7 +133,11 @@ pub fn parse(text: &str, rest: &str) -> Result<Settings, String> {
         Some((user, hostport)) => (Some(user.to_string()), hostport),
         None => (None, authority),
     };
-    let (host, port) = host_port(text, hostport)?;
+    let default_port = match tls {
+        Some(_) => DEFAULT_TLS_PORT,
+        None => DEFAULT_PORT,
+    };
+    let (host, port) = host_port(text, hostport, default_port)?;
     let mut s = Settings {
         host,
         port,
@@ -128,10 +150,15 @@ pub fn parse(text: &str, rest: &str) -> Result<Settings, String> {
         keepalive: DEFAULT_KEEPALIVE,
         password_file: None,
         status: None,
+        tls,
     };
     let mut client_id = None;
     let mut retain_given = false;
-    each_setting(text, parts, KEYS, &[], |key, value| {
+    let keys = match s.tls {
+        Some(_) => format!("{KEYS}, {}", tls::CLIENT_KEYS),
+        None => KEYS.to_string(),
+    };
+    each_setting(text, parts, &keys, tls::REPEATABLE, |key, value| {
         match key {
             "pub" => s.publish = Some(topic(value)?),
             "sub" => s.subscribe = Some(filter(value)?),
@@ -170,10 +197,18 @@ pub fn parse(text: &str, rest: &str) -> Result<Settings, String> {
                 }
                 s.password_file = Some(value.to_string());
             }
-            _ => return Ok(false),
+            _ => {
+                return match &mut s.tls {
+                    Some(tls) => tls.take(key, value),
+                    None => Ok(false),
+                };
+            }
         }
         Ok(true)
     })?;
+    if let Some(tls) = &s.tls {
+        tls.check(text)?;
+    }
     check(text, &s, retain_given)?;
     s.client_id = match client_id {
         Some(id) => id,
@@ -184,7 +219,7 @@ pub fn parse(text: &str, rest: &str) -> Result<Settings, String> {
 }
 
 /// Splits `HOST[:PORT]`; an IPv6 address goes in brackets.
-fn host_port(text: &str, hostport: &str) -> Result<(String, u16), String> {
+fn host_port(text: &str, hostport: &str, default_port: u16) -> Result<(String, u16), String> {
     let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
         let Some((host, after)) = inner.split_once(']') else {
             return Err(format!("{text}: missing ']' after the IPv6 address"));
@@ -213,7 +248,7 @@ fn host_port(text: &str, hostport: &str) -> Result<(String, u16), String> {
         ));
     }
     let port = match port {
-        None => DEFAULT_PORT,
+        None => default_port,
         Some(port) => match port.parse::<u16>() {
             Ok(port) if port > 0 => port,
             _ => return Err(format!("{text}: port must be a number from 1 to 65535")),

@@ -9,7 +9,7 @@
 //! modem lines or receive errors the port has (a pty has neither: then never).
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -25,6 +25,7 @@ use crate::endpoint::contract::Inlet;
 use crate::endpoint::control::ControlLink;
 use crate::endpoint::listen::{Parcel, Protocol};
 use crate::endpoint::stream::READ_BUFFER;
+use crate::endpoint::tls::wire::Wire;
 
 /// How often modem lines are read while a client watches them: ser2net's pace.
 const MODEM_POLL: Duration = Duration::from_secs(1);
@@ -80,7 +81,7 @@ impl Server {
         }
     }
 
-    fn refuse(&self, stream: &TcpStream, peer: SocketAddr, why: &str) -> io::Result<Option<Conn>> {
+    fn refuse(&self, stream: &Wire, peer: SocketAddr, why: &str) -> io::Result<Option<Conn>> {
         info!("{}: refused {peer}: {why}", self.shared.name);
         let _ = stream.shutdown(Shutdown::Both);
         Ok(None)
@@ -93,7 +94,7 @@ pub struct Conn {
     peer: String,
     shared: Arc<Shared>,
     /// The socket's writing side: whole messages, one at a time.
-    out: Mutex<TcpStream>,
+    out: Mutex<Wire>,
     state: Mutex<ConnState>,
     /// Signalled when the client resumes, or its reader ends.
     resumed: Condvar,
@@ -269,7 +270,7 @@ impl Protocol for Server {
 
     fn greet(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut Wire,
         peer: SocketAddr,
         room: &mut dyn FnMut() -> bool,
     ) -> io::Result<Option<Conn>> {
@@ -312,14 +313,14 @@ impl Protocol for Server {
         Ok(Some(conn))
     }
 
-    fn read(&self, conn: &Conn, mut stream: TcpStream, inlet: &mut dyn Inlet) -> io::Result<()> {
+    fn read(&self, conn: &Conn, mut stream: Wire, inlet: &mut dyn Inlet) -> io::Result<()> {
         let result = read_client(conn, &mut stream, inlet);
         conn.end();
         conn.leave();
         result
     }
 
-    fn write(&self, conn: &Conn, _: TcpStream, queue: Receiver<Parcel>) -> io::Result<()> {
+    fn write(&self, conn: &Conn, _: Wire, queue: Receiver<Parcel>) -> io::Result<()> {
         let mut escaped = Vec::new();
         for batch in queue {
             conn.wait_resumed();
@@ -333,7 +334,7 @@ impl Protocol for Server {
 }
 
 /// The client's reader: data into `inlet`, commands answered, until it leaves.
-fn read_client(conn: &Conn, stream: &mut TcpStream, inlet: &mut dyn Inlet) -> io::Result<()> {
+fn read_client(conn: &Conn, stream: &mut Wire, inlet: &mut dyn Inlet) -> io::Result<()> {
     let mut decoder = Decoder::default();
     let (mut buf, mut data, mut replies) = (vec![0; READ_BUFFER], Vec::new(), Vec::new());
     let mut watching = false;

@@ -3,14 +3,12 @@
 
 use std::any::Any;
 use std::io;
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError, bounded};
-use log::info;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::frames::Conn;
@@ -21,7 +19,8 @@ use crate::endpoint::contract::{
     Direct, Dropped, Endpoint, GiveUp, Inbox, Kind, Opening, Outbox, Running, Start, Stop, Taken,
 };
 use crate::endpoint::listen::{Parcel, Shipment, wait_drained};
-use crate::endpoint::tcp::connect_stream;
+use crate::endpoint::tcp::connect_wire;
+use crate::endpoint::tls::wire::Wire;
 use crate::framing::Batch;
 
 /// Batches waiting for a `ws://` connection's writer: a few reads' worth.
@@ -35,10 +34,8 @@ impl Kind for Connect {
     /// Connects and does the WebSocket handshake.
     fn open(&self, opening: &Opening<'_>) -> io::Result<Endpoint> {
         let name = opening.name;
-        let mut stream = connect_stream(&self.addr, opening.interrupt())?;
-        stream.set_nodelay(true)?;
+        let mut stream = connect_wire(name, &self.addr, self.tls.as_ref(), opening.interrupt())?;
         http::handshake(&mut stream, &self.addr, &self.path, opening.interrupt())?;
-        info!("{name}: connected to {}", stream.peer_addr()?);
         let conn = Conn::new(
             Role::Client,
             name.to_string(),
@@ -49,6 +46,11 @@ impl Kind for Connect {
         Ok(Endpoint::new(name, Client { stream, conn }))
     }
 
+    /// A TLS failure that waiting will not mend ends even `--reconnect` at start.
+    fn lasting(&self, error: &io::Error) -> bool {
+        self.tls.is_some() && crate::endpoint::tls::explain::lasting(error)
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -56,7 +58,7 @@ impl Kind for Connect {
 
 /// A connected `ws://` endpoint, not yet started.
 struct Client {
-    stream: TcpStream,
+    stream: Wire,
     conn: Conn,
 }
 

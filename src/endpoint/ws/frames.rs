@@ -26,7 +26,7 @@
 //! closed. Text that is not valid UTF-8 is not refused: bytes pass as they are.
 
 use std::io;
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -41,6 +41,7 @@ use tungstenite::protocol::frame::{Frame, FrameSocket};
 use super::rules::{self, Role};
 use crate::endpoint::contract::Inlet;
 use crate::endpoint::listen::Parcel;
+use crate::endpoint::tls::wire::Wire;
 use crate::framing::Framing;
 
 /// The largest frame sent, and taken from a peer unless a line may be longer
@@ -71,7 +72,7 @@ pub struct Conn {
     /// Says the writer has sent a close frame.
     closed: (Sender<()>, Receiver<()>),
     /// The socket, to close it from either thread.
-    stream: TcpStream,
+    stream: Wire,
 }
 
 impl Conn {
@@ -81,7 +82,7 @@ impl Conn {
         peer: String,
         framing: &Framing,
         keepalive: Duration,
-        stream: &TcpStream,
+        stream: &Wire,
     ) -> io::Result<Conn> {
         Ok(Conn {
             role,
@@ -129,7 +130,7 @@ impl Conn {
 
     /// The reader: frames from `stream` into `inlet` until the peer closes (`Ok`) or
     /// the connection fails.
-    pub fn read(&self, stream: TcpStream, inlet: &mut dyn Inlet) -> io::Result<()> {
+    pub fn read(&self, stream: Wire, inlet: &mut dyn Inlet) -> io::Result<()> {
         let mut socket = FrameSocket::new(stream);
         // A data message is under way: its first frame came, its last did not yet.
         let mut open = false;
@@ -239,7 +240,7 @@ impl Conn {
     /// The writer: every batch of `queue` out as frames, the reader's control frames, and
     /// a ping every keepalive period; ends when the queue ends or a close is sent (`Ok`),
     /// or when a write fails or the peer does not answer a ping.
-    pub fn write(&self, stream: TcpStream, queue: Receiver<Parcel>) -> io::Result<()> {
+    pub fn write(&self, stream: Wire, queue: Receiver<Parcel>) -> io::Result<()> {
         let mut socket = FrameSocket::new(stream);
         let mut open = false;
         let mut pinged: Option<u64> = None;
@@ -395,7 +396,8 @@ mod tests {
 
     fn conn(framing: Framing) -> Conn {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let stream =
+            Wire::plain(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap());
         Conn::new(
             Role::Server,
             "peer".into(),

@@ -8,11 +8,12 @@
 //! larger than [`HEAD_LIMIT`], gets an error and is closed.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use tungstenite::handshake::client::generate_key;
 use tungstenite::handshake::derive_accept_key;
+
+use crate::endpoint::tls::wire::Wire;
 
 /// The largest request or response head taken.
 const HEAD_LIMIT: usize = 16 * 1024;
@@ -26,7 +27,7 @@ const MAX_HEADERS: usize = 64;
 /// Reads a head up to and including its blank line, within [`HEAD_TIMEOUT`] in all,
 /// giving up (`Interrupted`) once `interrupted` says so. Lines may end in a bare LF,
 /// as a head typed into `nc` does; httparse takes both.
-fn read_head(stream: &mut TcpStream, interrupted: &dyn Fn() -> bool) -> io::Result<Vec<u8>> {
+fn read_head(stream: &mut Wire, interrupted: &dyn Fn() -> bool) -> io::Result<Vec<u8>> {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
     let mut byte = [0];
@@ -93,7 +94,7 @@ pub struct Request {
 }
 
 /// Reads and parses a request head; `Ok(None)` for one that is not HTTP.
-pub fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
+pub fn read_request(stream: &mut Wire) -> io::Result<Option<Request>> {
     let head = read_head(stream, &|| false)?;
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
@@ -161,7 +162,7 @@ pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Answers a request with a status and a short text, and closes.
-pub fn answer(stream: &mut TcpStream, status: &str, body: &str, extra: &str) -> io::Result<()> {
+pub fn answer(stream: &mut Wire, status: &str, body: &str, extra: &str) -> io::Result<()> {
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n\
          Content-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
@@ -188,7 +189,7 @@ pub fn html_escape(text: &str) -> String {
 }
 
 /// Serves the console page (or, for `HEAD`, only its head), and closes.
-pub fn page(stream: &mut TcpStream, html: &str, body: bool) -> io::Result<()> {
+pub fn page(stream: &mut Wire, html: &str, body: bool) -> io::Result<()> {
     let response = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
          Content-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
@@ -203,7 +204,7 @@ pub fn page(stream: &mut TcpStream, html: &str, body: bool) -> io::Result<()> {
 }
 
 /// Accepts a WebSocket request whose key is `key`.
-pub fn switch(stream: &mut TcpStream, key: &str) -> io::Result<()> {
+pub fn switch(stream: &mut Wire, key: &str) -> io::Result<()> {
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {}\r\n\r\n",
@@ -215,7 +216,7 @@ pub fn switch(stream: &mut TcpStream, key: &str) -> io::Result<()> {
 
 /// The client's side of the handshake: asks `host` for `path` and checks the answer.
 pub fn handshake(
-    stream: &mut TcpStream,
+    stream: &mut Wire,
     host: &str,
     path: &str,
     interrupted: &dyn Fn() -> bool,
@@ -277,8 +278,8 @@ mod tests {
     #[test]
     fn a_head_with_bare_line_feeds_is_read() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut server, _) = listener.accept().unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut server = Wire::plain(listener.accept().unwrap().0);
         for head in [
             &b"GET /?token=a HTTP/1.1\nHost: x\nUpgrade: websocket\n\n"[..],
             b"GET /?token=a HTTP/1.1\nHost: x\nUpgrade: websocket\n\r\n",

@@ -20,5 +20,6 @@ mod server;
 mod settings;
 
 pub use settings::{
-    Connect, DEFAULT_KEEPALIVE, DEFAULT_WS_CLIENTS, NO_TLS, Serve, parse_connect, parse_serve,
+    Connect, DEFAULT_KEEPALIVE, DEFAULT_WS_CLIENTS, Serve, parse_connect, parse_connect_tls,
+    parse_serve, parse_serve_tls,
 };

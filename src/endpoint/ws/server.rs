@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crossbeam_channel::Receiver;
 use log::{info, warn};
@@ -15,6 +15,7 @@ use super::rules::Role;
 use super::settings::{DEFAULT_WS_CLIENTS, Serve};
 use crate::endpoint::contract::{Endpoint, Inlet, Kind, Opening, Place};
 use crate::endpoint::listen::{self, Parcel, Protocol};
+use crate::endpoint::tls::wire::Wire;
 use crate::framing::Framing;
 
 /// The page `ws-listen://` serves: one self-contained file, no outside assets.
@@ -97,7 +98,8 @@ impl Server {
             );
         }
         let host = request.host.as_deref()?;
-        if self.origin_allowed(&format!("http://{host}"), Some(host)) {
+        let scheme = self.scheme();
+        if self.origin_allowed(&format!("{scheme}://{host}"), Some(host)) {
             return None;
         }
         let port = host.rsplit_once(':').map_or("", |(_, port)| port);
@@ -106,12 +108,20 @@ impl Server {
             false => String::new(),
         };
         Some(format!(
-            "This page was opened as http://{host}/. Without a token the bridge takes \
+            "This page was opened as {scheme}://{host}/. Without a token the bridge takes \
              WebSocket connections only from pages opened by address or as localhost, so that \
              no web site can reach the device through a name it controls (DNS rebinding). Open \
-             http://localhost{port}/ on this machine, or start the bridge with token=SECRET \
-             (then open /?token=SECRET) or origin=http://{host}."
+             {scheme}://localhost{port}/ on this machine, or start the bridge with token=SECRET \
+             (then open /?token=SECRET) or origin={scheme}://{host}."
         ))
+    }
+
+    /// The page's scheme: https over TLS.
+    fn scheme(&self) -> &'static str {
+        match self.settings.listen.tls {
+            Some(_) => "https",
+            None => "http",
+        }
     }
 
     /// The console page for `request`: with a note in place of a connection that would
@@ -153,7 +163,8 @@ impl Protocol for Server {
             Some(token) => format!("?token={}", http::percent_encode(token)),
             None => String::new(),
         };
-        let url = format!("http://{}/{query}", SocketAddr::new(host, local.port()));
+        let scheme = self.scheme();
+        let url = format!("{scheme}://{}/{query}", SocketAddr::new(host, local.port()));
         let others = match local.ip().is_unspecified() {
             true => " (other machines: this machine's address instead of the loopback one)",
             false => "",
@@ -163,7 +174,7 @@ impl Protocol for Server {
 
     fn greet(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut Wire,
         peer: SocketAddr,
         room: &mut dyn FnMut() -> bool,
     ) -> io::Result<Option<Conn>> {
@@ -208,7 +219,7 @@ impl Protocol for Server {
                 .map(|_| None),
             };
         }
-        let refuse = |stream: &mut TcpStream, status: &str, why: &str| {
+        let refuse = |stream: &mut Wire, status: &str, why: &str| {
             info!("{name}: refused {peer}: {why} ({status})");
             http::answer(stream, status, &format!("{why}\n"), "").map(|_| None)
         };
@@ -261,7 +272,7 @@ impl Protocol for Server {
     /// answer is sent by now) or vanished without a closing frame, and reads nothing
     /// more either. It leaves the list at once, so lines from then on count as reaching
     /// nobody rather than as forwarded.
-    fn read(&self, conn: &Conn, stream: TcpStream, inlet: &mut dyn Inlet) -> io::Result<()> {
+    fn read(&self, conn: &Conn, stream: Wire, inlet: &mut dyn Inlet) -> io::Result<()> {
         conn.read(stream, inlet)?;
         Err(io::Error::new(
             io::ErrorKind::ConnectionAborted,
@@ -269,7 +280,7 @@ impl Protocol for Server {
         ))
     }
 
-    fn write(&self, conn: &Conn, stream: TcpStream, queue: Receiver<Parcel>) -> io::Result<()> {
+    fn write(&self, conn: &Conn, stream: Wire, queue: Receiver<Parcel>) -> io::Result<()> {
         conn.write(stream, queue)
     }
 }

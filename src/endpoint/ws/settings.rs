@@ -6,10 +6,7 @@ use super::http;
 use crate::endpoint::contract::Place;
 use crate::endpoint::listen::{self, Listen};
 use crate::endpoint::settings::{LONGEST_WAIT, address_and_settings};
-
-/// Why `wss://` is refused, for now.
-pub const NO_TLS: &str =
-    "wss:// (WebSocket over TLS) is not supported yet; put a TLS proxy in front, or use ws://";
+use crate::endpoint::tls::settings::{self as tls, REPEATABLE, Settings, Side};
 
 /// How often an idle connection is pinged unless `keepalive=` says.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
@@ -28,6 +25,8 @@ pub struct Connect {
     pub path: String,
     /// Ping period.
     pub keepalive: Duration,
+    /// TLS settings, for `wss://`.
+    pub tls: Option<Settings>,
 }
 
 /// A `ws-listen://` endpoint's settings.
@@ -47,14 +46,24 @@ impl Connect {
     /// The name used in messages: the URL without its query, which may hold a token.
     pub fn name(&self) -> String {
         let path = self.path.split('?').next().unwrap_or("/");
-        format!("ws://{}{}", self.addr, if path == "/" { "" } else { path })
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!(
+            "{scheme}://{}{}",
+            self.addr,
+            if path == "/" { "" } else { path }
+        )
     }
 }
 
 impl Serve {
     /// The name used in messages: where it listens, without its settings.
     pub fn name(&self) -> String {
-        format!("ws-listen://{}", self.listen.addr)
+        let scheme = if self.listen.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}-listen://{}", self.listen.addr)
     }
 
     /// Where it is: port 0 is a new port each time.
@@ -74,11 +83,31 @@ fn keepalive(value: &str) -> Result<Duration, String> {
 
 /// Parses what follows `ws://`.
 pub fn parse_connect(text: &str, rest: &str) -> Result<Connect, String> {
+    connect(text, rest, None)
+}
+
+/// Parses what follows `wss://`.
+pub fn parse_connect_tls(text: &str, rest: &str) -> Result<Connect, String> {
+    connect(text, &tls::flags(rest), Some(Settings::new(Side::Client)))
+}
+
+fn connect(text: &str, rest: &str, mut tls: Option<Settings>) -> Result<Connect, String> {
     let mut period = DEFAULT_KEEPALIVE;
-    let url = address_and_settings(text, rest, "keepalive", &[], |key, value| match key {
+    let known = match tls {
+        Some(_) => format!("keepalive, {}", tls::CLIENT_KEYS),
+        None => "keepalive".to_string(),
+    };
+    let url = address_and_settings(text, rest, &known, REPEATABLE, |key, value| match key {
         "keepalive" => keepalive(value).map(|k| period = k).map(|_| true),
-        _ => Ok(false),
+        _ => match &mut tls {
+            Some(tls) => tls.take(key, value),
+            None => Ok(false),
+        },
     })?;
+    let (scheme, default_port) = match tls {
+        Some(_) => ("wss", 443),
+        None => ("ws", 80),
+    };
     let (addr, path) = match url.find('/') {
         Some(at) => (&url[..at], &url[at..]),
         None => (url, "/"),
@@ -92,7 +121,9 @@ pub fn parse_connect(text: &str, rest: &str) -> Result<Connect, String> {
         false => addr,
     };
     if host.is_empty() {
-        return Err(format!("{text}: missing host, e.g. ws://192.168.1.20:8080"));
+        return Err(format!(
+            "{text}: missing host, e.g. {scheme}://192.168.1.20:8080"
+        ));
     }
     let addr = match has_port {
         true => {
@@ -101,47 +132,65 @@ pub fn parse_connect(text: &str, rest: &str) -> Result<Connect, String> {
                 .map_err(|_| format!("{text}: port must be a number from 0 to 65535"))?;
             addr.to_string()
         }
-        false => format!("{addr}:80"),
+        false => format!("{addr}:{default_port}"),
     };
+    if let Some(tls) = &tls {
+        tls.check(text)?;
+    }
     Ok(Connect {
         addr,
         path: path.to_string(),
         keepalive: period,
+        tls,
     })
 }
 
 /// Parses what follows `ws-listen://`.
 pub fn parse_serve(text: &str, rest: &str) -> Result<Serve, String> {
+    serve(text, rest, false)
+}
+
+/// Parses what follows `wss-listen://`.
+pub fn parse_serve_tls(text: &str, rest: &str) -> Result<Serve, String> {
+    serve(text, rest, true)
+}
+
+fn serve(text: &str, rest: &str, secure: bool) -> Result<Serve, String> {
     let (mut token, mut origins, mut period) = (None, Vec::new(), DEFAULT_KEEPALIVE);
-    let addr = address_and_settings(
-        text,
-        rest,
-        "token, origin, keepalive",
-        &["origin"],
-        |key, value| {
-            match key {
-                "token" if value.is_empty() => return Err("the token is empty".into()),
-                // Compared with the request's, which a browser may have %-encoded.
-                "token" => match http::percent_decode(value) {
-                    Some(bytes) => token = Some(bytes),
-                    None => {
-                        return Err("a % in the token must start a %XX escape (%25 for %)".into());
-                    }
-                },
-                "origin" if value != "*" && !value.contains("://") => {
-                    return Err(
-                        "an origin is a scheme and host, e.g. origin=https://dash.example".into(),
-                    );
+    let own = |key: &str, value: &str| -> Result<bool, String> {
+        match key {
+            "token" if value.is_empty() => return Err("the token is empty".into()),
+            // Compared with the request's, which a browser may have %-encoded.
+            "token" => match http::percent_decode(value) {
+                Some(bytes) => token = Some(bytes),
+                None => {
+                    return Err("a % in the token must start a %XX escape (%25 for %)".into());
                 }
-                "origin" => origins.push(value.trim_end_matches('/').to_string()),
-                "keepalive" => period = keepalive(value)?,
-                _ => return Ok(false),
+            },
+            "origin" if value != "*" && !value.contains("://") => {
+                return Err(
+                    "an origin is a scheme and host, e.g. origin=https://dash.example".into(),
+                );
             }
-            Ok(true)
-        },
-    )?;
+            "origin" => origins.push(value.trim_end_matches('/').to_string()),
+            "keepalive" => period = keepalive(value)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    };
+    let listen = match secure {
+        true => {
+            let known = format!("token, origin, keepalive, {}", tls::SERVER_KEYS);
+            listen::parse_tls(text, rest, &known, &["origin"], own)?
+        }
+        false => {
+            let addr =
+                address_and_settings(text, rest, "token, origin, keepalive", &["origin"], own)?;
+            listen::parse(text, addr)?
+        }
+    };
     Ok(Serve {
-        listen: listen::parse(text, addr)?,
+        listen,
         token,
         origins,
         keepalive: period,
