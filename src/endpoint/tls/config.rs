@@ -169,9 +169,12 @@ fn chain(path: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
 
 fn private_key(path: &Path) -> io::Result<PrivateKeyDer<'static>> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => {
-            file_error(path, "key", "no PEM private key in it")
-        }
+        rustls::pki_types::pem::Error::NoItemsFound => file_error(
+            path,
+            "key",
+            "no unencrypted PEM private key in it (an encrypted one must be decrypted \
+                 first: openssl pkey -in KEY -out PLAIN)",
+        ),
         e => pem_error(path, "key", e),
     })
 }
