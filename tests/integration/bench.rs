@@ -152,3 +152,37 @@ fn bench_smoke_runs_the_rfc2217_scenarios_against_ser2net() {
     assert!(report.contains("\"seconds_per_change\""), "{report}");
     std::fs::remove_file(&json).unwrap();
 }
+
+#[test]
+fn bench_smoke_runs_tls_next_to_the_plain_protocols() {
+    if !crate::mqtt::broker::have_mosquitto()
+        || !have("python3", &["-c", "import websockets"])
+        || !have("openssl", &["version"])
+    {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let json = std::env::temp_dir().join(format!("bench-tls-smoke-{}.json", std::process::id()));
+    let output = Command::new("python3")
+        .arg(root.join("scripts/bench"))
+        .args(["--tls", "--smoke", "--bridge"])
+        .arg(format!("mine={}", env!("CARGO_BIN_EXE_serial-bridge")))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run scripts/bench --tls");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    for row in [
+        "| mqtts:// |",
+        "| mqtt:// |",
+        "| wss-listen:// |",
+        "| ws-listen:// |",
+    ] {
+        assert!(stdout.contains(row), "{stdout}");
+    }
+    let report = std::fs::read_to_string(&json).unwrap();
+    assert!(report.contains("\"idle_wakeups_per_s\""), "{report}");
+    std::fs::remove_file(&json).unwrap();
+}
