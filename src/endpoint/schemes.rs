@@ -108,7 +108,7 @@ pub const SCHEMES: &[Scheme] = &[
         "rfc2217",
         Some("rfc2217://HOST:PORT"),
         "a remote serial port (RFC 2217: ser2net, an ESP's server); a serial port's \
-         settings, sent at connect and checked",
+         settings, sent at connect and checked; over TLS with tls=on or tls://'s settings",
         |t, r| kind(rfc2217::parse(t, r)),
     ),
     scheme(
@@ -116,7 +116,7 @@ pub const SCHEMES: &[Scheme] = &[
         Some("rfc2217-listen://[ADDR:]PORT"),
         "the serial port across served as a remote port (RFC 2217: esptool, pyserial, \
          labgrid), bytes as they come; reset=pass|esp|none, allow=ADDR[/BITS] (more than \
-         once)",
+         once); over TLS with cert=FILE,key=FILE",
         |t, r| kind(rfc2217::parse_listen(t, r)),
     ),
 ];

@@ -65,3 +65,10 @@ fn a_tls_peer_that_reads_nothing_is_still_heard_at_once() {
         scenario("tls_peer.py", "unread");
     }
 }
+
+#[test]
+fn rfc2217_over_tls_sets_the_served_port_and_carries_every_byte() {
+    if peers() {
+        scenario("tls_peer.py", "rfc2217");
+    }
+}

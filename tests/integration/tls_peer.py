@@ -588,8 +588,38 @@ def unread():
     pki.cleanup()
 
 
+def rfc2217():
+    """A serial port served by rfc2217-listen:// over TLS to an rfc2217:// client with
+    ca=: the client's baud rate reaches the port, every byte crosses both ways; a client
+    without TLS gets nothing from the TLS port."""
+    from rfc2217_peer import speed
+    pki = Pki()
+    device, far = Pty(), Pty()
+    cert, key = pki.pair("server")
+    server = Bridge(f"{device.path},baud=9600", f"rfc2217-listen://127.0.0.1:0,cert={cert},key={key}")
+    port = server.port()
+    client = Bridge(far.path, f"rfc2217://localhost:{port},baud=57600,ca={pki.ca}")
+    client.wait_for("bridging")
+    server.wait_for("set the port to 57600")
+    if speed(device.slave) != 57600:
+        fail(f"the served port runs at {speed(device.slave)}")
+    # Across from a serial port the client frames lines, as a local port would.
+    data = bytes(range(256)) * 32 + b"\xff\xff\x00\n"
+    far.write(data)
+    if device.read_exactly(len(data)) != data:
+        fail("client -> served port: bytes differ")
+    device.write(data)
+    if far.read_exactly(len(data)) != data:
+        fail("served port -> client: bytes differ")
+    client.stop()
+    plain = Bridge(far.path, f"rfc2217://127.0.0.1:{port}")
+    expect_exit(plain, 3, "rfc2217://127.0.0.1")
+    server.stop()
+    pki.cleanup()
+
+
 SCENARIOS = {f.__name__: f for f in (stream, socat_server, listen, refusals, mutual, mqtts, wss,
-                                     unread)}
+                                     unread, rfc2217)}
 
 if __name__ == "__main__":
     if BIN is None:

@@ -7,7 +7,6 @@
 //! the socket under one lock, each a whole message.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,8 @@ use super::telnet::{self, BINARY, COM_PORT, Command, Decoder, Piece, SGA};
 use crate::endpoint::contract::{Endpoint, Opening};
 use crate::endpoint::control::{Control, Line, Modem};
 use crate::endpoint::stream::{READ_BUFFER, Stream};
-use crate::endpoint::tcp::connect_stream;
+use crate::endpoint::tcp::connect_wire;
+use crate::endpoint::tls::wire::Wire;
 
 /// How long the server may take to agree to COM-PORT-OPTION and to answer each
 /// setting: pyserial waits 3 s; a server across the world answers within one.
@@ -33,7 +33,7 @@ const OPENING_DATA: usize = 64 * 1024;
 const AGREED: &[u8] = &[BINARY, SGA, COM_PORT];
 
 /// The socket's writing side, shared by the reader (answers) and the writer (data).
-type Out = Arc<Mutex<TcpStream>>;
+type Out = Arc<Mutex<Wire>>;
 
 fn send(out: &Out, bytes: &[u8]) -> io::Result<()> {
     out.lock()
@@ -43,8 +43,12 @@ fn send(out: &Out, bytes: &[u8]) -> io::Result<()> {
 
 /// Connects to the server of `kind`, negotiates and sets the port: the endpoint.
 pub fn open(kind: &Rfc2217, line: Line, opening: &Opening<'_>) -> io::Result<Endpoint> {
-    let stream = connect_stream(&kind.addr, opening.interrupt())?;
-    stream.set_nodelay(true)?;
+    let stream = connect_wire(
+        opening.name,
+        &kind.addr,
+        kind.tls.as_ref(),
+        opening.interrupt(),
+    )?;
     let peer = stream.peer_addr()?;
     let out: Out = Arc::new(Mutex::new(stream.try_clone()?));
     let mut reader = TelnetReader {
@@ -274,7 +278,7 @@ fn show(com: &Com) -> String {
 
 /// The read half: telnet undone, the server's negotiation answered.
 struct TelnetReader {
-    stream: TcpStream,
+    stream: Wire,
     out: Out,
     decoder: Decoder,
     options: telnet::Options,

@@ -21,8 +21,9 @@ use super::contract::{Endpoint, Kind, Opening, Place};
 use super::control::Line;
 use super::listen::{self, Listen};
 use super::serial;
-use super::settings::address_and_settings;
+use super::settings::{address_and_settings, on_off};
 use super::tcp;
+use super::tls::settings::{self as tls, Side};
 
 mod client;
 pub mod comport;
@@ -106,7 +107,10 @@ pub struct Rfc2217Listen {
 /// Parses what follows `rfc2217-listen://`; `text` is the whole argument.
 pub fn parse_listen(text: &str, rest: &str) -> Result<Rfc2217Listen, String> {
     let (mut reset, mut allow) = (Reset::default(), Vec::new());
-    let addr = address_and_settings(text, rest, "reset, allow", &["allow"], |key, value| {
+    let mut secure = tls::Settings::new(Side::Server);
+    let known = format!("reset, allow, {}", tls::SERVER_KEYS);
+    let repeatable = [&["allow"][..], tls::REPEATABLE].concat();
+    let addr = address_and_settings(text, rest, &known, &repeatable, |key, value| {
         match key {
             "reset" => {
                 reset = match value {
@@ -117,12 +121,23 @@ pub fn parse_listen(text: &str, rest: &str) -> Result<Rfc2217Listen, String> {
                 }
             }
             "allow" => allow.push(Cidr::parse(value)?),
-            _ => return Ok(false),
+            _ => return secure.take(key, value),
         }
         Ok(true)
     })?;
+    // Served over TLS when given a certificate (or any TLS setting, which then needs one).
+    let tls = match secure == tls::Settings::new(Side::Server) {
+        true => None,
+        false => {
+            secure.check(text)?;
+            Some(secure)
+        }
+    };
     Ok(Rfc2217Listen {
-        listen: listen::parse(text, addr)?,
+        listen: Listen {
+            tls,
+            ..listen::parse(text, addr)?
+        },
         reset,
         allow,
     })
@@ -168,11 +183,15 @@ pub struct Rfc2217 {
     pub rts: Option<bool>,
     /// How long to hold lines after connecting.
     pub settle: Option<Duration>,
+    /// TLS settings, if it connects over TLS (`tls=on` or any TLS setting).
+    pub tls: Option<tls::Settings>,
 }
 
 /// Parses what follows `rfc2217://`; `text` is the whole argument.
 pub fn parse(text: &str, rest: &str) -> Result<Rfc2217, String> {
-    // A local port's settings, parsed as a port's are; messages name the argument.
+    // TLS settings first (any of them, or tls=on, means TLS); the rest are a local
+    // port's settings, parsed as a port's are; messages name the argument.
+    let (rest, tls) = tls_client(text, rest)?;
     let settings: serial::Settings = rest.parse().map_err(|e: String| format!("rfc2217://{e}"))?;
     let addr = rest.split(',').next().unwrap_or_default();
     tcp::parse(text, addr).map_err(|e| e.replace("tcp://", "rfc2217://"))?;
@@ -206,12 +225,45 @@ pub fn parse(text: &str, rest: &str) -> Result<Rfc2217, String> {
         dtr: settings.dtr,
         rts: settings.rts,
         settle: settings.settle,
+        tls,
     })
+}
+
+/// Takes the TLS settings out of an `rfc2217://` argument's: what is left, and TLS's
+/// settings if it asks for TLS (`tls=on`, or any TLS setting).
+fn tls_client(text: &str, rest: &str) -> Result<(String, Option<tls::Settings>), String> {
+    let mut settings = tls::Settings::new(Side::Client);
+    let (mut kept, mut flag, mut given) = (Vec::new(), None, false);
+    for (i, part) in tls::flags(rest).split(',').enumerate() {
+        let (key, value) = part.split_once('=').unwrap_or((part, ""));
+        let bad = |why: &str| format!("{text}: bad setting '{part}': {why}");
+        match (i, key) {
+            (0, _) => kept.push(part.to_string()),
+            (_, "tls") => flag = Some(on_off(value).ok_or_else(|| bad("tls is on or off"))?),
+            _ => match settings.take(key, value).map_err(|why| bad(&why))? {
+                true => given = true,
+                false => kept.push(part.to_string()),
+            },
+        }
+    }
+    match (flag, given) {
+        (Some(false), true) => Err(format!("{text}: TLS settings with tls=off; drop one")),
+        (Some(true), _) | (None, true) => {
+            settings.check(text)?;
+            Ok((kept.join(","), Some(settings)))
+        }
+        _ => Ok((kept.join(","), None)),
+    }
 }
 
 impl Kind for Rfc2217 {
     fn name(&self) -> String {
         format!("rfc2217://{}", self.addr)
+    }
+
+    /// A TLS failure that waiting will not mend ends even `--reconnect` at start.
+    fn lasting(&self, error: &io::Error) -> bool {
+        self.tls.is_some() && crate::endpoint::tls::explain::lasting(error)
     }
 
     /// Connects, negotiates, and sets the port as its settings say (`--baud` for a
