@@ -105,6 +105,11 @@ impl Kind for Tcp {
         // A TLS 1.3 server refuses a missing client certificate after the handshake:
         // wait for that here, so it is a clear start-up error.
         wire.await_verdict(VERDICT_WAIT)?;
+        info!(
+            "{}: connected to {} over TLS",
+            opening.name,
+            wire.peer_addr()?
+        );
         let halves = Stream::new(
             Box::new(Reader(wire.try_clone()?)),
             Box::new(wire.try_clone()?),
@@ -177,7 +182,8 @@ fn try_addresses(target: &str, deadline: Instant) -> io::Result<TcpStream> {
 const VERDICT_WAIT: Duration = Duration::from_secs(1);
 
 /// Connects to `addr` (`HOST:PORT`), and with `tls` does the TLS handshake, all within
-/// [`CONNECT_TIMEOUT`]; `name` is the endpoint's, for the log.
+/// [`CONNECT_TIMEOUT`]; `name` is the endpoint's, for the log. Each endpoint says it is
+/// connected once its own handshake is done.
 pub fn connect_wire(
     name: &str,
     addr: &str,
@@ -187,9 +193,7 @@ pub fn connect_wire(
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     let stream = connect_stream(addr, interrupted)?;
     stream.set_nodelay(true)?;
-    let peer = stream.peer_addr()?;
     let Some(tls) = tls else {
-        info!("{name}: connected to {peer}");
         return Ok(Wire::plain(stream));
     };
     if tls.insecure {
@@ -197,9 +201,7 @@ pub fn connect_wire(
     }
     let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
     let server = config::server_name(tls, host)?;
-    let wire = Wire::client(stream, config::client(tls)?, server, interrupted, deadline)?;
-    info!("{name}: connected to {peer} over TLS");
-    Ok(wire)
+    Wire::client(stream, config::client(tls)?, server, interrupted, deadline)
 }
 
 /// Says goodbye (TLS close_notify) when the endpoint stops, so the peer knows the end

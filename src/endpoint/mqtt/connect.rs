@@ -166,8 +166,9 @@ fn handshake(
         (_, true) => ", resuming its session",
         (_, false) => ", new session",
     };
+    let over = if stream.is_tls() { " over TLS" } else { "" };
     info!(
-        "{name}: connected to {} as {}{resumed}",
+        "{name}: connected to {}{over} as {}{resumed}",
         stream.peer_addr()?,
         s.client_id
     );

@@ -155,8 +155,9 @@ pub fn open(kind: &Rfc2217, line: Line, opening: &Opening<'_>) -> io::Result<End
     }
     stream.set_read_timeout(None)?;
     reader.opening = false;
+    let over = if stream.is_tls() { " over TLS" } else { "" };
     info!(
-        "{}: connected to {peer}, the port set to {line}",
+        "{}: connected to {peer}{over}, the port set to {line}",
         opening.name
     );
     let remote = Remote {

@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError, bounded};
+use log::info;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::frames::Conn;
@@ -36,6 +37,8 @@ impl Kind for Connect {
         let name = opening.name;
         let mut stream = connect_wire(name, &self.addr, self.tls.as_ref(), opening.interrupt())?;
         http::handshake(&mut stream, &self.addr, &self.path, opening.interrupt())?;
+        let over = if stream.is_tls() { " over TLS" } else { "" };
+        info!("{name}: connected to {}{over}", stream.peer_addr()?);
         let conn = Conn::new(
             Role::Client,
             name.to_string(),
