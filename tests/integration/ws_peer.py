@@ -8,6 +8,7 @@ the pty masters and the WebSocket side with `websockets`, checks every byte, and
 exits 0, or 1 with one line saying what went wrong. Every wait has a deadline.
 """
 
+import atexit
 import base64
 import contextlib
 import hashlib
@@ -71,11 +72,25 @@ class Pty:
         return bytes(out)
 
 
+# Every bridge a scenario started: killed when the script ends, so that one that fails
+# leaves none behind (a bridge with --reconnect would reopen a pty number that a later
+# test is given, and take its bytes).
+STARTED = []
+
+
+@atexit.register
+def _kill_started():
+    for proc in STARTED:
+        if proc.poll() is None:
+            proc.kill()
+
+
 class Bridge:
     def __init__(self, *args):
         self.log = b""
         self.proc = subprocess.Popen([BIN, *args], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        STARTED.append(self.proc)
         self.lock = threading.Lock()
         self.drainer = threading.Thread(target=self._drain, daemon=True)
         self.drainer.start()
