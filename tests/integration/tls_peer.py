@@ -330,6 +330,38 @@ def refusals():
         expect_exit(bridge, 3, "TLS")
         if "plain" not in bridge.text():
             fail(f"no hint of a plain port: {bridge.text()}")
+    # A client certificate the server does not take (TLS 1.3 says so after the
+    # handshake): still a start-up error.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*pki.pair("server"))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(pki.other)
+    cert, key = pki.pair("client")
+    expect_exit(client_to(ctx, f"ca={pki.ca}", f"cert={cert}", f"key={key}"), 3,
+                "refused the certificate given with cert=")
+    # A server that sends its handshake a byte at a time never stretches it past 10 s.
+    trickle = socket.socket()
+    trickle.bind(("127.0.0.1", 0))
+    trickle.listen(1)
+
+    def dribble():
+        conn, _ = trickle.accept()
+        conn.recv(4096)
+        try:
+            conn.sendall(b"\x16\x03\x03\x40\x00")
+            while True:
+                conn.sendall(b"\x00")
+                time.sleep(0.03)
+        except OSError:
+            pass
+    threading.Thread(target=dribble, daemon=True).start()
+    started = time.monotonic()
+    bridge = Bridge("-", f"tls://localhost:{trickle.getsockname()[1]},ca={pki.ca}")
+    expect_exit(bridge, 3, "no TLS handshake")
+    if time.monotonic() - started > 15:
+        fail(f"a dribbling handshake took {time.monotonic() - started:.1f} s")
+    # Files that are not files: refused, not read for ever.
+    expect_exit(Bridge("-", "tls://h:1,ca=/dev/zero"), 2, "not a regular file")
     # A private key everyone may read: refused before anything opens, with the fix.
     cert, key = pki.pair("client")
     os.chmod(key, 0o644)

@@ -2,7 +2,7 @@
 //! keys read from PEM files, and the ring provider passed explicitly (no process-wide
 //! default is installed, so no other provider can be picked by accident).
 
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -151,10 +151,31 @@ fn bundle(path: &Path, key: &str) -> io::Result<RootCertStore> {
     Ok(roots)
 }
 
+/// The largest PEM file read: a system's whole CA bundle is some 200 KB.
+const LARGEST_FILE: u64 = 16 * 1024 * 1024;
+
+/// A PEM file's bytes: a regular file, at most [`LARGEST_FILE`] (not a device, a pipe
+/// or a folder, which could block or never end).
+pub fn read_file(path: &Path, key: &str) -> io::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| file_error(path, key, &crate::error::os_message(&e)))?;
+    if !meta.is_file() {
+        return Err(file_error(path, key, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(LARGEST_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| file_error(path, key, &crate::error::os_message(&e)))?;
+    if bytes.len() as u64 > LARGEST_FILE {
+        return Err(file_error(path, key, "larger than 16 MiB; not a PEM file"));
+    }
+    Ok(bytes)
+}
+
 /// The certificates of a PEM file, at least one.
 fn certificates(path: &Path, key: &str) -> io::Result<Vec<CertificateDer<'static>>> {
-    let read = CertificateDer::pem_file_iter(path).map_err(|e| pem_error(path, key, e))?;
-    let certs = read
+    let bytes = read_file(path, key)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(path, key, e))?;
     if certs.is_empty() {
@@ -168,7 +189,7 @@ fn chain(path: &Path) -> io::Result<Vec<CertificateDer<'static>>> {
 }
 
 fn private_key(path: &Path) -> io::Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+    PrivateKeyDer::from_pem_slice(&read_file(path, "key")?).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => file_error(
             path,
             "key",
@@ -196,10 +217,14 @@ fn file_error(path: &Path, key: &str, why: &str) -> io::Error {
 }
 
 fn bad_pair(cert: &Path, key: &Path, e: Error) -> io::Error {
+    let why = match e {
+        Error::InconsistentKeys(_) => "the key is not the certificate's".to_string(),
+        e => e.to_string(),
+    };
     io::Error::new(
         io::ErrorKind::InvalidInput,
         format!(
-            "cert={} and key={} do not go together: {e}",
+            "cert={} and key={} do not go together: {why}",
             cert.display(),
             key.display()
         ),
@@ -214,9 +239,14 @@ pub struct Asked {
 }
 
 impl Asked {
+    /// Whether the server asked for a certificate.
+    pub fn asked(&self) -> bool {
+        self.asked.load(Ordering::Acquire)
+    }
+
     /// Whether the server asked for a certificate and this end had none to give.
     pub fn unanswered(&self) -> bool {
-        self.asked.load(Ordering::Acquire) && !self.inner.has_certs()
+        self.asked() && !self.inner.has_certs()
     }
 }
 

@@ -1,5 +1,5 @@
 //! What a failed handshake means, in one line that names the cause and the setting that
-//! fixes it.
+//! fixes it, and whether waiting could mend it.
 
 use std::{fmt, io};
 
@@ -7,22 +7,30 @@ use rustls::{AlertDescription, CertificateError, Error};
 
 use super::config::Asked;
 
+/// Where a TLS error happened: in the handshake (or the verdict right after it), or on
+/// a connection that was carrying data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The handshake, or the verdict awaited right after it.
+    Handshake,
+    /// A connection carrying data.
+    Running,
+}
+
 /// `e` on the connection to `peer`; `asked` is this end's client-side record (None on
 /// a listener).
-pub fn error(e: Error, peer: &str, asked: Option<&Asked>) -> io::Error {
+pub fn error(e: Error, peer: &str, asked: Option<&Asked>, stage: Stage) -> io::Error {
     let unanswered = asked.is_some_and(Asked::unanswered);
-    let who = match asked {
-        Some(_) => "the server's certificate",
-        None => "the client's certificate",
+    let client = asked.is_some();
+    let who = match client {
+        true => "the server's certificate",
+        false => "the client's certificate",
     };
     let why = match &e {
         Error::InvalidCertificate(cert) => match cert {
             CertificateError::UnknownIssuer => format!(
                 "{who} is not signed by a CA trusted here; give its CA with {}",
-                match asked {
-                    Some(_) => "ca=FILE",
-                    None => "client-ca=FILE",
-                }
+                if client { "ca=FILE" } else { "client-ca=FILE" }
             ),
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 format!(
@@ -42,11 +50,12 @@ pub fn error(e: Error, peer: &str, asked: Option<&Asked>) -> io::Error {
         Error::NoCertificatesPresented => {
             "the client gave no certificate, and client-ca= asks for one".to_string()
         }
-        Error::AlertReceived(alert) => alert_text(*alert, unanswered),
-        Error::NoApplicationProtocol => {
-            "the peer takes none of the protocols offered with alpn=".to_string()
-        }
-        Error::InvalidMessage(_) => {
+        Error::AlertReceived(alert) => alert_text(*alert, unanswered, client),
+        Error::NoApplicationProtocol => match client {
+            true => "the server takes none of the protocols offered with alpn=".to_string(),
+            false => "the client offers none of the protocols this end takes (alpn=)".to_string(),
+        },
+        Error::InvalidMessage(_) if stage == Stage::Handshake => {
             "the peer does not speak TLS here (is it a plain TCP port?)".to_string()
         }
         other => format!("TLS: {other}"),
@@ -55,9 +64,33 @@ pub fn error(e: Error, peer: &str, asked: Option<&Asked>) -> io::Error {
         Error::InvalidCertificate(_) | Error::InvalidMessage(_) => io::ErrorKind::InvalidData,
         _ => io::ErrorKind::ConnectionAborted,
     };
-    // Waiting mends none of these but a refusal the peer gave for a reason of its own.
-    let lasting = !matches!(e, Error::AlertReceived(_)) || unanswered;
+    let lasting = match &e {
+        Error::AlertReceived(alert) => refuses_for_good(*alert, unanswered),
+        _ => stage == Stage::Handshake,
+    };
     io::Error::new(kind, Refused { why, lasting })
+}
+
+/// Whether the peer's alert says something the next connection would hear again: its
+/// verdict on this end's certificate, names, versions or protocols.
+fn refuses_for_good(alert: AlertDescription, unanswered: bool) -> bool {
+    use AlertDescription as A;
+    match alert {
+        A::HandshakeFailure => unanswered,
+        A::BadCertificate
+        | A::UnsupportedCertificate
+        | A::CertificateRevoked
+        | A::CertificateExpired
+        | A::CertificateUnknown
+        | A::UnknownCA
+        | A::AccessDenied
+        | A::CertificateRequired
+        | A::UnrecognisedName
+        | A::NoApplicationProtocol
+        | A::ProtocolVersion
+        | A::InsufficientSecurity => true,
+        _ => false,
+    }
 }
 
 /// A handshake that failed for a reason the far end will give again.
@@ -76,8 +109,8 @@ impl fmt::Display for Refused {
 impl std::error::Error for Refused {}
 
 /// Whether `error` is a TLS failure that waiting will not mend (an untrusted or
-/// expired certificate, a wrong name, a missing client certificate, a port that does
-/// not speak TLS), or a bad TLS file: `--reconnect` gives up on it at start.
+/// expired certificate, a wrong name, a refused or missing client certificate, a port
+/// that does not speak TLS), or a bad TLS file: `--reconnect` gives up on it at start.
 pub fn lasting(error: &io::Error) -> bool {
     match error.get_ref().and_then(|e| e.downcast_ref::<Refused>()) {
         Some(refused) => refused.lasting,
@@ -86,32 +119,38 @@ pub fn lasting(error: &io::Error) -> bool {
 }
 
 /// The peer's alert, with what this end can do about it.
-fn alert_text(alert: AlertDescription, unanswered: bool) -> String {
+fn alert_text(alert: AlertDescription, unanswered: bool, client: bool) -> String {
+    use AlertDescription as A;
+    let wants = "the server wants a client certificate; give one with cert=FILE,key=FILE";
     match alert {
-        AlertDescription::CertificateRequired => {
-            "the server wants a client certificate; give one with cert=FILE,key=FILE".into()
+        A::CertificateRequired => wants.into(),
+        A::HandshakeFailure | A::BadCertificate if unanswered => wants.into(),
+        A::BadCertificate
+        | A::UnsupportedCertificate
+        | A::UnknownCA
+        | A::CertificateUnknown
+        | A::CertificateRevoked
+        | A::AccessDenied
+        | A::CertificateExpired
+            if client =>
+        {
+            format!(
+                "the server refused the certificate given with cert= (it said {alert:?}): is \
+                 it signed by a CA the server trusts, and still valid?"
+            )
         }
-        AlertDescription::HandshakeFailure | AlertDescription::BadCertificate if unanswered => {
-            "the server wants a client certificate; give one with cert=FILE,key=FILE".into()
-        }
-        AlertDescription::BadCertificate
-        | AlertDescription::UnknownCA
-        | AlertDescription::CertificateUnknown
-        | AlertDescription::AccessDenied
-        | AlertDescription::CertificateExpired => {
-            format!("the peer refused this end's certificate (cert=): it said {alert:?}")
-        }
-        AlertDescription::UnrecognisedName => {
+        A::UnrecognisedName => {
             "the server has no certificate for that name; check the host, or sni=NAME".into()
         }
-        AlertDescription::NoApplicationProtocol => {
-            "the server takes none of the protocols offered with alpn=".into()
-        }
-        AlertDescription::ProtocolVersion | AlertDescription::InsufficientSecurity => format!(
-            "the server speaks no TLS version or cipher this end accepts (TLS 1.2 and 1.3): \
+        A::NoApplicationProtocol => match client {
+            true => "the server takes none of the protocols offered with alpn=".into(),
+            false => "the client takes none of the protocols given with alpn=".into(),
+        },
+        A::ProtocolVersion | A::InsufficientSecurity => format!(
+            "the peer speaks no TLS version or cipher this end accepts (TLS 1.2 and 1.3): \
              it said {alert:?}"
         ),
-        other => format!("the peer ended the TLS handshake: it said {other:?}"),
+        other => format!("the peer ended the TLS connection: it said {other:?}"),
     }
 }
 

@@ -120,6 +120,9 @@ impl Settings {
 fn private(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| crate::error::os_message(&e))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o004 != 0 {
         return Err(format!(
@@ -134,9 +137,11 @@ fn private(path: &Path) -> Result<(), String> {
 /// Windows keeps access in ACLs; a key's file is the user's to guard there.
 #[cfg(not(unix))]
 fn private(path: &Path) -> Result<(), String> {
-    std::fs::metadata(path)
-        .map(|_| ())
-        .map_err(|e| crate::error::os_message(&e))
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => Err("not a regular file".into()),
+        Err(e) => Err(crate::error::os_message(&e)),
+    }
 }
 
 /// Turns a bare `insecure` among the settings of `rest` into `insecure=on`, so the one

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use rustls::Connection;
 
 use super::config::Asked;
-use super::explain;
+use super::explain::{self, Stage};
 
 /// Ciphertext asked of the socket per read: one full TLS record and its header.
 const READ_CHUNK: usize = 16 * 1024 + 512;
@@ -82,7 +82,7 @@ impl Wire {
     ) -> io::Result<Wire> {
         let shown = name.to_str().into_owned();
         let conn = rustls::ClientConnection::new(config.config, name)
-            .map_err(|e| explain::error(e, &shown, None))?;
+            .map_err(|e| explain::error(e, &shown, None, Stage::Handshake))?;
         let asked = Some(config.asked);
         Wire::handshake(tcp, conn.into(), asked, &shown, interrupted, deadline)
     }
@@ -107,10 +107,18 @@ impl Wire {
         interrupted: &dyn Fn() -> bool,
         deadline: Instant,
     ) -> io::Result<Wire> {
-        let explain = |e| explain::error(e, peer, asked.as_deref());
+        let explain = |e| explain::error(e, peer, asked.as_deref(), Stage::Handshake);
         tcp.set_read_timeout(Some(POLL))?;
         let mut socket = &tcp;
         while conn.is_handshaking() {
+            // Checked on every pass, not only when a read times out: a peer that sends a
+            // byte now and then must not stretch the handshake past its deadline.
+            if interrupted() {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            if Instant::now() >= deadline {
+                return Err(explain::no_handshake(peer));
+            }
             while conn.wants_write() {
                 conn.write_tls(&mut socket)?;
             }
@@ -168,42 +176,35 @@ impl Wire {
         })
     }
 
-    /// Whether the server asked for a client certificate this end did not give.
-    pub fn certificate_unanswered(&self) -> bool {
+    /// Whether the server asked for a client certificate.
+    pub fn certificate_asked(&self) -> bool {
         self.tls
             .as_ref()
             .and_then(|tls| tls.asked.as_ref())
-            .is_some_and(|asked| asked.unanswered())
+            .is_some_and(|asked| asked.asked())
     }
 
     /// Waits up to `wait` for the peer's verdict after a handshake in which it asked for
-    /// a client certificate this end did not give (TLS 1.3 servers say no only after the
-    /// handshake): its refusal is the error. Anything the peer sends meanwhile stays for
-    /// the reader.
+    /// a client certificate (TLS 1.3 servers refuse a missing or unwanted one only after
+    /// the handshake): its refusal is the error. Anything the peer sends meanwhile stays
+    /// for the reader, and ends the wait.
     pub fn await_verdict(&mut self, wait: Duration) -> io::Result<()> {
-        if !self.certificate_unanswered() {
+        if !self.certificate_asked() {
             return Ok(());
         }
-        let deadline = Instant::now() + wait;
-        let result = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break Ok(());
-            }
-            self.tcp.set_read_timeout(Some(left))?;
-            match self.fill() {
-                Ok(true) => break Ok(()),
-                Ok(false) => {}
+        // The first records after the handshake are the verdict: a refusal, or the
+        // session tickets a server sends once it has taken this end.
+        self.tcp.set_read_timeout(Some(wait))?;
+        let result = match self.fill(Stage::Handshake) {
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    break Ok(());
-                }
-                Err(e) => break Err(e),
             }
+            _ => Ok(()),
         };
         self.tcp.set_read_timeout(None)?;
         result
@@ -211,7 +212,7 @@ impl Wire {
 
     /// Reads once from the socket into rustls: whether plaintext or an end is waiting
     /// for the reader now.
-    fn fill(&mut self) -> io::Result<bool> {
+    fn fill(&mut self, stage: Stage) -> io::Result<bool> {
         let Some(tls) = self.tls.clone() else {
             return Ok(true);
         };
@@ -237,7 +238,7 @@ impl Wire {
         taken?;
         match ready {
             Ok(io) => Ok(io.plaintext_bytes_to_read() > 0 || io.peer_has_closed() || n == 0),
-            Err(e) => Err(explain::error(e, &self.peer(), tls.asked.as_deref())),
+            Err(e) => Err(explain::error(e, &self.peer(), tls.asked.as_deref(), stage)),
         }
     }
 
@@ -400,7 +401,8 @@ impl Read for Wire {
                     let before = state.carry.len();
                     state.take(&[])?;
                     if let Err(e) = state.conn.process_new_packets() {
-                        return Err(explain::error(e, &self.peer(), tls.asked.as_deref()));
+                        let asked = tls.asked.as_deref();
+                        return Err(explain::error(e, &self.peer(), asked, Stage::Running));
                     }
                     if state.carry.len() < before {
                         continue;
@@ -411,7 +413,7 @@ impl Read for Wire {
                     return Ok(0);
                 }
             }
-            self.fill()?;
+            self.fill(Stage::Running)?;
         }
     }
 }
