@@ -177,8 +177,8 @@ fn bench_smoke_runs_tls_next_to_the_plain_protocols() {
     for row in [
         "| mqtts:// |",
         "| mqtt:// |",
-        "| wss-listen:// |",
-        "| ws-listen:// |",
+        "| wss-listen:// <-> wss:// |",
+        "| ws-listen:// <-> ws:// |",
     ] {
         assert!(stdout.contains(row), "{stdout}");
     }

@@ -59,6 +59,8 @@ struct State {
     flushing: bool,
     /// The socket has closed (read gave 0).
     eof: bool,
+    /// Threads waiting for `flushing` to end (so that nobody is woken for nothing).
+    waiting: usize,
 }
 
 impl Wire {
@@ -165,6 +167,7 @@ impl Wire {
                 out: Vec::new(),
                 flushing: false,
                 eof: false,
+                waiting: 0,
             }),
             written: Condvar::new(),
             asked,
@@ -312,7 +315,9 @@ impl Tls {
                 if !wait {
                     return Ok(());
                 }
+                state.waiting += 1;
                 state = self.written.wait(state).unwrap_or_else(|e| e.into_inner());
+                state.waiting -= 1;
                 continue;
             }
             state.flushing = true;
@@ -327,7 +332,9 @@ impl Tls {
                 state.out = records[sent..].to_vec();
                 state.out.extend_from_slice(&later);
             }
-            self.written.notify_all();
+            if state.waiting > 0 {
+                self.written.notify_all();
+            }
             result?;
         }
     }
