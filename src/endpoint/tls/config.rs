@@ -156,7 +156,7 @@ const LARGEST_FILE: u64 = 16 * 1024 * 1024;
 
 /// A PEM file's bytes: a regular file, at most [`LARGEST_FILE`] (not a device, a pipe
 /// or a folder, which could block or never end).
-pub fn read_file(path: &Path, key: &str) -> io::Result<Vec<u8>> {
+fn read_file(path: &Path, key: &str) -> io::Result<Vec<u8>> {
     let meta = std::fs::metadata(path)
         .map_err(|e| file_error(path, key, &crate::error::os_message(&e)))?;
     if !meta.is_file() {

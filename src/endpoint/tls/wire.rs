@@ -136,19 +136,8 @@ impl Wire {
                         return Err(explain(e));
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if interrupted() {
-                        return Err(io::ErrorKind::Interrupted.into());
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(explain::no_handshake(peer));
-                    }
-                }
+                // The deadline and a stop are checked at the top of the loop.
+                Err(e) if timed_out(&e) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
                     return Err(explain::closed_in_handshake(peer, asked.as_deref()));
@@ -199,14 +188,7 @@ impl Wire {
         // session tickets a server sends once it has taken this end.
         self.tcp.set_read_timeout(Some(wait))?;
         let result = match self.fill(Stage::Handshake) {
-            Err(e)
-                if !matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Err(e)
-            }
+            Err(e) if !timed_out(&e) => Err(e),
             _ => Ok(()),
         };
         self.tcp.set_read_timeout(None)?;
@@ -373,6 +355,14 @@ impl State {
     }
 }
 
+/// Whether a read or write gave up at its timeout rather than failed.
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 /// Writes `data` to `tcp` until done or an error: how much went, and the error.
 fn write_some(mut tcp: &TcpStream, data: &[u8]) -> (usize, io::Result<()>) {
     let mut sent = 0;
@@ -437,14 +427,7 @@ impl Write for Wire {
         tls.flush(&self.tcp, true)?;
         let n = tls.lock().conn.writer().write(data)?;
         match tls.flush(&self.tcp, true) {
-            Err(e)
-                if !matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Err(e)
-            }
+            Err(e) if !timed_out(&e) => Err(e),
             _ => Ok(n),
         }
     }
