@@ -523,6 +523,8 @@ def mqtts():
                 3, "wants a client certificate", "cert=FILE,key=FILE")
     expect_exit(Bridge(pty.path, f"mqtts://localhost:{broker.plain},pub=lab/m,ca={pki.ca}"),
                 3, "TLS")
+    # The other way round: plain MQTT to the TLS port gets a hint.
+    expect_exit(Bridge("-", f"mqtt://127.0.0.1:{broker.tls},pub=lab/m"), 3, "then mqtts://")
     expect_exit(Bridge(pty.path, f"mqtts://127.0.0.1:{broker.tls},pub=lab/m,ca={pki.other}"),
                 3, "ca=FILE")
     broker.stop()
@@ -582,6 +584,8 @@ def wss():
     except InvalidStatus as e:
         if e.response.status_code != 403:
             fail(f"another origin got {e.response.status_code}, not 403")
+    # Plain ws:// to the TLS port gets a hint.
+    expect_exit(Bridge("-", f"ws://127.0.0.1:{port}/"), 3, "then wss://")
     bridge.stop()
     pki.cleanup()
 

@@ -25,6 +25,15 @@ impl Kind for Settings {
         self.to_string()
     }
 
+    /// A plain connection that the server hangs up on in its handshake may have reached
+    /// a TLS port: say so.
+    fn why(&self, error: &io::Error) -> String {
+        match self.tls {
+            None => crate::endpoint::tls::explain::plain_at_tls_port(error, "mqtts://"),
+            Some(_) => crate::error::describe(error),
+        }
+    }
+
     /// Connects to the broker: see the module documentation. The open waits for the
     /// broker at most [`tcp::CONNECT_TIMEOUT`], giving up once the bridge is stopping.
     fn open(&self, opening: &Opening<'_>) -> io::Result<Endpoint> {

@@ -179,3 +179,16 @@ pub fn no_handshake(peer: &str) -> io::Error {
         format!("no TLS handshake with {peer} within 10 s; is it a TLS port (not a plain one)?"),
     )
 }
+
+/// Why a plain client's open failed, with a hint when the server hung up on it in its
+/// handshake, as a TLS port does when plain text comes in: `tls` names the scheme to
+/// use instead (`mqtts://`).
+pub fn plain_at_tls_port(error: &io::Error, tls: &str) -> String {
+    let why = crate::error::describe(error);
+    match error.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionAborted => format!("{why} (a TLS port? then {tls})"),
+        _ => why,
+    }
+}

@@ -32,6 +32,15 @@ impl Kind for Connect {
         Connect::name(self)
     }
 
+    /// A plain connection that the server hangs up on in its handshake may have reached
+    /// a TLS port: say so.
+    fn why(&self, error: &io::Error) -> String {
+        match self.tls {
+            None => crate::endpoint::tls::explain::plain_at_tls_port(error, "wss://"),
+            Some(_) => crate::error::describe(error),
+        }
+    }
+
     /// Connects and does the WebSocket handshake.
     fn open(&self, opening: &Opening<'_>) -> io::Result<Endpoint> {
         let name = opening.name;
