@@ -1,6 +1,9 @@
 //! Listening endpoints: a server whose clients come and go while the bridge runs.
-//! `tcp-listen://[ADDR:]PORT` serves line clients ([`Lines`]); `ws-listen://` serves
-//! WebSocket clients with the same machinery and its own [`Protocol`] (see `ws.rs`).
+//! `tcp-listen://[ADDR:]PORT` (and over TLS `tls-listen://`) serves line clients
+//! ([`Lines`]); `ws-listen://` and `rfc2217-listen://` serve theirs with the same
+//! machinery and their own [`Protocol`]. Where it listens, and with what certificate,
+//! is `address.rs`; the clients it holds, `hub.rs`. A TLS client's handshake is part of
+//! its greeting.
 //!
 //! Each connection gets a thread of its own at once, so a slow or silent peer never
 //! holds up the accepting thread. The protocol greets it there (a WebSocket handshake;
@@ -26,7 +29,7 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -36,13 +39,14 @@ use crossbeam_channel::{Receiver, bounded};
 use log::{debug, info, warn};
 
 use super::contract::{Endpoint, GiveUp, Inbox, Inlet, Kind, Opening, Place, Running, Start};
-use super::settings::address_and_settings;
 use super::stream::pump;
 use super::tls::config;
-use super::tls::settings::{REPEATABLE, SERVER_KEYS, Settings, Side};
 use super::tls::wire::Wire;
 
+mod address;
 mod hub;
+
+pub use address::{Listen, parse, parse_tls, parse_tls_lines};
 
 use hub::{Broadcast, Client, Hub, State, Stopper};
 pub use hub::{Parcel, Shipment, wait_drained};
@@ -53,15 +57,6 @@ const CLIENT_QUEUE: usize = 256;
 
 /// Clients a `tcp-listen://` endpoint serves at once unless `--max-clients` says.
 pub const DEFAULT_TCP_CLIENTS: usize = 1;
-
-/// Where to listen: `[ADDR:]PORT`, and with what certificate for TLS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listen {
-    /// Where to listen.
-    pub addr: SocketAddr,
-    /// TLS settings (`tls-listen://`, `wss-listen://`).
-    pub tls: Option<Settings>,
-}
 
 impl Kind for Listen {
     fn name(&self) -> String {
@@ -89,81 +84,6 @@ impl Kind for Listen {
         self
     }
 }
-
-impl Listen {
-    /// Port 0 is a new port each time; any other is named by its address.
-    pub fn place(&self) -> Place {
-        self.place_for(false)
-    }
-
-    /// The same for a port of UDP (`udp`) or TCP.
-    pub fn place_for(&self, udp: bool) -> Place {
-        match self.addr.port() {
-            0 => Place::New,
-            _ => Place::Listening {
-                udp,
-                addr: self.addr,
-            },
-        }
-    }
-}
-
-/// Parses `[ADDR:]PORT`; `text` is the whole argument, for messages.
-pub fn parse(text: &str, rest: &str) -> Result<Listen, String> {
-    let (addr, port) = match rest.rsplit_once(':') {
-        Some((addr, port)) => (Some(addr), port),
-        None => (None, rest),
-    };
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("{text}: port must be a number from 0 to 65535"))?;
-    let ip = match addr {
-        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        Some(addr) => addr
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .map_err(|_| {
-                format!(
-                    "{text}: '{addr}' must be an IP address to listen on, such as \
-                     127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
-                )
-            })?,
-    };
-    Ok(Listen {
-        addr: SocketAddr::new(ip, port),
-        tls: None,
-    })
-}
-
-/// Parses `[ADDR:]PORT[,settings]` of a TLS listener: the address as [`parse`] does, then
-/// its TLS settings; `more` takes the listener's own settings first (false: not one of
-/// them), `keys` lists them all, for messages, and `repeatable` those of its own that
-/// may come more than once.
-pub fn parse_tls<'a>(
-    text: &str,
-    rest: &'a str,
-    keys: &str,
-    repeatable: &[&str],
-    mut more: impl FnMut(&'a str, &'a str) -> Result<bool, String>,
-) -> Result<Listen, String> {
-    let mut tls = Settings::new(Side::Server);
-    let repeatable = [repeatable, REPEATABLE].concat();
-    let addr = address_and_settings(text, rest, keys, &repeatable, |key, value| {
-        Ok(more(key, value)? || tls.take(key, value)?)
-    })?;
-    tls.check(text)?;
-    Ok(Listen {
-        tls: Some(tls),
-        ..parse(text, addr)?
-    })
-}
-
-/// Parses `tls-listen://[ADDR:]PORT,cert=FILE,key=FILE[,client-ca=FILE]`.
-pub fn parse_tls_lines(text: &str, rest: &str) -> Result<Listen, String> {
-    parse_tls(text, rest, SERVER_KEYS, &[], |_, _| Ok(false))
-}
-
 /// What a listener does with each connection, on the connection's own threads.
 pub trait Protocol: Send + Sync + 'static {
     /// What a client's reader and writer threads share.
