@@ -204,7 +204,10 @@ impl Dispatcher {
         drop(alive);
         self.alive[end] = Some(alive_rx);
         self.links[end].set(endpoint.control());
-        let inbox = Box::new(Linked(inbox, self.across(end)));
+        let across = self.across(end);
+        let link = across.map_or_else(ControlLink::default, |i| self.links[i].clone());
+        let across = across.map(|i| self.names[i].clone());
+        let inbox = Box::new(Linked(inbox, link, across));
         let setup = |what: &str| {
             let what = format!("cannot start {what} for {name}");
             move |source| Error::Setup { what, source }
@@ -378,13 +381,13 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// The link to the serial port across from `end`: the other of two endpoints; in a
-    /// hub, the device for a peer and none for the device.
-    fn across(&self, end: usize) -> ControlLink {
+    /// The endpoint across from `end` (its serial port link, its name): the other of
+    /// two endpoints; in a hub, the device for a peer and none for the device.
+    fn across(&self, end: usize) -> Option<usize> {
         match (self.hub(), end) {
-            (false, DEVICE) => self.links[1].clone(),
-            (_, DEVICE) => ControlLink::default(),
-            _ => self.links[DEVICE].clone(),
+            (false, DEVICE) => Some(1),
+            (_, DEVICE) => None,
+            _ => Some(DEVICE),
         }
     }
 

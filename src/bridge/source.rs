@@ -479,8 +479,10 @@ impl SourceInlet {
     }
 }
 
-impl endpoint::Inlet for SourceInlet {
-    fn feed(&mut self, data: &[u8]) -> bool {
+impl SourceInlet {
+    /// Frames `data` and hands on what it completes; with `now`, also what is left of
+    /// a line (see [`endpoint::Inlet::feed_now`]).
+    fn frame(&mut self, data: &[u8], now: bool) -> bool {
         self.remember_tail(data);
         let mut state = self.source.lock();
         if !state.machine.read(Instant::now()) {
@@ -489,10 +491,14 @@ impl endpoint::Inlet for SourceInlet {
         let cuts = state.framer.cuts();
         let mut batch = Batch::with_capacity(data.len() + state.framer.pending());
         state.framer.feed(data, &mut batch);
+        if now {
+            state.framer.take_partial(&mut batch);
+        }
         let cut = state.framer.cuts() - cuts;
         if let (Some(last), Framing::Lines { delimiter, .. }) = (batch.last(), &self.shared.framing)
         {
-            state.begun = !last.ends_with(delimiter);
+            // What goes on now is whole as it stands: nothing of it waits here.
+            state.begun = !now && !last.ends_with(delimiter);
         }
         let warn_now = cut > 0 && !state.warned;
         state.warned |= warn_now;
@@ -507,6 +513,16 @@ impl endpoint::Inlet for SourceInlet {
             );
         }
         passed
+    }
+}
+
+impl endpoint::Inlet for SourceInlet {
+    fn feed(&mut self, data: &[u8]) -> bool {
+        self.frame(data, false)
+    }
+
+    fn feed_now(&mut self, data: &[u8]) -> bool {
+        self.frame(data, true)
     }
 
     fn end_line(&mut self) -> bool {

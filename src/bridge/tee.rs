@@ -55,6 +55,10 @@ impl Inlet for TeeInlet {
         self.each(|inlet| inlet.message(data))
     }
 
+    fn feed_now(&mut self, data: &[u8]) -> bool {
+        self.each(|inlet| inlet.feed_now(data))
+    }
+
     fn missed(&mut self, count: u64) {
         self.0.iter_mut().for_each(|inlet| inlet.missed(count));
     }

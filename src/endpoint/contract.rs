@@ -326,6 +326,13 @@ pub trait Inbox: Send {
     fn control(&self) -> ControlLink {
         ControlLink::default()
     }
+
+    /// The name of the endpoint across the bridge, where this endpoint's lines go (in
+    /// a hub, the device, for each peer; none for the device itself): for a page that
+    /// names its board.
+    fn across(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One source's way into the bridge. Dropping it ends the source: its partial line, if
@@ -344,6 +351,14 @@ pub trait Inlet: Send {
     fn message(&mut self, data: &[u8]) -> bool {
         self.feed(data) && self.end_line()
     }
+    /// Bytes from the source that go on now, exactly as they are: `feed`, and then
+    /// what is left of a line is handed on at once, as `--flush-after` hands on a
+    /// partial line after a silence. For a source whose messages are exactly the bytes
+    /// the other side should get (the console page, which adds the line ending its user
+    /// chose): what it sends is whole as sent, so a message without a line end holds
+    /// no other source back, and nothing is added to it when the source leaves.
+    /// Returns false as [`Inlet::feed`] does.
+    fn feed_now(&mut self, data: &[u8]) -> bool;
     /// `count` messages from the source were lost before it could read them (datagrams
     /// the kernel dropped with its receive buffer full): counted as dropped in this
     /// direction, as lines that reached nobody are in the other.

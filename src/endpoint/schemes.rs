@@ -63,7 +63,7 @@ pub const SCHEMES: &[Scheme] = &[
         "ws-listen",
         Some("ws-listen://[ADDR:]PORT"),
         "a WebSocket server and a console page for browsers; token=SECRET, \
-         origin=URL (more than once), keepalive=SECS",
+         origin=URL (more than once), keepalive=SECS, history=LINES",
         |t, r| kind(ws::parse_serve(t, r)),
     ),
     scheme(

@@ -61,6 +61,22 @@ pub fn on_off(value: &str) -> Option<bool> {
     }
 }
 
+/// This machine's name (empty if it has none): an MQTT client's default id, the
+/// console page's header.
+pub fn hostname() -> String {
+    #[cfg(unix)]
+    {
+        let mut buf = [0u8; 256];
+        // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`, which we own.
+        let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+        let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        if ok {
+            return String::from_utf8_lossy(&buf[..len]).into_owned();
+        }
+    }
+    std::env::var("COMPUTERNAME").unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

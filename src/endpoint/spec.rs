@@ -182,6 +182,16 @@ mod tests {
             ("ws-listen://8080,token=", "the token is empty"),
             ("ws-listen://8080,origin=dash", "scheme and host"),
             ("ws-listen://8080,keepalive=0", "from 1 to 86400"),
+            ("ws-listen://8080,history=-1", "from 0 (none) to 100000"),
+            ("ws-listen://8080,history=100001", "from 0 (none) to 100000"),
+            (
+                "ws-listen://8080,history=18446744073709551616",
+                "from 0 (none) to 100000",
+            ),
+            (
+                "wss-listen://8080,history=x,cert=a,key=b",
+                "history is the lines",
+            ),
             ("ws://h:1,nope=1", "unknown setting"),
             (
                 "ws://h:1,keepalive=5,keepalive=9",

@@ -51,6 +51,13 @@ fn an_echoing_client_gives_back_the_same_bytes() {
 }
 
 #[test]
+fn the_console_subprotocol_gives_history_and_sends_as_sent() {
+    if websockets() {
+        scenario("ws_peer.py", "console_protocol");
+    }
+}
+
+#[test]
 fn the_console_page_in_a_real_browser() {
     if websockets()
         && have("python3", &["-c", "import selenium"])

@@ -12,6 +12,7 @@ import atexit
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import select
 import signal
@@ -23,6 +24,8 @@ import sys
 import threading
 import time
 import tty
+import urllib.error
+import urllib.request
 
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -757,8 +760,132 @@ def stalled_client():
              f"and the client could read {whole}")
 
 
+CONSOLE = "serial-bridge.console"
+
+
+def hello_of(ws):
+    """The console hello: the times of the earlier lines, and the bridge's delimiter."""
+    hello = json.loads(recv(ws))
+    if set(hello) != {"earlier", "delimiter"}:
+        fail(f"a hello with other keys: {hello}")
+    return hello["earlier"], hello["delimiter"]
+
+
+def console_protocol():
+    """The console page's subprotocol: a hello and the history for a tab that opens
+    late (byte-exact, oldest first, none for other clients, none with history=0, no
+    gap or repeat when it opens in a flood), and what it sends goes on as sent, at once.
+    The page names the device and this machine; uPlot is served beside it."""
+    pty = Pty()
+    bridge = Bridge(pty.path, "ws-listen://127.0.0.1:0,history=5")
+    port = bridge.port()
+    url = f"ws://127.0.0.1:{port}/"
+    lines = [b"one", b"two \xff\x00", b"three\r", b"four \xc3\xa9", b"", b"six", b"seven",
+             b"eight"]
+    pty.write(b"".join(line + b"\n" for line in lines))
+    bridge.wait_for("(the last 5 are kept for a page that opens, see history=)")
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        with connect(url, subprotocols=[CONSOLE], max_size=None) as ws:
+            if ws.subprotocol != CONSOLE:
+                fail(f"subprotocol {ws.subprotocol!r}")
+            times, delimiter = hello_of(ws)
+            got = [recv(ws) for _ in times]
+        got = [g.encode() if isinstance(g, str) else g for g in got]
+        if got == lines[-5:]:
+            break
+        if time.monotonic() > deadline:
+            fail(f"history: got {got!r}, want {lines[-5:]!r}")
+    if delimiter != "\n":
+        fail(f"delimiter {delimiter!r}")
+    now = time.time() * 1000
+    if not all(now - 60_000 < t <= now + 1000 for t in times) or times != sorted(times):
+        fail(f"times of the earlier lines: {times}, now {now}")
+    # Another client gets no hello and no history: lines as ever.
+    with connect(url) as ws:
+        pty.write(b"live\n")
+        if recv(ws) != "live":
+            fail("a plain client was given something before the live line")
+    # What the page sends goes on exactly as sent, now: it adds its own line ending.
+    with connect(url, subprotocols=[CONSOLE], max_size=None) as ws:
+        hello_of(ws)
+        for _ in range(5):
+            recv(ws)
+        sent = [b"a", b"b\r", b"c\r\n", b"d\n", b"\xfe\x00", b"", b"e" * 100_000]
+        for message in sent:
+            ws.send(message)
+        want = b"".join(sent)
+        if pty.read_exactly(len(want)) != want:
+            fail("the page's messages changed on their way to the device")
+        ws.send("no ending")
+        if pty.read_exactly(9) != b"no ending":
+            fail("a message with no line ending waited for one")
+    # Nothing is added to it when the page leaves.
+    bridge.wait_for("left")
+    with connect(url, subprotocols=[CONSOLE]) as ws:
+        ws.send("END")
+        if pty.read_exactly(3) != b"END":
+            fail("the bridge added to what a page sent when it left")
+    # A tab that opens in the middle of a flood: the history and the live lines follow on
+    # with no gap and no line twice.
+    done = threading.Event()
+
+    def flood():
+        start = 0
+        while not done.is_set():
+            pty.write(b"".join(b"n %06d\n" % i for i in range(start, start + 200)))
+            start += 200
+
+    writer = threading.Thread(target=flood)
+    writer.start()
+    for _ in range(3):
+        # Its queue unbounded: a client that stops reading a flood waits out its
+        # close timeout for the close reply behind it.
+        with connect(url, subprotocols=[CONSOLE], max_size=None, max_queue=None) as ws:
+            times, _ = hello_of(ws)
+            numbers = []
+            for _ in range(len(times) + 300):
+                message = recv(ws)
+                if message.startswith("n "):
+                    numbers.append(int(message[2:]))
+            if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+                fail(f"a gap or a repeat between the history and the live lines: {numbers[:12]}")
+    done.set()
+    writer.join()
+    bridge.stop()
+    # history=0: a hello with nothing earlier.
+    pty2 = Pty()
+    bridge = Bridge(pty2.path, "ws-listen://127.0.0.1:0,history=0")
+    port = bridge.port()
+    pty2.write(b"before\n")
+    bridge.wait_for("no client connected; dropping lines until one connects")
+    with connect(f"ws://127.0.0.1:{port}/", subprotocols=[CONSOLE]) as ws:
+        times, _ = hello_of(ws)
+        if times:
+            fail(f"history=0 gave {len(times)} earlier lines")
+        pty2.write(b"after\n")
+        if recv(ws) != "after":
+            fail("history=0: the live line")
+    # The page names the device and this machine; uPlot is served beside it.
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=PATIENCE).read().decode()
+    if f'data-device="{pty2.path}"' not in page or f"<title>{pty2.path} on " not in page:
+        fail(f"the page does not name the device: {page[:400]}")
+    for path, kind in [("uPlot.iife.min.js", "text/javascript"), ("uPlot.min.css", "text/css")]:
+        answer = urllib.request.urlopen(f"http://127.0.0.1:{port}/vendor/{path}", timeout=PATIENCE)
+        if not answer.headers["Content-Type"].startswith(kind) or len(answer.read()) < 1000:
+            fail(f"/vendor/{path}: {answer.headers['Content-Type']}")
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/vendor/LICENSE.js", timeout=PATIENCE)
+        fail("/vendor/ serves a file it does not list")
+    except urllib.error.HTTPError as e:
+        if e.code != 404:
+            fail(f"an unknown file: {e.code}")
+    bridge.stop()
+
+
 SCENARIOS = {f.__name__: f for f in [listen_exact, fanout, guarded, client, chain, echo, drain, hostile,
-                                     rule_breakers, crowded, cut_lines, stalled_client]}
+                                     rule_breakers, crowded, cut_lines, stalled_client,
+                                     console_protocol]}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]]()

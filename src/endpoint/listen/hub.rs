@@ -1,13 +1,15 @@
 //! The clients of a listening endpoint, and the ways to them: every piece to every
 //! client ([`Broadcast`]), a client that stops reading dropped, the count of pieces
-//! that reached nobody, and stopping ([`Stopper`]).
+//! that reached nobody, the last lines kept for clients that come later
+//! ([`History`]), and stopping ([`Stopper`]).
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use log::{debug, info, warn};
@@ -37,6 +39,8 @@ pub struct State {
     pub reserved: usize,
     /// Pieces dropped since the last client left (or since the start).
     pub unheard: u64,
+    /// The last pieces sent, for clients that ask for them.
+    pub history: History,
 }
 
 /// The connected clients, shared by the acceptor, their threads and the outbox.
@@ -95,12 +99,35 @@ impl Hub {
 /// has stopped reading and is dropped, so it stalls the others no longer than that.
 pub struct Broadcast(pub Arc<Hub>);
 
+/// A client's address, queue and count of batches pending.
+type ClientQueue = (SocketAddr, Sender<Parcel>, Arc<AtomicUsize>);
+
 /// How long a client may leave its queue full before it counts as not reading.
 const STALL: Duration = Duration::from_secs(1);
 
 impl Broadcast {
+    /// Each client's queue, pending count and address, with `batch` kept in the
+    /// history in the same hold of the lock: a client that arrives meanwhile finds it
+    /// either in the history it is given or in its queue, never both or neither. With
+    /// `room`, only if every client's queue has room for it now; else `None`, and
+    /// nothing is kept.
+    fn take(&self, batch: &Batch, room: bool) -> Option<Vec<ClientQueue>> {
+        let mut state = self.0.state();
+        if room && state.clients.iter().any(|c| c.queue.is_full()) {
+            return None;
+        }
+        state.history.keep(batch);
+        Some(
+            state
+                .clients
+                .iter()
+                .map(|c| (c.peer, c.queue.clone(), Arc::clone(&c.pending)))
+                .collect(),
+        )
+    }
+
     /// Each client's queue, pending count and address.
-    fn clients(&self) -> Vec<(SocketAddr, Sender<Parcel>, Arc<AtomicUsize>)> {
+    fn clients(&self) -> Vec<ClientQueue> {
         let state = self.0.state();
         state
             .clients
@@ -114,8 +141,12 @@ impl Broadcast {
         let hub = &self.0;
         let mut state = hub.state();
         if state.unheard == 0 {
+            let kept = match state.history.lines {
+                0 => String::new(),
+                n => format!(" (the last {n} are kept for a page that opens, see history=)"),
+            };
             info!(
-                "{}: no client connected; dropping lines until one connects",
+                "{}: no client connected; dropping lines until one connects{kept}",
                 hub.name
             );
         }
@@ -142,7 +173,7 @@ impl Outbox for Broadcast {
     }
 
     fn send(&mut self, batch: &Batch) -> io::Result<Dropped> {
-        let clients = self.clients();
+        let clients = self.take(batch, false).unwrap_or_default();
         if clients.is_empty() {
             return Ok(self.unheard(batch));
         }
@@ -170,16 +201,15 @@ impl Outbox for Broadcast {
 impl Direct for Broadcast {
     /// Takes the whole batch if every client has room for it now, else nothing.
     fn try_send(&mut self, batch: &Batch) -> Taken {
-        let clients = self.clients();
+        let Some(clients) = self.take(batch, true) else {
+            return Taken::default();
+        };
         let all = batch.bytes().len();
         if clients.is_empty() {
             return Taken {
                 bytes: all,
                 dropped: self.unheard(batch),
             };
-        }
-        if clients.iter().any(|(_, queue, _)| queue.is_full()) {
-            return Taken::default();
         }
         let batch = Shipment::new(batch.clone(), Some(&self.0.late));
         for (peer, queue, pending) in clients {
@@ -329,5 +359,146 @@ const DRAIN_TICK: Duration = Duration::from_millis(10);
 pub fn wait_drained(mut pending: impl FnMut() -> bool, give_up: &GiveUp) {
     while pending() && !give_up.now() {
         thread::sleep(DRAIN_TICK);
+    }
+}
+
+/// The most bytes a listener's history keeps, whatever `history=` says.
+pub const HISTORY_BYTES: usize = 1 << 20;
+
+/// The last pieces sent to a listener's clients, or sent while it had none, with when
+/// each was sent: given to a client that asks for them as it connects (the console page
+/// shows them as earlier lines). At most `lines` pieces and [`HISTORY_BYTES`].
+#[derive(Debug, Default)]
+pub struct History {
+    /// The most pieces kept; 0 keeps none.
+    pub lines: usize,
+    /// Batches as sent, oldest first, with when (ms since the Unix epoch); a few
+    /// more pieces than are given, trimmed when given.
+    kept: VecDeque<(u64, Batch)>,
+    pieces: usize,
+    bytes: usize,
+}
+
+/// What a client is given of the history: the pieces, oldest first, and when each
+/// was sent (ms since the Unix epoch).
+#[derive(Debug, Default)]
+pub struct Earlier {
+    /// When each piece was sent, in ms since the Unix epoch.
+    pub times: Vec<u64>,
+    /// The pieces, oldest first.
+    pub pieces: Batch,
+}
+
+impl History {
+    /// A history of the last `lines` pieces.
+    pub fn new(lines: usize) -> History {
+        History {
+            lines,
+            ..History::default()
+        }
+    }
+
+    /// Keeps `batch`, and forgets what is beyond the bounds.
+    pub fn keep(&mut self, batch: &Batch) {
+        if self.lines == 0 || batch.is_empty() {
+            return;
+        }
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.pieces += batch.pieces();
+        self.bytes += batch.bytes().len();
+        self.kept.push_back((now, batch.clone()));
+        while let Some((_, oldest)) = self.kept.front() {
+            let enough = self.pieces - oldest.pieces() >= self.lines;
+            let large = self.bytes > HISTORY_BYTES && self.kept.len() > 1;
+            if !enough && !large {
+                break;
+            }
+            self.pieces -= oldest.pieces();
+            self.bytes -= oldest.bytes().len();
+            self.kept.pop_front();
+        }
+    }
+
+    /// The last `lines` pieces, at most [`HISTORY_BYTES`] of them.
+    pub fn earlier(&self) -> Earlier {
+        let mut last: Vec<(u64, &[u8])> = Vec::new();
+        let mut bytes = 0;
+        'newest: for (time, batch) in self.kept.iter().rev() {
+            let pieces: Vec<&[u8]> = batch.iter().collect();
+            for piece in pieces.into_iter().rev() {
+                if last.len() == self.lines || bytes + piece.len() > HISTORY_BYTES {
+                    break 'newest;
+                }
+                bytes += piece.len();
+                last.push((*time, piece));
+            }
+        }
+        let mut earlier = Earlier {
+            times: Vec::with_capacity(last.len()),
+            pieces: Batch::with_capacity(bytes),
+        };
+        for (time, piece) in last.into_iter().rev() {
+            earlier.times.push(time);
+            earlier.pieces.push(piece);
+        }
+        earlier
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(lines: &[&[u8]]) -> Batch {
+        let mut batch = Batch::default();
+        lines.iter().for_each(|line| batch.push(line));
+        batch
+    }
+
+    fn given(history: &History) -> Vec<Vec<u8>> {
+        let earlier = history.earlier();
+        assert_eq!(earlier.times.len(), earlier.pieces.pieces());
+        earlier.pieces.iter().map(<[u8]>::to_vec).collect()
+    }
+
+    #[test]
+    fn the_last_lines_are_given_oldest_first_across_batches() {
+        let mut history = History::new(3);
+        history.keep(&batch(&[b"1\n", b"2\n"]));
+        history.keep(&batch(&[b"3\n", b"4\xff\n"]));
+        history.keep(&batch(&[b"5\n"]));
+        assert_eq!(given(&history), [&b"3\n"[..], b"4\xff\n", b"5\n"]);
+        // The first batch is forgotten: the two after it hold enough.
+        assert_eq!(history.kept.len(), 2);
+        history.keep(&batch(&[b"6\n", b"7\n", b"8\n", b"9\n"]));
+        assert_eq!(given(&history), [&b"7\n"[..], b"8\n", b"9\n"]);
+        assert_eq!(history.kept.len(), 1);
+    }
+
+    #[test]
+    fn none_kept_with_history_0() {
+        let mut history = History::new(0);
+        history.keep(&batch(&[b"1\n"]));
+        assert!(given(&history).is_empty());
+        assert!(history.kept.is_empty());
+    }
+
+    #[test]
+    fn at_most_history_bytes_are_kept_and_given() {
+        let mut history = History::new(100_000);
+        let line = vec![b'x'; 1000];
+        for _ in 0..3000 {
+            history.keep(&batch(&[&line]));
+        }
+        let bytes: usize = given(&history).iter().map(Vec::len).sum();
+        assert_eq!(bytes, HISTORY_BYTES / 1000 * 1000);
+        assert!(history.bytes <= HISTORY_BYTES + 1000, "{}", history.bytes);
+        // One piece larger than the whole history is kept (it is the last batch) but not
+        // given: a page gets no more than the bound.
+        history.keep(&batch(&[&vec![b'y'; HISTORY_BYTES + 1]]));
+        assert!(given(&history).is_empty());
+        assert_eq!(history.kept.len(), 1);
     }
 }

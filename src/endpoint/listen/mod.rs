@@ -48,8 +48,8 @@ mod hub;
 
 pub use address::{Listen, parse, parse_tls, parse_tls_lines};
 
-use hub::{Broadcast, Client, Hub, State, Stopper};
-pub use hub::{Parcel, Shipment, wait_drained};
+use hub::{Broadcast, Client, History, Hub, State, Stopper};
+pub use hub::{Earlier, HISTORY_BYTES, Parcel, Shipment, wait_drained};
 
 /// Batches waiting to be written to one client. A client this far behind has
 /// stopped reading and is dropped.
@@ -89,10 +89,16 @@ pub trait Protocol: Send + Sync + 'static {
     /// What a client's reader and writer threads share.
     type Conn: Send + Sync + 'static;
 
-    /// The serial port across the bridge, handed over as the listener starts (for a
-    /// protocol that serves it: RFC 2217).
-    fn linked(&mut self, link: super::control::ControlLink) {
-        let _ = link;
+    /// What is across the bridge, told as the listener starts: the serial port (for a
+    /// protocol that serves it: RFC 2217) and its name (for a page that names it).
+    fn linked(&mut self, across: &dyn Inbox) {
+        let _ = across;
+    }
+
+    /// How many of the last pieces sent to clients to keep for a client that comes
+    /// later and asks for them (the console page); none unless the protocol says.
+    fn history(&self) -> usize {
+        0
     }
 
     /// The listener is bound at `local`: say what a user needs to know of it.
@@ -114,9 +120,16 @@ pub trait Protocol: Send + Sync + 'static {
     /// or fails.
     fn read(&self, conn: &Self::Conn, stream: Wire, inlet: &mut dyn Inlet) -> io::Result<()>;
 
-    /// The client's writer: every batch of `queue` out, until the queue ends (`Ok`) or a
-    /// write fails.
-    fn write(&self, conn: &Self::Conn, stream: Wire, queue: Receiver<Parcel>) -> io::Result<()>;
+    /// The client's writer: what it asked for of the history (`earlier`, taken as it
+    /// joined; empty without [`Protocol::history`]), then every batch of `queue` out,
+    /// until the queue ends (`Ok`) or a write fails.
+    fn write(
+        &self,
+        conn: &Self::Conn,
+        stream: Wire,
+        earlier: Earlier,
+        queue: Receiver<Parcel>,
+    ) -> io::Result<()>;
 }
 
 /// How long a TLS client may take over its handshake.
@@ -169,12 +182,15 @@ struct Listener<P> {
 impl<P: Protocol> Start for Listener<P> {
     fn start(self: Box<Self>, name: &str, inbox: Box<dyn Inbox>, _: GiveUp) -> io::Result<Running> {
         let mut this = *self;
-        this.protocol.linked(inbox.control());
+        this.protocol.linked(&*inbox);
         let local = this.listener.local_addr()?;
         let hub = Arc::new(Hub {
             name: name.to_string(),
             late: Arc::default(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                history: History::new(this.protocol.history()),
+                ..State::default()
+            }),
             max_clients: this.max_clients,
             stopped: AtomicBool::new(false),
         });
@@ -356,12 +372,15 @@ impl<P: Protocol> Server<P> {
                     Err(e) => server.hub.drop_client(peer, &left(&e)),
                 }
             })?;
+        // Taken with the lock held until the client joins the list: each piece sent
+        // meanwhile is in one or the other.
+        let earlier = state.history.earlier();
         let server = Arc::clone(&self);
         thread::Builder::new()
             .name(format!("write {name} {peer}"))
             .spawn(move || {
                 // Its writer ends when the client is gone, or closed the connection.
-                match server.protocol.write(&conn, output, queue_rx) {
+                match server.protocol.write(&conn, output, earlier, queue_rx) {
                     Ok(()) => server.hub.drop_client(peer, "left"),
                     Err(e) => server.hub.drop_client(peer, &left(&e)),
                 }
@@ -428,7 +447,13 @@ impl Protocol for Lines {
         pump(&mut stream, inlet)
     }
 
-    fn write(&self, _: &(), mut stream: Wire, queue: Receiver<Parcel>) -> io::Result<()> {
+    fn write(
+        &self,
+        _: &(),
+        mut stream: Wire,
+        _: Earlier,
+        queue: Receiver<Parcel>,
+    ) -> io::Result<()> {
         for batch in queue {
             stream.write_all(batch.bytes())?;
             batch.written();

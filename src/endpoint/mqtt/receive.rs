@@ -459,6 +459,9 @@ mod tests {
         fn end_line(&mut self) -> bool {
             true
         }
+        fn feed_now(&mut self, data: &[u8]) -> bool {
+            self.feed(data)
+        }
         fn missed(&mut self, _: u64) {}
         fn drop_partial(&mut self) {}
         fn fail(self: Box<Self>, _: io::Error) {}

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::endpoint::settings::each_setting;
+use crate::endpoint::settings::{each_setting, hostname};
 use crate::endpoint::tls::settings::{self as tls, Side};
 
 /// The port MQTT brokers listen on without TLS.
@@ -366,21 +366,6 @@ pub fn matches(filter: &str, topic: &str) -> bool {
         }
     }
     topic.next().is_none()
-}
-
-/// This machine's name, for the default client id.
-fn hostname() -> String {
-    #[cfg(unix)]
-    {
-        let mut buf = [0u8; 256];
-        // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`, which we own.
-        let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-        let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        if ok {
-            return String::from_utf8_lossy(&buf[..len]).into_owned();
-        }
-    }
-    std::env::var("COMPUTERNAME").unwrap_or_default()
 }
 
 /// `sb` and 16 hex digits of an FNV-1a hash of the host name and the endpoint: the same

@@ -21,9 +21,9 @@ use super::comport::Com;
 use super::session::{Ask, Clients, Port, Session};
 use super::telnet::{self, BINARY, COM_PORT, Command, Decoder, Piece, SGA};
 use super::{Cidr, Rfc2217Listen};
-use crate::endpoint::contract::Inlet;
+use crate::endpoint::contract::{Inbox, Inlet};
 use crate::endpoint::control::ControlLink;
-use crate::endpoint::listen::{Parcel, Protocol};
+use crate::endpoint::listen::{Earlier, Parcel, Protocol};
 use crate::endpoint::stream::READ_BUFFER;
 use crate::endpoint::tls::wire::Wire;
 
@@ -264,8 +264,8 @@ impl Drop for Conn {
 impl Protocol for Server {
     type Conn = Conn;
 
-    fn linked(&mut self, link: ControlLink) {
-        *self.shared.link.lock().unwrap_or_else(|e| e.into_inner()) = link;
+    fn linked(&mut self, across: &dyn Inbox) {
+        *self.shared.link.lock().unwrap_or_else(|e| e.into_inner()) = across.control();
     }
 
     fn greet(
@@ -320,7 +320,7 @@ impl Protocol for Server {
         result
     }
 
-    fn write(&self, conn: &Conn, _: Wire, queue: Receiver<Parcel>) -> io::Result<()> {
+    fn write(&self, conn: &Conn, _: Wire, _: Earlier, queue: Receiver<Parcel>) -> io::Result<()> {
         let mut escaped = Vec::new();
         for batch in queue {
             conn.wait_resumed();

@@ -19,7 +19,7 @@ use super::settings::Connect;
 use crate::endpoint::contract::{
     Direct, Dropped, Endpoint, GiveUp, Inbox, Kind, Opening, Outbox, Running, Start, Stop, Taken,
 };
-use crate::endpoint::listen::{Parcel, Shipment, wait_drained};
+use crate::endpoint::listen::{Earlier, Parcel, Shipment, wait_drained};
 use crate::endpoint::tcp::connect_wire;
 use crate::endpoint::tls::wire::Wire;
 use crate::framing::Batch;
@@ -101,7 +101,7 @@ impl Start for Client {
             .name(format!("write {}", conn.peer()))
             .spawn(move || {
                 let _done = done_tx;
-                let _ = writing.write(output, queue_rx);
+                let _ = writing.write(output, Earlier::default(), queue_rx);
             })?;
         Ok(Running {
             outbox: Box::new(Queue(queue_tx.clone(), Arc::clone(&pending))),

@@ -40,7 +40,7 @@ use tungstenite::protocol::frame::{Frame, FrameSocket};
 
 use super::rules::{self, Role};
 use crate::endpoint::contract::Inlet;
-use crate::endpoint::listen::Parcel;
+use crate::endpoint::listen::{Earlier, Parcel};
 use crate::endpoint::tls::wire::Wire;
 use crate::framing::Framing;
 
@@ -73,7 +73,13 @@ pub struct Conn {
     closed: (Sender<()>, Receiver<()>),
     /// The socket, to close it from either thread.
     stream: Wire,
+    /// The peer speaks [`CONSOLE`]: see [`Conn::speaking_console`].
+    console: bool,
 }
+
+/// The subprotocol of the console page: it is greeted with a hello and the history,
+/// and what it sends goes on exactly as sent.
+pub const CONSOLE: &str = "serial-bridge.console";
 
 impl Conn {
     /// A connection on `stream` after its handshake.
@@ -94,7 +100,20 @@ impl Conn {
             failure: Mutex::new(None),
             closed: bounded(1),
             stream: stream.try_clone()?,
+            console: false,
         })
+    }
+
+    /// The connection speaks [`CONSOLE`], the console page's subprotocol. Its writer
+    /// first sends a hello, one text message of JSON:
+    /// `{"earlier":[T1,...,TK],"delimiter":"\n"}`: the next K messages are earlier
+    /// lines (the history), sent at T1...TK (ms since the Unix epoch), and the bridge's
+    /// delimiter (empty with `--raw`, or if it is not UTF-8). Then live lines, as to
+    /// any client. Each message it sends goes on exactly as sent, at once, with no
+    /// delimiter added: the page adds the line ending its user chose.
+    pub fn speaking_console(mut self) -> Conn {
+        self.console = true;
+        self
     }
 
     /// Asks the writer to close the connection with `code`; it ends after sending it.
@@ -185,7 +204,11 @@ impl Conn {
                 OpCode::Data(Data::Text | Data::Binary | Data::Continue) => {
                     open = !last;
                     let raw = matches!(self.framing, Framing::Raw);
-                    inlet.feed(&payload) && (raw || !last || inlet.end_line())
+                    match (self.console && last, raw) {
+                        (true, _) => inlet.feed_now(&payload),
+                        (false, true) => inlet.feed(&payload),
+                        (false, false) => inlet.feed(&payload) && (!last || inlet.end_line()),
+                    }
                 }
                 OpCode::Control(Control::Ping) => {
                     let _ = self.control.0.try_send(Frame::pong(payload));
@@ -240,9 +263,12 @@ impl Conn {
     /// The writer: every batch of `queue` out as frames, the reader's control frames, and
     /// a ping every keepalive period; ends when the queue ends or a close is sent (`Ok`),
     /// or when a write fails or the peer does not answer a ping.
-    pub fn write(&self, stream: Wire, queue: Receiver<Parcel>) -> io::Result<()> {
+    pub fn write(&self, stream: Wire, earlier: Earlier, queue: Receiver<Parcel>) -> io::Result<()> {
         let mut socket = FrameSocket::new(stream);
         let mut open = false;
+        if self.console {
+            self.greet(&mut socket, &earlier, &mut open)?;
+        }
         let mut pinged: Option<u64> = None;
         let mut next_ping = Instant::now() + self.keepalive;
         // Every way out of the loop, a failed write's `?` too, comes past what follows.
@@ -315,6 +341,33 @@ impl Conn {
         result
     }
 
+    /// A console page's hello and its earlier lines: see [`Conn::speaking_console`].
+    fn greet(
+        &self,
+        socket: &mut FrameSocket<Wire>,
+        earlier: &Earlier,
+        open: &mut bool,
+    ) -> io::Result<()> {
+        let times: Vec<String> = earlier.times.iter().map(u64::to_string).collect();
+        let delimiter = match &self.framing {
+            Framing::Lines { delimiter, .. } => std::str::from_utf8(delimiter).unwrap_or(""),
+            Framing::Raw => "",
+        };
+        let hello = format!(
+            "{{\"earlier\":[{}],\"delimiter\":{}}}",
+            times.join(","),
+            json_string(delimiter)
+        );
+        let hello = Frame::message(hello.into_bytes(), OpCode::Data(Data::Text), true);
+        socket.write(self.masked(hello)).map_err(io_error)?;
+        for piece in earlier.pieces.iter() {
+            for frame in self.frames(piece, open) {
+                socket.write(frame).map_err(io_error)?;
+            }
+        }
+        socket.flush().map_err(io_error)
+    }
+
     /// The frames for one piece: one, or a piece over [`MAX_FRAME`] cut into several,
     /// so that a peer with the same limit takes it.
     fn frames<'a>(
@@ -371,6 +424,23 @@ impl Conn {
         }
         frame
     }
+}
+
+/// `text` as a JSON string.
+fn json_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Four unpredictable bytes, from the standard library's per-process random hash keys.

@@ -91,6 +91,8 @@ pub struct Request {
     pub host: Option<String>,
     /// `Origin`, which browsers send and other clients usually do not.
     pub origin: Option<String>,
+    /// The subprotocols asked for (`Sec-WebSocket-Protocol`), in order.
+    pub protocols: Vec<String>,
 }
 
 /// Reads and parses a request head; `Ok(None)` for one that is not HTTP.
@@ -120,6 +122,12 @@ pub fn read_request(stream: &mut Wire) -> io::Result<Option<Request>> {
             "sec-websocket-version" => request.version = Some(value),
             "host" => request.host = Some(value),
             "origin" => request.origin = Some(value),
+            "sec-websocket-protocol" => request.protocols.extend(
+                value
+                    .split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty()),
+            ),
             _ => {}
         }
     }
@@ -188,26 +196,31 @@ pub fn html_escape(text: &str) -> String {
     out
 }
 
-/// Serves the console page (or, for `HEAD`, only its head), and closes.
-pub fn page(stream: &mut Wire, html: &str, body: bool) -> io::Result<()> {
+/// Serves a file of the page, `content` of type `kind` (or, for `HEAD`, only its
+/// head), and closes.
+pub fn page(stream: &mut Wire, kind: &str, content: &str, body: bool) -> io::Result<()> {
     let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+        "HTTP/1.1 200 OK\r\nContent-Type: {kind}; charset=utf-8\r\n\
          Content-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
          Connection: close\r\n\r\n",
-        html.len()
+        content.len()
     );
     stream.write_all(response.as_bytes())?;
     if body {
-        stream.write_all(html.as_bytes())?;
+        stream.write_all(content.as_bytes())?;
     }
     stream.flush()
 }
 
-/// Accepts a WebSocket request whose key is `key`.
-pub fn switch(stream: &mut Wire, key: &str) -> io::Result<()> {
+/// Accepts a WebSocket request whose key is `key`, speaking `protocol` if one is chosen.
+pub fn switch(stream: &mut Wire, key: &str, protocol: Option<&str>) -> io::Result<()> {
+    let protocol = match protocol {
+        Some(protocol) => format!("Sec-WebSocket-Protocol: {protocol}\r\n"),
+        None => String::new(),
+    };
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
+         Sec-WebSocket-Accept: {}\r\n{protocol}\r\n",
         derive_accept_key(key.as_bytes())
     );
     stream.write_all(response.as_bytes())?;

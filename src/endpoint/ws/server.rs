@@ -2,24 +2,40 @@
 //! the page, the handshake and its checks (token, origin, room).
 
 use std::any::Any;
-use std::borrow::Cow;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crossbeam_channel::Receiver;
 use log::{info, warn};
 
-use super::frames::Conn;
+use super::frames::{CONSOLE, Conn};
 use super::http;
 use super::rules::Role;
 use super::settings::{DEFAULT_WS_CLIENTS, Serve};
-use crate::endpoint::contract::{Endpoint, Inlet, Kind, Opening, Place};
-use crate::endpoint::listen::{self, Parcel, Protocol};
+use crate::endpoint::contract::{Endpoint, Inbox, Inlet, Kind, Opening, Place};
+use crate::endpoint::listen::{self, Earlier, Parcel, Protocol};
+use crate::endpoint::settings::hostname;
 use crate::endpoint::tls::wire::Wire;
 use crate::framing::Framing;
 
-/// The page `ws-listen://` serves: one self-contained file, no outside assets.
-const CONSOLE: &str = include_str!("console.html");
+/// The page `ws-listen://` serves: one self-contained file, no outside assets but
+/// the charting library below.
+const PAGE: &str = include_str!("console.html");
+
+/// What the page may load besides itself, by path: uPlot (MIT, its licence beside it
+/// in vendor/uplot/), which the page loads when its plotter is first shown.
+const FILES: [(&str, &str, &str); 2] = [
+    (
+        "/vendor/uPlot.iife.min.js",
+        "text/javascript",
+        include_str!("vendor/uplot/uPlot.iife.min.js"),
+    ),
+    (
+        "/vendor/uPlot.min.css",
+        "text/css",
+        include_str!("vendor/uplot/uPlot.min.css"),
+    ),
+];
 
 impl Kind for Serve {
     fn name(&self) -> String {
@@ -41,6 +57,8 @@ impl Kind for Serve {
             settings: self.clone(),
             framing: opening.defaults.framing.clone(),
             max_clients: max,
+            device: None,
+            host: hostname(),
         };
         listen::bind(name, &self.listen, max, server)
     }
@@ -60,6 +78,10 @@ struct Server {
     settings: Serve,
     framing: Framing,
     max_clients: usize,
+    /// The endpoint across the bridge, which the page names.
+    device: Option<String>,
+    /// This machine's name, which the page names too.
+    host: String,
 }
 
 impl Server {
@@ -124,16 +146,32 @@ impl Server {
         }
     }
 
-    /// The console page for `request`: with a note in place of a connection that would
-    /// be refused (see [`Server::refusal`]).
-    fn page(&self, request: &http::Request) -> Cow<'static, str> {
-        match self.refusal(request) {
-            None => Cow::Borrowed(CONSOLE),
-            Some(why) => {
-                let body = format!("<body data-refused=\"{}\">", http::html_escape(&why));
-                Cow::Owned(CONSOLE.replacen("<body>", &body, 1))
-            }
+    /// The console page for `request`: named after the device and this machine, so
+    /// that two tabs for two boards differ, and with a note in place of a connection
+    /// that would be refused (see [`Server::refusal`]).
+    fn page(&self, request: &http::Request) -> String {
+        let mut body = String::from("<body");
+        let mut title = String::new();
+        let mut attribute = |name: &str, value: &str| {
+            body.push_str(&format!(" data-{name}=\"{}\"", http::html_escape(value)));
+        };
+        if let Some(device) = &self.device {
+            attribute("device", device);
+            title.push_str(device);
         }
+        if !self.host.is_empty() {
+            attribute("host", &self.host);
+            title.push_str(if title.is_empty() { "" } else { " on " });
+            title.push_str(&self.host);
+        }
+        if let Some(why) = self.refusal(request) {
+            attribute("refused", &why);
+        }
+        body.push('>');
+        title.push_str(if title.is_empty() { "" } else { " \u{b7} " });
+        title = format!("<title>{}serial-bridge</title>", http::html_escape(&title));
+        PAGE.replacen("<title>serial-bridge console</title>", &title, 1)
+            .replacen("<body>", &body, 1)
     }
 }
 
@@ -201,15 +239,16 @@ impl Protocol for Server {
         };
         if !request.upgrade {
             return match (request.method.as_str(), request.path.as_str()) {
-                ("GET", "/" | "/index.html") => {
-                    http::page(stream, &self.page(&request), true).map(|_| None)
+                ("GET" | "HEAD", "/" | "/index.html") => {
+                    let page = self.page(&request);
+                    http::page(stream, "text/html", &page, request.method == "GET").map(|_| None)
                 }
-                ("HEAD", "/" | "/index.html") => {
-                    http::page(stream, &self.page(&request), false).map(|_| None)
-                }
-                ("GET" | "HEAD", _) => {
-                    http::answer(stream, "404 Not Found", "not found\n", "").map(|_| None)
-                }
+                ("GET" | "HEAD", path) => match FILES.iter().find(|(at, ..)| *at == path) {
+                    Some((_, kind, content)) => {
+                        http::page(stream, kind, content, request.method == "GET").map(|_| None)
+                    }
+                    None => http::answer(stream, "404 Not Found", "not found\n", "").map(|_| None),
+                },
                 _ => http::answer(
                     stream,
                     "405 Method Not Allowed",
@@ -256,16 +295,22 @@ impl Protocol for Server {
             let why = format!("already serving {} (see --max-clients)", self.max_clients);
             return refuse(stream, "503 Service Unavailable", &why);
         }
-        http::switch(stream, key)?;
+        // The console page asks for its own subprotocol; other clients get lines as
+        // messages, as before.
+        let console = request.protocols.iter().any(|p| p == CONSOLE);
+        http::switch(stream, key, console.then_some(CONSOLE))?;
         let peer = format!("{name} client {peer}");
-        Conn::new(
+        let conn = Conn::new(
             Role::Server,
             peer,
             &self.framing,
             self.settings.keepalive,
             stream,
-        )
-        .map(Some)
+        )?;
+        Ok(Some(match console {
+            true => conn.speaking_console(),
+            false => conn,
+        }))
     }
 
     /// A WebSocket client that stopped sending is gone: it closed the connection (its
@@ -280,7 +325,21 @@ impl Protocol for Server {
         ))
     }
 
-    fn write(&self, conn: &Conn, stream: Wire, queue: Receiver<Parcel>) -> io::Result<()> {
-        conn.write(stream, queue)
+    fn history(&self) -> usize {
+        self.settings.history
+    }
+
+    fn linked(&mut self, across: &dyn Inbox) {
+        self.device = across.across();
+    }
+
+    fn write(
+        &self,
+        conn: &Conn,
+        stream: Wire,
+        earlier: Earlier,
+        queue: Receiver<Parcel>,
+    ) -> io::Result<()> {
+        conn.write(stream, earlier, queue)
     }
 }

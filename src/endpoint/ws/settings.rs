@@ -16,6 +16,14 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
 /// is still closing.
 pub const DEFAULT_WS_CLIENTS: usize = 16;
 
+/// Lines a `ws-listen://` endpoint keeps for a page that opens later, unless
+/// `history=` says: a screenful or two of a chatty board, at most
+/// [`crate::endpoint::listen::HISTORY_BYTES`].
+pub const DEFAULT_HISTORY: usize = 1000;
+
+/// The most lines `history=` may keep.
+const MOST_HISTORY: usize = 100_000;
+
 /// A `ws://` endpoint's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connect {
@@ -40,6 +48,8 @@ pub struct Serve {
     pub origins: Vec<String>,
     /// Ping period.
     pub keepalive: Duration,
+    /// Lines kept for a page that opens later (`history=`).
+    pub history: usize,
 }
 
 impl Connect {
@@ -157,6 +167,7 @@ pub fn parse_serve_tls(text: &str, rest: &str) -> Result<Serve, String> {
 
 fn serve(text: &str, rest: &str, secure: bool) -> Result<Serve, String> {
     let (mut token, mut origins, mut period) = (None, Vec::new(), DEFAULT_KEEPALIVE);
+    let mut history = DEFAULT_HISTORY;
     let own = |key: &str, value: &str| -> Result<bool, String> {
         match key {
             "token" if value.is_empty() => return Err("the token is empty".into()),
@@ -174,18 +185,33 @@ fn serve(text: &str, rest: &str, secure: bool) -> Result<Serve, String> {
             }
             "origin" => origins.push(value.trim_end_matches('/').to_string()),
             "keepalive" => period = keepalive(value)?,
+            "history" => {
+                history = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= MOST_HISTORY)
+                    .ok_or(format!(
+                        "history is the lines kept for a page opened later, from 0 (none) \
+                         to {MOST_HISTORY}"
+                    ))?;
+            }
             _ => return Ok(false),
         }
         Ok(true)
     };
     let listen = match secure {
         true => {
-            let known = format!("token, origin, keepalive, {}", tls::SERVER_KEYS);
+            let known = format!("token, origin, keepalive, history, {}", tls::SERVER_KEYS);
             listen::parse_tls(text, rest, &known, &["origin"], own)?
         }
         false => {
-            let addr =
-                address_and_settings(text, rest, "token, origin, keepalive", &["origin"], own)?;
+            let addr = address_and_settings(
+                text,
+                rest,
+                "token, origin, keepalive, history",
+                &["origin"],
+                own,
+            )?;
             listen::parse(text, addr)?
         }
     };
@@ -194,5 +220,6 @@ fn serve(text: &str, rest: &str, secure: bool) -> Result<Serve, String> {
         token,
         origins,
         keepalive: period,
+        history,
     })
 }
