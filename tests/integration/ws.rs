@@ -58,6 +58,13 @@ fn the_console_subprotocol_gives_history_and_sends_as_sent() {
 }
 
 #[test]
+fn clients_that_stopped_reading_hold_lines_back_once_in_all() {
+    if websockets() {
+        scenario("ws_peer.py", "stuck_clients");
+    }
+}
+
+#[test]
 fn the_console_page_in_a_real_browser() {
     if websockets()
         && have("python3", &["-c", "import selenium"])

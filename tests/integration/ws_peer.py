@@ -853,6 +853,26 @@ def console_protocol():
     done.set()
     writer.join()
     bridge.stop()
+    # Lines longer than --max-line go in pieces: the history counts lines, and gives
+    # each whole, from its start.
+    pty3 = Pty()
+    bridge = Bridge(pty3.path, "ws-listen://127.0.0.1:0,history=2", "--max-line", "16")
+    port = bridge.port()
+    pty3.write(b"x" * 40 + b"\n" + b"y" * 40 + b"\nshort\n")
+    bridge.wait_for("(the last 2 are kept")
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        with connect(f"ws://127.0.0.1:{port}/", subprotocols=[CONSOLE]) as ws:
+            times, _ = hello_of(ws)
+            got = [recv(ws) for _ in times]
+            if got == [b"y" * 40, "short"]:
+                pty3.write(b"live\n")
+                if recv(ws) != "live":
+                    fail("the live line after a history of long lines")
+                break
+        if time.monotonic() > deadline:
+            fail(f"history of long lines: {len(times)} earlier, got {got!r}")
+    bridge.stop()
     # history=0: a hello with nothing earlier.
     pty2 = Pty()
     bridge = Bridge(pty2.path, "ws-listen://127.0.0.1:0,history=0")
@@ -883,9 +903,39 @@ def console_protocol():
     bridge.stop()
 
 
+def stuck_clients():
+    """Clients that stopped reading hold the device's lines back one STALL in all, not
+    one each in turn: eight that never read are dropped within a few seconds, not eight."""
+    pty = Pty()
+    bridge = Bridge(pty.path, "ws-listen://127.0.0.1:0,history=0")
+    port = bridge.port()
+    stuck = []
+    for _ in range(8):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        stuck.append(sock)
+    bridge.wait_for("connected (8 of")
+    started = time.monotonic()
+    pty.write(b"".join(b"L%06d" % i + b"z" * 200 + b"\n" for i in range(20_000)))
+    while bridge.text().count("is not reading") < 8:
+        if time.monotonic() - started > PATIENCE:
+            fail(f"the stuck clients were not all dropped: {bridge.text()}")
+        time.sleep(0.01)
+    took = time.monotonic() - started
+    if took > 5:
+        fail(f"eight stuck clients held the device back {took:.1f} s, one after another")
+    for sock in stuck:
+        sock.close()
+    bridge.stop()
+
+
 SCENARIOS = {f.__name__: f for f in [listen_exact, fanout, guarded, client, chain, echo, drain, hostile,
                                      rule_breakers, crowded, cut_lines, stalled_client,
-                                     console_protocol]}
+                                     console_protocol, stuck_clients]}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]]()

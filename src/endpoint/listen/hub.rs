@@ -97,6 +97,7 @@ impl Hub {
 /// A client whose queue is full holds the batch back for up to [`STALL`] (the whole
 /// direction waits, as it would for one slow port); one that takes nothing in that time
 /// has stopped reading and is dropped, so it stalls the others no longer than that.
+/// However many stopped reading, the batch waits for them [`STALL`] in all.
 pub struct Broadcast(pub Arc<Hub>);
 
 /// A client's address, queue and count of batches pending.
@@ -178,9 +179,12 @@ impl Outbox for Broadcast {
             return Ok(self.unheard(batch));
         }
         let batch = Shipment::new(batch.clone(), Some(&self.0.late));
+        // One wait for them all: clients that stopped reading hold the batch back for
+        // STALL in all, not each in turn.
+        let deadline = Instant::now() + STALL;
         for (peer, queue, pending) in clients {
             let parcel = Parcel::new(Arc::clone(&batch), &pending);
-            if let Err(SendTimeoutError::Timeout(_)) = queue.send_timeout(parcel, STALL) {
+            if let Err(SendTimeoutError::Timeout(_)) = queue.send_deadline(parcel, deadline) {
                 self.stalled(peer, &pending);
             }
         }
@@ -365,37 +369,56 @@ pub fn wait_drained(mut pending: impl FnMut() -> bool, give_up: &GiveUp) {
 /// The most bytes a listener's history keeps, whatever `history=` says.
 pub const HISTORY_BYTES: usize = 1 << 20;
 
-/// The last pieces sent to a listener's clients, or sent while it had none, with when
+/// The last lines sent to a listener's clients, or sent while it had none, with when
 /// each was sent: given to a client that asks for them as it connects (the console page
-/// shows them as earlier lines). At most `lines` pieces and [`HISTORY_BYTES`].
+/// shows them as earlier lines). At most `lines` lines and [`HISTORY_BYTES`]. A line may
+/// be in several pieces (longer than `--max-line`, or a prompt sent by
+/// `--flush-after`): lines are counted, not pieces, and what is given starts at the
+/// start of a line.
 #[derive(Debug, Default)]
 pub struct History {
-    /// The most pieces kept; 0 keeps none.
+    /// The most lines kept; 0 keeps none.
     pub lines: usize,
-    /// Batches as sent, oldest first, with when (ms since the Unix epoch); a few
-    /// more pieces than are given, trimmed when given.
-    kept: VecDeque<(u64, Batch)>,
-    pieces: usize,
+    /// What ends a line: `None` when every piece is one (`--raw`).
+    delimiter: Option<Vec<u8>>,
+    /// Batches as sent, oldest first, with when (ms since the Unix epoch) and how many
+    /// lines each ends; a few more lines than are given, trimmed when given.
+    kept: VecDeque<(u64, Batch, usize)>,
+    /// Lines the kept batches end, and their bytes.
+    ended: usize,
     bytes: usize,
+    /// Whether the oldest kept piece starts a line (the piece before it ended one).
+    clean_start: bool,
 }
 
-/// What a client is given of the history: the pieces, oldest first, and when each
-/// was sent (ms since the Unix epoch).
+/// What a client is given of the history: whole lines, oldest first, and when each
+/// was sent (ms since the Unix epoch); a line whose end was not sent yet last, in
+/// pieces, its time not among `times` (the rest of it comes with the live lines).
 #[derive(Debug, Default)]
 pub struct Earlier {
-    /// When each piece was sent, in ms since the Unix epoch.
+    /// When each line was sent, in ms since the Unix epoch.
     pub times: Vec<u64>,
-    /// The pieces, oldest first.
+    /// The lines' pieces, oldest first.
     pub pieces: Batch,
 }
 
 impl History {
-    /// A history of the last `lines` pieces.
-    pub fn new(lines: usize) -> History {
+    /// A history of the last `lines` lines, which end with `delimiter`, or of pieces
+    /// (`None`: each one is a message).
+    pub fn new(lines: usize, delimiter: Option<&[u8]>) -> History {
         History {
             lines,
+            delimiter: delimiter.map(<[u8]>::to_vec),
+            clean_start: true,
             ..History::default()
         }
+    }
+
+    /// Whether `piece` ends a line.
+    fn ends(&self, piece: &[u8]) -> bool {
+        self.delimiter
+            .as_deref()
+            .is_none_or(|delimiter| piece.ends_with(delimiter))
     }
 
     /// Keeps `batch`, and forgets what is beyond the bounds.
@@ -406,41 +429,62 @@ impl History {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        self.pieces += batch.pieces();
+        let ended = batch.iter().filter(|piece| self.ends(piece)).count();
+        self.ended += ended;
         self.bytes += batch.bytes().len();
-        self.kept.push_back((now, batch.clone()));
-        while let Some((_, oldest)) = self.kept.front() {
-            let enough = self.pieces - oldest.pieces() >= self.lines;
+        self.kept.push_back((now, batch.clone(), ended));
+        while let Some((_, oldest, ended)) = self.kept.front() {
+            let enough = self.ended - ended >= self.lines;
             let large = self.bytes > HISTORY_BYTES && self.kept.len() > 1;
             if !enough && !large {
                 break;
             }
-            self.pieces -= oldest.pieces();
+            self.clean_start = oldest.last().is_some_and(|last| self.ends(last));
+            self.ended -= ended;
             self.bytes -= oldest.bytes().len();
             self.kept.pop_front();
         }
     }
 
-    /// The last `lines` pieces, at most [`HISTORY_BYTES`] of them.
+    /// The last `lines` lines, at most [`HISTORY_BYTES`] of them, from the start of a
+    /// line.
     pub fn earlier(&self) -> Earlier {
-        let mut last: Vec<(u64, &[u8])> = Vec::new();
-        let mut bytes = 0;
-        'newest: for (time, batch) in self.kept.iter().rev() {
+        // Newest first: each piece, when it was sent, and whether it ends a line.
+        let mut last: Vec<(u64, &[u8], bool)> = Vec::new();
+        let (mut bytes, mut ended) = (0, 0);
+        // Whether the oldest piece taken starts a line.
+        let mut clean = self.clean_start;
+        'newest: for (time, batch, _) in self.kept.iter().rev() {
             let pieces: Vec<&[u8]> = batch.iter().collect();
             for piece in pieces.into_iter().rev() {
-                if last.len() == self.lines || bytes + piece.len() > HISTORY_BYTES {
+                let ends = self.ends(piece);
+                if (ends && ended == self.lines) || bytes + piece.len() > HISTORY_BYTES {
+                    // The piece before the oldest taken ends a line, or was left out.
+                    clean = ends;
                     break 'newest;
                 }
                 bytes += piece.len();
-                last.push((*time, piece));
+                ended += usize::from(ends);
+                last.push((*time, piece, ends));
+            }
+        }
+        if !clean {
+            // The oldest line taken began before what was taken: leave it out whole.
+            while let Some((_, piece, ends)) = last.pop() {
+                bytes -= piece.len();
+                if ends {
+                    break;
+                }
             }
         }
         let mut earlier = Earlier {
             times: Vec::with_capacity(last.len()),
             pieces: Batch::with_capacity(bytes),
         };
-        for (time, piece) in last.into_iter().rev() {
-            earlier.times.push(time);
+        for (time, piece, ends) in last.into_iter().rev() {
+            if ends {
+                earlier.times.push(time);
+            }
             earlier.pieces.push(piece);
         }
         earlier
@@ -459,13 +503,54 @@ mod tests {
 
     fn given(history: &History) -> Vec<Vec<u8>> {
         let earlier = history.earlier();
-        assert_eq!(earlier.times.len(), earlier.pieces.pieces());
+        let ended = earlier.pieces.iter().filter(|p| history.ends(p)).count();
+        assert_eq!(earlier.times.len(), ended);
         earlier.pieces.iter().map(<[u8]>::to_vec).collect()
     }
 
     #[test]
+    fn lines_in_pieces_count_once_and_are_given_from_their_start() {
+        let mut history = History::new(2, Some(b"\n"));
+        history.keep(&batch(&[b"0123", b"4567", b"89\n", b"ab", b"cd\n"]));
+        history.keep(&batch(&[b"prompt> "]));
+        assert_eq!(
+            given(&history),
+            [&b"0123"[..], b"4567", b"89\n", b"ab", b"cd\n", b"prompt> "]
+        );
+        assert_eq!(history.earlier().times.len(), 2);
+        // One more line: the first goes, whole.
+        history.keep(&batch(&[b"done\n"]));
+        assert_eq!(
+            given(&history),
+            [&b"ab"[..], b"cd\n", b"prompt> ", b"done\n"]
+        );
+        // The batch holding the rest of a line is forgotten: what is kept starts
+        // mid-line, and that line is not given.
+        let mut history = History::new(1, Some(b"\n"));
+        history.keep(&batch(&[b"one\n", b"tw"]));
+        history.keep(&batch(&[b"o\n"]));
+        history.keep(&batch(&[b"three\n"]));
+        assert_eq!(given(&history), [&b"three\n"[..]]);
+        let mut history = History::new(5, Some(b"\n"));
+        history.keep(&batch(&[b"one\n", b"tw"]));
+        history.keep(&batch(&[b"o\n"]));
+        assert_eq!(given(&history), [&b"one\n"[..], b"tw", b"o\n"]);
+        history.kept.pop_front();
+        history.clean_start = false;
+        assert!(given(&history).is_empty());
+    }
+
+    #[test]
+    fn raw_pieces_are_each_a_message() {
+        let mut history = History::new(2, None);
+        history.keep(&batch(&[b"\xc0\x01", b"\x02"]));
+        history.keep(&batch(&[b"\x03"]));
+        assert_eq!(given(&history), [&b"\x02"[..], b"\x03"]);
+    }
+
+    #[test]
     fn the_last_lines_are_given_oldest_first_across_batches() {
-        let mut history = History::new(3);
+        let mut history = History::new(3, Some(b"\n"));
         history.keep(&batch(&[b"1\n", b"2\n"]));
         history.keep(&batch(&[b"3\n", b"4\xff\n"]));
         history.keep(&batch(&[b"5\n"]));
@@ -479,7 +564,7 @@ mod tests {
 
     #[test]
     fn none_kept_with_history_0() {
-        let mut history = History::new(0);
+        let mut history = History::new(0, Some(b"\n"));
         history.keep(&batch(&[b"1\n"]));
         assert!(given(&history).is_empty());
         assert!(history.kept.is_empty());
@@ -487,8 +572,9 @@ mod tests {
 
     #[test]
     fn at_most_history_bytes_are_kept_and_given() {
-        let mut history = History::new(100_000);
-        let line = vec![b'x'; 1000];
+        let mut history = History::new(100_000, Some(b"\n"));
+        let mut line = vec![b'x'; 999];
+        line.push(b'\n');
         for _ in 0..3000 {
             history.keep(&batch(&[&line]));
         }
@@ -497,7 +583,9 @@ mod tests {
         assert!(history.bytes <= HISTORY_BYTES + 1000, "{}", history.bytes);
         // One piece larger than the whole history is kept (it is the last batch) but not
         // given: a page gets no more than the bound.
-        history.keep(&batch(&[&vec![b'y'; HISTORY_BYTES + 1]]));
+        history.keep(&batch(&[
+            &[vec![b'y'; HISTORY_BYTES], b"\n".to_vec()].concat()
+        ]));
         assert!(given(&history).is_empty());
         assert_eq!(history.kept.len(), 1);
     }

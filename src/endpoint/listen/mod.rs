@@ -48,8 +48,8 @@ mod hub;
 
 pub use address::{Listen, parse, parse_tls, parse_tls_lines};
 
-use hub::{Broadcast, Client, History, Hub, State, Stopper};
-pub use hub::{Earlier, HISTORY_BYTES, Parcel, Shipment, wait_drained};
+use hub::{Broadcast, Client, Hub, State, Stopper};
+pub use hub::{Earlier, HISTORY_BYTES, History, Parcel, Shipment, wait_drained};
 
 /// Batches waiting to be written to one client. A client this far behind has
 /// stopped reading and is dropped.
@@ -95,10 +95,10 @@ pub trait Protocol: Send + Sync + 'static {
         let _ = across;
     }
 
-    /// How many of the last pieces sent to clients to keep for a client that comes
-    /// later and asks for them (the console page); none unless the protocol says.
-    fn history(&self) -> usize {
-        0
+    /// What of the lines sent to clients to keep for a client that comes later and
+    /// asks for them (the console page); none unless the protocol says.
+    fn history(&self) -> History {
+        History::default()
     }
 
     /// The listener is bound at `local`: say what a user needs to know of it.
@@ -188,7 +188,7 @@ impl<P: Protocol> Start for Listener<P> {
             name: name.to_string(),
             late: Arc::default(),
             state: Mutex::new(State {
-                history: History::new(this.protocol.history()),
+                history: this.protocol.history(),
                 ..State::default()
             }),
             max_clients: this.max_clients,

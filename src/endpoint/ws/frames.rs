@@ -204,7 +204,8 @@ impl Conn {
                 OpCode::Data(Data::Text | Data::Binary | Data::Continue) => {
                     open = !last;
                     let raw = matches!(self.framing, Framing::Raw);
-                    match (self.console && last, raw) {
+                    // A console message goes on as it comes, frame by frame.
+                    match (self.console, raw) {
                         (true, _) => inlet.feed_now(&payload),
                         (false, true) => inlet.feed(&payload),
                         (false, false) => inlet.feed(&payload) && (!last || inlet.end_line()),

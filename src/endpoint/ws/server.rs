@@ -13,7 +13,7 @@ use super::http;
 use super::rules::Role;
 use super::settings::{DEFAULT_WS_CLIENTS, Serve};
 use crate::endpoint::contract::{Endpoint, Inbox, Inlet, Kind, Opening, Place};
-use crate::endpoint::listen::{self, Earlier, Parcel, Protocol};
+use crate::endpoint::listen::{self, Earlier, History, Parcel, Protocol};
 use crate::endpoint::settings::hostname;
 use crate::endpoint::tls::wire::Wire;
 use crate::framing::Framing;
@@ -325,8 +325,12 @@ impl Protocol for Server {
         ))
     }
 
-    fn history(&self) -> usize {
-        self.settings.history
+    fn history(&self) -> History {
+        let delimiter = match &self.framing {
+            Framing::Lines { delimiter, .. } => Some(delimiter.as_slice()),
+            Framing::Raw => None,
+        };
+        History::new(self.settings.history, delimiter)
     }
 
     fn linked(&mut self, across: &dyn Inbox) {
