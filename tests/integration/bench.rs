@@ -186,3 +186,27 @@ fn bench_smoke_runs_tls_next_to_the_plain_protocols() {
     assert!(report.contains("\"idle_wakeups_per_s\""), "{report}");
     std::fs::remove_file(&json).unwrap();
 }
+
+#[test]
+fn bench_smoke_loads_the_console_page_in_chromium() {
+    if !have("python3", &["-c", "import selenium, websockets"])
+        || !have("/usr/bin/chromedriver", &["--version"])
+    {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new("python3")
+        .arg(root.join("scripts/bench"))
+        .args([
+            "--page",
+            "--smoke",
+            "--bridge",
+            env!("CARGO_BIN_EXE_serial-bridge"),
+        ])
+        .output()
+        .expect("run scripts/bench --page");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("long tasks > 50 ms"), "{stdout}");
+}

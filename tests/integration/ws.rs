@@ -66,21 +66,49 @@ fn clients_that_stopped_reading_hold_lines_back_once_in_all() {
 
 #[test]
 fn the_console_page_in_a_real_browser() {
-    if websockets()
+    if chromium() {
+        scenario("browser.py", "console");
+    }
+}
+
+/// Whether headless Chromium and selenium are here for the page's tests.
+fn chromium() -> bool {
+    websockets()
         && have("python3", &["-c", "import selenium"])
         && have("/usr/bin/chromedriver", &["--version"])
-    {
-        scenario("browser.py", "console");
+}
+
+#[test]
+fn the_console_page_plots_numeric_lines_and_pause_holds_the_chart() {
+    if chromium() {
+        scenario("browser.py", "plot");
+    }
+}
+
+#[test]
+fn the_console_page_sends_each_line_ending_byte_for_byte() {
+    if chromium() {
+        scenario("browser.py", "endings");
+    }
+}
+
+#[test]
+fn the_console_page_shows_earlier_lines_and_names_the_device() {
+    if chromium() {
+        scenario("browser.py", "history");
+    }
+}
+
+#[test]
+fn the_console_page_scrolls_saves_filters_and_fits_a_phone() {
+    if chromium() {
+        scenario("browser.py", "reading");
     }
 }
 
 #[test]
 fn the_console_page_over_https_in_a_real_browser() {
-    if websockets()
-        && have("openssl", &["version"])
-        && have("python3", &["-c", "import selenium"])
-        && have("/usr/bin/chromedriver", &["--version"])
-    {
+    if chromium() && have("openssl", &["version"]) {
         scenario("browser.py", "https");
     }
 }
