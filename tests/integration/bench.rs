@@ -210,3 +210,24 @@ fn bench_smoke_loads_the_console_page_in_chromium() {
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("long tasks > 50 ms"), "{stdout}");
 }
+
+#[test]
+fn bench_smoke_runs_the_device_pace_rows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new("python3")
+        .arg(root.join("scripts/bench"))
+        .args(["--pace", "--smoke", "--clients", "1,3", "--bridge"])
+        .arg(format!("mine={}", env!("CARGO_BIN_EXE_serial-bridge")))
+        .output()
+        .expect("run scripts/bench --pace");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    for row in [
+        "| pty <-> pty | mine |",
+        "| pty -> tcp-listen, 1 client | mine |",
+        "| pty -> tcp-listen, 3 clients | mine |",
+    ] {
+        assert!(stdout.contains(row), "{stdout}");
+    }
+}
