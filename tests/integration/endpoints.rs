@@ -83,6 +83,62 @@ fn two_clients_get_every_line_and_send_whole_lines() {
 }
 
 #[test]
+fn clients_fast_and_slow_get_every_byte_whether_written_straight_or_by_their_writer() {
+    // A device handing over one line per write (each goes straight to a client with
+    // nothing queued), then a burst a slow client cannot keep up with (its writer
+    // takes over, perhaps mid-line, and straight writes wait behind it).
+    let (mut pty, bridge, port) = listen(&["--max-clients", "3"]);
+    let clients: Vec<TcpStream> = (0..3).map(|_| client(port)).collect();
+    wait_clients(&bridge, 3);
+    let paced = lines(b'P', 2000);
+    let burst = lines(b'B', 300_000);
+    let want = [paced.clone(), burst.clone()].concat();
+    let readers: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            let n = want.len();
+            thread::spawn(move || {
+                if i == 0 {
+                    return read_exactly(&mut c, n, PATIENCE);
+                }
+                // Slow: small reads with a pause between them.
+                let mut got = Vec::with_capacity(n);
+                let mut chunk = [0u8; 700];
+                while got.len() < n {
+                    let k = c.read(&mut chunk).unwrap();
+                    assert!(k > 0, "closed after {} bytes", got.len());
+                    got.extend_from_slice(&chunk[..k]);
+                    thread::sleep(Duration::from_micros(50 * i as u64));
+                }
+                got
+            })
+        })
+        .collect();
+    for line in paced.split_inclusive(|&b| b == b'\n') {
+        write_all(&mut pty.master, line);
+    }
+    write_all(&mut pty.master, &burst);
+    for reader in readers {
+        let got = reader.join().unwrap();
+        let differ = got.iter().zip(&want).position(|(a, b)| a != b);
+        assert!(
+            got == want,
+            "a client got {} bytes of the {} sent, the first different at {differ:?}",
+            got.len(),
+            want.len()
+        );
+    }
+    bridge.signal("INT");
+    let (status, log) = bridge.wait(PATIENCE);
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("302000 lines") && !log.contains("dropped"),
+        "{log}"
+    );
+}
+
+#[test]
 fn socat_client_of_tcp_listen() {
     if !have("socat", &["-V"]) {
         return;

@@ -24,6 +24,9 @@ const STOP_WAIT: Duration = Duration::from_secs(1);
 pub struct Client {
     pub peer: SocketAddr,
     pub stream: TcpStream,
+    /// Its socket, to write to straight from the sending thread (see [`Straight`]),
+    /// where its protocol allows.
+    pub straight: Option<Arc<Straight>>,
     pub queue: Sender<Parcel>,
     /// Whether it may still send: false once it shut down its sending side.
     pub sending: Arc<AtomicBool>,
@@ -100,8 +103,91 @@ impl Hub {
 /// However many stopped reading, the batch waits for them [`STALL`] in all.
 pub struct Broadcast(pub Arc<Hub>);
 
-/// A client's address, queue and count of batches pending.
-type ClientQueue = (SocketAddr, Sender<Parcel>, Arc<AtomicUsize>);
+/// The way to one client, taken from the list for one batch.
+struct Way {
+    peer: SocketAddr,
+    queue: Sender<Parcel>,
+    /// Batches queued for it and not yet written.
+    pending: Arc<AtomicUsize>,
+    straight: Option<Arc<Straight>>,
+}
+
+impl Way {
+    fn of(client: &Client) -> Way {
+        Way {
+            peer: client.peer,
+            queue: client.queue.clone(),
+            pending: Arc::clone(&client.pending),
+            straight: client.straight.clone(),
+        }
+    }
+
+    /// Writes `shipment` straight to the client's socket, if nothing waits for its
+    /// writer and its socket takes it now; returns what is left for its queue (none
+    /// when all of it went). Only the thread that sends to the queues calls it, so an
+    /// empty queue stays empty meanwhile, and nothing written here can pass a batch
+    /// queued before it.
+    fn straight(&self, shipment: &Arc<Shipment>) -> Option<Arc<Shipment>> {
+        let Some(straight) = &self.straight else {
+            return Some(Arc::clone(shipment));
+        };
+        if self.pending.load(Ordering::Acquire) > 0 {
+            return Some(Arc::clone(shipment));
+        }
+        let bytes = shipment.batch.bytes();
+        let written = straight.write_what_fits(bytes);
+        if written == 0 {
+            return Some(Arc::clone(shipment));
+        }
+        shipment.written.store(true, Ordering::Release);
+        if written == bytes.len() {
+            return None;
+        }
+        // The rest, through its writer, counted as lost if it never goes.
+        let mut rest = shipment.batch.clone();
+        rest.advance(written);
+        Some(Shipment::new(rest, shipment.late.as_ref()))
+    }
+}
+
+/// A client's socket written to straight from the thread that hands a batch over,
+/// when nothing is queued for its writer: a line a device hands over one at a time then
+/// costs a `send`, not a wake-up of the client's writer thread. For protocols whose
+/// bytes go out as they are (TCP line clients, not TLS), on Unix; a write that would
+/// wait is left to the writer.
+pub struct Straight {
+    #[cfg(unix)]
+    socket: crate::endpoint::unix::WriteNow,
+}
+
+impl Straight {
+    /// For `stream`, where straight writes can be made (Unix); `None` elsewhere.
+    pub fn new(stream: &TcpStream) -> io::Result<Option<Arc<Straight>>> {
+        #[cfg(unix)]
+        {
+            let socket = crate::endpoint::unix::WriteNow::socket(stream.try_clone()?.into());
+            Ok(Some(Arc::new(Straight { socket })))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = stream;
+            Ok(None)
+        }
+    }
+
+    /// Writes what fits now; how much.
+    fn write_what_fits(&self, data: &[u8]) -> usize {
+        #[cfg(unix)]
+        {
+            self.socket.write_what_fits(data)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = data;
+            0
+        }
+    }
+}
 
 /// How long a client may leave its queue full before it counts as not reading.
 const STALL: Duration = Duration::from_secs(1);
@@ -112,29 +198,18 @@ impl Broadcast {
     /// either in the history it is given or in its queue, never both or neither. With
     /// `room`, only if every client's queue has room for it now; else `None`, and
     /// nothing is kept.
-    fn take(&self, batch: &Batch, room: bool) -> Option<Vec<ClientQueue>> {
+    fn take(&self, batch: &Batch, room: bool) -> Option<Vec<Way>> {
         let mut state = self.0.state();
         if room && state.clients.iter().any(|c| c.queue.is_full()) {
             return None;
         }
         state.history.keep(batch);
-        Some(
-            state
-                .clients
-                .iter()
-                .map(|c| (c.peer, c.queue.clone(), Arc::clone(&c.pending)))
-                .collect(),
-        )
+        Some(state.clients.iter().map(Way::of).collect())
     }
 
-    /// Each client's queue, pending count and address.
-    fn clients(&self) -> Vec<ClientQueue> {
-        let state = self.0.state();
-        state
-            .clients
-            .iter()
-            .map(|c| (c.peer, c.queue.clone(), Arc::clone(&c.pending)))
-            .collect()
+    /// The way to each client.
+    fn clients(&self) -> Vec<Way> {
+        self.0.state().clients.iter().map(Way::of).collect()
     }
 
     /// Counts a batch that reached nobody; logs the first of a run.
@@ -182,10 +257,13 @@ impl Outbox for Broadcast {
         // One wait for them all: clients that stopped reading hold the batch back for
         // STALL in all, not each in turn.
         let deadline = Instant::now() + STALL;
-        for (peer, queue, pending) in clients {
-            let parcel = Parcel::new(Arc::clone(&batch), &pending);
-            if let Err(SendTimeoutError::Timeout(_)) = queue.send_deadline(parcel, deadline) {
-                self.stalled(peer, &pending);
+        for way in clients {
+            let Some(rest) = way.straight(&batch) else {
+                continue;
+            };
+            let parcel = Parcel::new(rest, &way.pending);
+            if let Err(SendTimeoutError::Timeout(_)) = way.queue.send_deadline(parcel, deadline) {
+                self.stalled(way.peer, &way.pending);
             }
         }
         Ok(Dropped::default())
@@ -196,7 +274,7 @@ impl Outbox for Broadcast {
         let pending = || {
             self.clients()
                 .iter()
-                .any(|(_, _, pending)| pending.load(Ordering::Acquire) > 0)
+                .any(|way| way.pending.load(Ordering::Acquire) > 0)
         };
         wait_drained(pending, give_up);
     }
@@ -216,13 +294,15 @@ impl Direct for Broadcast {
             };
         }
         let batch = Shipment::new(batch.clone(), Some(&self.0.late));
-        for (peer, queue, pending) in clients {
+        for way in clients {
+            let Some(rest) = way.straight(&batch) else {
+                continue;
+            };
             // Only this thread adds to the queues now (the route lock is held), so the
             // room seen above is still there; a client that left meanwhile is gone.
-            if let Err(TrySendError::Full(_)) =
-                queue.try_send(Parcel::new(Arc::clone(&batch), &pending))
+            if let Err(TrySendError::Full(_)) = way.queue.try_send(Parcel::new(rest, &way.pending))
             {
-                self.stalled(peer, &pending);
+                self.stalled(way.peer, &way.pending);
             }
         }
         Taken {
@@ -494,6 +574,93 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connected pair on loopback: (ours, the client's).
+    #[cfg(unix)]
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        (listener.accept().unwrap().0, client)
+    }
+
+    #[cfg(unix)]
+    fn way(stream: &TcpStream) -> (Way, Receiver<Parcel>) {
+        let (queue, rx) = crossbeam_channel::bounded(8);
+        let way = Way {
+            peer: stream.peer_addr().unwrap(),
+            queue,
+            pending: Arc::default(),
+            straight: Straight::new(stream).unwrap(),
+        };
+        (way, rx)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_batch_goes_straight_and_what_does_not_fit_goes_to_the_writer() {
+        use std::io::Read;
+        let (ours, mut theirs) = pair();
+        let (way, rx) = way(&ours);
+        let late = Arc::new(Late::default());
+        // Fits: written here, nothing for the writer, counted as reaching someone.
+        let small = Shipment::new(batch(&[b"one\n", b"two\n"]), Some(&late));
+        assert!(way.straight(&small).is_none());
+        assert!(small.written.load(Ordering::Acquire));
+        let mut got = [0u8; 8];
+        theirs.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"one\ntwo\n");
+        // More than the socket takes while its reader waits: the rest, from where the
+        // write stopped (perhaps mid-line), is for the writer.
+        let lines: Vec<Vec<u8>> = (0..2_000_000)
+            .map(|i| format!("{i:09}\n").into_bytes())
+            .collect();
+        let all: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        let big = Shipment::new(batch(&all), Some(&late));
+        let rest = way.straight(&big).expect("a rest for the writer");
+        let whole = big.batch.bytes();
+        let sent = whole.len() - rest.batch.bytes().len();
+        assert!(sent > 0 && rest.batch.bytes() == &whole[sent..]);
+        // While a parcel waits for the writer, nothing goes straight: it would pass it.
+        let parcel = Parcel::new(Arc::clone(&rest), &way.pending);
+        way.queue.send(parcel).unwrap();
+        let after = Shipment::new(batch(&[b"after\n"]), Some(&late));
+        let queued = way.straight(&after).expect("queued behind the parcel");
+        assert!(Arc::ptr_eq(&queued, &after));
+        // The client reads the straight part, then what the writer writes, in order.
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            theirs.read_to_end(&mut all).unwrap();
+            all
+        });
+        let mut ours = ours;
+        use std::io::Write;
+        let parcel = rx.recv().unwrap();
+        ours.write_all(parcel.bytes()).unwrap();
+        parcel.written();
+        drop(parcel);
+        ours.write_all(queued.batch.bytes()).unwrap();
+        ours.shutdown(Shutdown::Write).unwrap();
+        let read = reader.join().unwrap();
+        assert_eq!(&read[..whole.len()], whole);
+        assert_eq!(&read[whole.len()..], b"after\n");
+        assert_eq!(late.take(), Dropped::default());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_gone_client_takes_nothing_straight() {
+        let (ours, theirs) = pair();
+        let (way, _rx) = way(&ours);
+        drop(theirs);
+        ours.shutdown(Shutdown::Both).unwrap();
+        let late = Arc::new(Late::default());
+        let shipment = Shipment::new(batch(&[b"x\n"]), Some(&late));
+        let rest = way.straight(&shipment).expect("left to the writer");
+        assert!(Arc::ptr_eq(&rest, &shipment));
+        drop(rest);
+        drop(shipment);
+        assert_eq!(late.take().pieces, 1);
+    }
 
     fn batch(lines: &[&[u8]]) -> Batch {
         let mut batch = Batch::default();

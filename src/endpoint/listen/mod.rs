@@ -13,7 +13,11 @@
 //! reach the other side whole, never interleaved with another client's; and a writer
 //! thread that drains the client's bounded queue.
 //!
-//! Every piece for the endpoint goes to every client (`Broadcast`). A client whose
+//! Every piece for the endpoint goes to every client (`Broadcast`). A line client
+//! (TCP, not TLS) with nothing waiting for its writer is written to straight from the
+//! thread that hands the batch over, so a device that hands over one line at a time
+//! wakes no writer thread per client and line; what its socket cannot take now goes to
+//! its writer, and everything after queues behind it. A client whose
 //! queue is full (it stopped reading) is dropped, with a log line, so it cannot stall
 //! the others or the bridge. Pieces that arrive while no client is connected reach
 //! nobody: the first such drop is logged, and the total when a client arrives; the
@@ -48,7 +52,7 @@ mod hub;
 
 pub use address::{Listen, parse, parse_tls, parse_tls_lines};
 
-use hub::{Broadcast, Client, Hub, State, Stopper};
+use hub::{Broadcast, Client, Hub, State, Stopper, Straight};
 pub use hub::{Earlier, HISTORY_BYTES, History, Parcel, Shipment, wait_drained};
 
 /// Batches waiting to be written to one client. A client this far behind has
@@ -99,6 +103,13 @@ pub trait Protocol: Send + Sync + 'static {
     /// asks for them (the console page); none unless the protocol says.
     fn history(&self) -> History {
         History::default()
+    }
+
+    /// Whether what is sent to a client goes out as it is, bytes for bytes, so that the
+    /// thread handing a batch over may write it to the client's socket itself when
+    /// nothing waits for the client's writer (over TCP, not TLS): line clients.
+    fn straight(&self) -> bool {
+        false
     }
 
     /// The listener is bound at `local`: say what a user needs to know of it.
@@ -385,9 +396,14 @@ impl<P: Protocol> Server<P> {
                     Err(e) => server.hub.drop_client(peer, &left(&e)),
                 }
             })?;
+        let straight = match self.protocol.straight() && self.tls.is_none() {
+            true => Straight::new(stream.tcp())?,
+            false => None,
+        };
         state.clients.push(Client {
             peer,
             stream: stream.tcp().try_clone()?,
+            straight,
             queue: queue_tx,
             sending,
             pending: Arc::default(),
@@ -422,6 +438,10 @@ pub struct Lines {
 
 impl Protocol for Lines {
     type Conn = ();
+
+    fn straight(&self) -> bool {
+        true
+    }
 
     fn greet(
         &self,

@@ -34,18 +34,8 @@ impl Direct for WriteNow {
     /// Writes what fits now; an error ends the attempt quietly (the writer meets it
     /// again and reports it).
     fn try_send(&mut self, batch: &Batch) -> Taken {
-        let mut data = batch.bytes();
-        let total = data.len();
-        while !data.is_empty() {
-            match self.write(data) {
-                Ok(0) => break,
-                Ok(n) => data = &data[n..],
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
         Taken {
-            bytes: total - data.len(),
+            bytes: self.write_what_fits(batch.bytes()),
             dropped: Dropped::default(),
         }
     }
@@ -67,8 +57,9 @@ impl Direct for WriteNow {
     }
 }
 
-impl Write for WriteNow {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+impl WriteNow {
+    /// Writes what fits now (as [`Write::write`] does, from a shared handle).
+    pub fn write_now(&self, buf: &[u8]) -> io::Result<usize> {
         let fd = self.fd.as_raw_fd();
         let (data, len) = (buf.as_ptr().cast(), buf.len());
         // SAFETY: reads `len` bytes from `buf`, valid for that long, into a descriptor
@@ -79,6 +70,27 @@ impl Write for WriteNow {
                 false => libc::write(fd, data, len),
             }
         })
+    }
+
+    /// Writes as much of `data` as fits now; how much that was. An error ends the
+    /// attempt quietly: whoever writes the rest meets it again and reports it.
+    pub fn write_what_fits(&self, mut data: &[u8]) -> usize {
+        let total = data.len();
+        while !data.is_empty() {
+            match self.write_now(data) {
+                Ok(0) => break,
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        total - data.len()
+    }
+}
+
+impl Write for WriteNow {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_now(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
