@@ -295,6 +295,19 @@ def plot():
         want = ["temperature", "humidity", "value 1", "value 2", "value 3", "temp", "hum", "light"]
         if js(driver, "return window.__console.series") != want:
             fail(f"series: {js(driver, 'return window.__console.series')}, want {want}")
+        # Lines that begin like numbers and end in text make no series.
+        pty.write(b"Temp: 21.5 C\nid0=0 connected\n")
+        until("the text after numbers", lambda: "id0=0 connected" in text(driver, "log"))
+        if js(driver, "return window.__console.series") != want:
+            fail(f"text lines made series: {js(driver, 'return window.__console.series')}")
+        # A value beyond the chart's range is a gap: the scale stays finite.
+        before = js(driver, "return window.__console.samples")
+        pty.write(b"temp:1e309\thum:1\tlight:1\ntemp:1\thum:1e308\tlight:-1e308\n")
+        until("the huge values", lambda: js(driver, "return window.__console.samples") == before + 2)
+        until("the chart caught up", lambda: chart_end(driver)[1] == before + 1)
+        scale = js(driver, "const s = window.__console.chart.scales.y; return [s.min, s.max]")
+        if not all(isinstance(v, (int, float)) and abs(v) < 1e301 for v in scale):
+            fail(f"a huge value broke the y scale: {scale}")
         more_text = b"just text\n"
         pty.write(more_text)
         until("a text line after numbers", lambda: "just text" in text(driver, "log"))
