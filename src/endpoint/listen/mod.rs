@@ -2,7 +2,8 @@
 //! `tcp-listen://[ADDR:]PORT` (and over TLS `tls-listen://`) serves line clients
 //! ([`Lines`]); `ws-listen://` and `rfc2217-listen://` serve theirs with the same
 //! machinery and their own [`Protocol`]. Where it listens, and with what certificate,
-//! is `address.rs`; the clients it holds, `hub.rs`. A TLS client's handshake is part of
+//! is `address.rs`; the clients it holds, `hub.rs`; what it keeps for a page that
+//! opens later, `history.rs`. A TLS client's handshake is part of
 //! its greeting.
 //!
 //! Each connection gets a thread of its own at once, so a slow or silent peer never
@@ -48,12 +49,14 @@ use super::tls::config;
 use super::tls::wire::Wire;
 
 mod address;
+mod history;
 mod hub;
 
 pub use address::{Listen, parse, parse_tls, parse_tls_lines};
 
+pub use history::{Earlier, HISTORY_BYTES, History};
 use hub::{Broadcast, Client, Hub, State, Stopper, Straight};
-pub use hub::{Earlier, HISTORY_BYTES, History, Parcel, Shipment, wait_drained};
+pub use hub::{Parcel, Shipment, wait_drained};
 
 /// Batches waiting to be written to one client. A client this far behind has
 /// stopped reading and is dropped.
