@@ -137,7 +137,7 @@ mod unix {
                 }
                 _ => None,
             };
-            let mut stream = tty_stream(master)?.with_guard(guard);
+            let mut stream = tty_stream(master, false)?.with_guard(guard);
             if let Some((terminal, line)) = watch {
                 info!("{name}: a program's settings go on to the remote port");
                 let name = name.to_string();

@@ -274,7 +274,7 @@ fn open(settings: &Settings, baud: u32) -> io::Result<(Stream, Option<u64>, Arc<
         let handle = port.try_clone_native().map_err(io_error)?;
         let fd = handle.as_raw_fd();
         let control = PortControl::new(Box::new(handle), fd, settings.line(baud), settings.lines());
-        Ok((tty_stream(port)?, device, Arc::new(control)))
+        Ok((tty_stream(port, true)?, device, Arc::new(control)))
     }
     #[cfg(not(unix))]
     {
@@ -294,13 +294,13 @@ fn open(settings: &Settings, baud: u32) -> io::Result<(Stream, Option<u64>, Arc<
 
 /// A byte stream on an open terminal (a serial port, or a pty's master side).
 ///
-/// The port is made non-blocking (`O_NONBLOCK`), which buys two things: a read half
-/// that takes data already waiting with one `read` and polls only when there is none,
-/// and a write half that never waits ([`super::unix::WriteNow`]). The flag is shared by
-/// every handle on the port; serialport polls before each of its own reads and writes,
-/// so those still wait as they should.
+/// The port is made non-blocking (`O_NONBLOCK`) for a write half that never waits
+/// ([`super::unix::WriteNow`]). The flag is shared by every handle on the port;
+/// serialport polls before each of its own reads and writes, so those still wait as
+/// they should. The read half waits in `read` alone on an open file of its own where
+/// it can (`reopen`: a port that opens again as itself, on Linux), else in `poll`.
 #[cfg(unix)]
-pub fn tty_stream(mut port: serialport::TTYPort) -> io::Result<Stream> {
+pub fn tty_stream(mut port: serialport::TTYPort, reopen: bool) -> io::Result<Stream> {
     use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
     port.set_timeout(READ_TIMEOUT).map_err(io_error)?;
     let fd = port.as_raw_fd();
@@ -310,9 +310,21 @@ pub fn tty_stream(mut port: serialport::TTYPort) -> io::Result<Stream> {
     let direct = unsafe { OwnedFd::from_raw_fd(clone.into_raw_fd()) };
     let mut writer = port.try_clone_native().map_err(io_error)?;
     writer.set_timeout(WRITE_TIMEOUT).map_err(io_error)?;
+    #[cfg(target_os = "linux")]
+    let own = match reopen {
+        true => super::unix::reopen_blocking(fd)
+            .inspect_err(|e| log::debug!("cannot open the port again for reading: {e}"))
+            .ok(),
+        false => None,
+    };
+    #[cfg(not(target_os = "linux"))]
+    let _ = reopen;
     let reader = Reader {
         port: Box::new(port),
         fd,
+        #[cfg(target_os = "linux")]
+        own,
+        burst: false,
     };
     Ok(Stream::new(Box::new(reader), Box::new(writer))
         .with_direct(super::unix::WriteNow::nonblocking(direct)))
@@ -343,22 +355,63 @@ fn io_error(error: serialport::Error) -> io::Error {
     }
 }
 
+/// A read at least this long is a burst, and the next read first takes what is already
+/// waiting without a poll. After a short read (a device handing over a line at a time)
+/// the next read polls first: a read that finds nothing costs a tty as much as a poll
+/// (it flushes the port's input buffer first), so trying one would nearly double the
+/// cost of each line at a device's pace.
+#[cfg(unix)]
+const BURST: usize = 1024;
+
 /// The read half: waits as long as it takes, and reports a hang-up as EOF.
 struct Reader {
     port: Box<dyn SerialPort>,
-    /// The port's descriptor, non-blocking, for reading what is already there.
+    /// The port's descriptor, non-blocking, shared with the write halves.
     #[cfg(unix)]
     fd: std::os::fd::RawFd,
+    /// The port opened once more, blocking, for this reader alone: one `read` per
+    /// wake-up, no `poll`.
+    #[cfg(target_os = "linux")]
+    own: Option<std::os::fd::OwnedFd>,
+    /// The last read was a big one: more is likely waiting (without `own`).
+    #[cfg(unix)]
+    burst: bool,
+}
+
+impl Reader {
+    /// Data read without serialport, or `None`: nothing came (EOF, an error, a signal),
+    /// and serialport's read, which polls first, tells which.
+    #[cfg(unix)]
+    fn data(&mut self, buf: &mut [u8]) -> Option<usize> {
+        use super::unix::{poll, read_waiting};
+        #[cfg(target_os = "linux")]
+        if let Some(own) = &self.own {
+            use super::unix::os_result;
+            use std::os::fd::AsRawFd;
+            // SAFETY: reads into `buf`, valid for its length, from a descriptor we own.
+            let n = unsafe { libc::read(own.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            return os_result(n).ok().filter(|&n| n > 0);
+        }
+        if !self.burst {
+            // No timeout: no timer to set up and cancel for every line.
+            let mut fds = [libc::pollfd {
+                fd: self.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            let _ = poll(&mut fds, None);
+        }
+        let n = read_waiting(self.fd, buf);
+        self.burst = n >= BURST;
+        (n > 0).then_some(n)
+    }
 }
 
 impl Read for Reader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            // Under load data is usually waiting: take it without a poll first. Only
-            // data counts here; EOF, errors and "nothing yet" go through serialport,
-            // which polls and tells a hang-up from a failure.
             #[cfg(unix)]
-            if let n @ 1.. = super::unix::read_waiting(self.fd, buf) {
+            if let Some(n) = self.data(buf) {
                 return Ok(n);
             }
             match self.port.read(buf) {

@@ -4,10 +4,10 @@
 mod fd;
 mod write_now;
 
-#[cfg(target_os = "linux")]
-pub use fd::error_counts;
 pub use fd::{
     device_of, modem_bits, os_result, poll, read_waiting, set_hupcl, set_modem_bits,
     set_nonblocking,
 };
+#[cfg(target_os = "linux")]
+pub use fd::{error_counts, reopen_blocking};
 pub use write_now::WriteNow;
