@@ -1,16 +1,21 @@
 //! The hand-off, model-checked: two sources and the dispatcher of one direction, run
 //! through every interleaving of their steps, with the real [`Machine`] deciding.
 //!
-//! Each step is what one thread does in one critical section of `source.rs` and
-//! `feed.rs`: a source frames a read, takes the route lock and writes on the direct
-//! route (all, part or none of its batch fits), counts a delivery, waits for room in
-//! the bounded channel while it holds the route, ends routing, and sends one more
-//! delivery if it was wanted; the dispatcher receives, gathers partial lines after a
-//! silence (holding the route lock, as `--flush-after` does) or at a stop (all of
-//! them, waiting for routing sources), and the writer writes what was queued. Every
-//! state reached is checked, and every end state: each source's bytes arrive whole,
-//! once and in order, no piece is cut by another source's bytes, nothing is sent after
-//! the dispatcher ended, and no state is stuck.
+//! Each step is what one thread does in one critical section of `source.rs`,
+//! `lane.rs` and `feed.rs`: a source frames a read, takes the route lock and writes on
+//! the direct route (all, part or none of its batch fits), maybe waits there for room
+//! and writes on (a write that blocks half-way), until the bridge stops or the
+//! destination fails, then counts a delivery with the rest, waits for room in the
+//! bounded channel while it holds the route, ends routing, and sends one more delivery
+//! if it was wanted; the dispatcher receives, gathers partial lines after a silence
+//! (holding the route lock, as `--flush-after` does) or at a stop (all of them,
+//! waiting for routing sources), and the writer writes what was queued. The
+//! destination may fail at any step (`fail`): from then on nothing is written, what
+//! was queued is lost by the writer, and the direct route takes nothing. Every state
+//! reached is checked, and every end state: each source's bytes arrive whole, once and
+//! in order, no piece is cut by another source's bytes, what did not arrive was lost
+//! only after the destination failed and is counted, nothing is sent after the
+//! dispatcher ended, and no state is stuck.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -30,6 +35,8 @@ enum Pc {
     Idle,
     /// Framed a read: takes the route lock next.
     WantRoute(Vec<Vec<u8>>, Route),
+    /// Holds the route, the destination full: waits for room, then writes on.
+    Wait(Vec<Vec<u8>>, Route),
     /// Holds the route, what is left of its batch counted as queued: counts a delivery.
     Count(Vec<Vec<u8>>, Route),
     /// Holds the route: sends its delivery when the channel has room.
@@ -56,6 +63,8 @@ struct Source {
     ends: Vec<usize>,
     /// Its bytes written so far.
     written: usize,
+    /// Its bytes lost with the failed destination, after those written.
+    lost: usize,
     /// Deliveries received from it.
     received: u64,
 }
@@ -98,6 +107,12 @@ struct World {
     /// Who holds the route lock: a source, or the dispatcher (`2`).
     route: Option<usize>,
     dispatcher: Dispatcher,
+    /// The bridge is stopping: no source waits for room any more (`Lane::stop`).
+    stopping: bool,
+    /// The destination may still fail (once).
+    may_fail: bool,
+    /// The destination failed: nothing is written any more.
+    failed: bool,
 }
 
 /// The one time every step sees: silence is always long enough (`after` is zero).
@@ -120,7 +135,7 @@ fn frame(pending: &mut Vec<u8>, data: &[u8]) -> Vec<Vec<u8>> {
 }
 
 impl World {
-    fn new(announce: bool, flushes: u8) -> World {
+    fn new(announce: bool, flushes: u8, fail: bool) -> World {
         let source = Source {
             machine: Machine::new(false, announce, now()),
             pending: Vec::new(),
@@ -129,6 +144,7 @@ impl World {
             taken_in: Vec::new(),
             ends: Vec::new(),
             written: 0,
+            lost: 0,
             received: 0,
         };
         World {
@@ -140,6 +156,9 @@ impl World {
             outstanding: 0,
             route: None,
             dispatcher: Dispatcher::Running { flushes },
+            stopping: false,
+            may_fail: fail,
+            failed: false,
         }
     }
 
@@ -154,7 +173,16 @@ impl World {
             let mut w = self.clone();
             let (i, piece) = w.queue.pop_front().unwrap();
             w.outstanding -= piece.len();
-            w.write(i, &piece);
+            match w.failed {
+                false => w.write(i, &piece),
+                true => w.lose(i, piece.len()),
+            }
+            next.push(w);
+        }
+        if self.may_fail {
+            let mut w = self.clone();
+            w.may_fail = false;
+            w.failed = true;
             next.push(w);
         }
         next
@@ -196,27 +224,18 @@ impl World {
                 vec![w]
             }
             Pc::WantRoute(pieces, route) if self.route.is_none() => {
-                let bytes: Vec<u8> = pieces.concat();
-                // What the direct route takes: everything, a byte, or nothing.
-                let fits: Vec<usize> = match (self.outstanding, bytes.len()) {
-                    (0, 0) => vec![0],
-                    (0, n) => vec![n, 1, 0],
-                    _ => vec![0],
-                };
-                fits.into_iter()
-                    .map(|n| {
-                        let mut w = self.clone();
-                        w.route = Some(i);
-                        if n > 0 {
-                            w.write(i, &bytes[..n]);
-                        }
-                        let rest = cut(&pieces, n);
-                        w.outstanding += bytes.len() - n;
-                        w.sources[i].pc = Pc::Count(rest, route);
-                        w
-                    })
-                    .collect()
+                w.route = Some(i);
+                let direct = self.outstanding == 0;
+                w.sources[i].pc = Pc::Wait(pieces, route);
+                w.write_on(i, direct)
             }
+            Pc::Wait(pieces, route) if self.stopping || self.failed => {
+                // The wait ends: the rest takes the queued route.
+                w.outstanding += pieces.concat().len();
+                s.pc = Pc::Count(pieces, route);
+                vec![w]
+            }
+            Pc::Wait(..) => w.write_on(i, true),
             Pc::Count(rest, route) => {
                 if rest.is_empty() && !route.news {
                     w.route = None;
@@ -276,8 +295,11 @@ impl World {
                     w.dispatcher = gathering(Partials::Silent(Duration::ZERO), flushes - 1, ahead);
                     next.push(w);
                 }
+                // A stop: waits for room end first (`Direction::stop`), then every
+                // partial line is gathered.
                 let mut w = self.clone();
                 let ahead = self.received + self.channel.len() as u64;
+                w.stopping = true;
                 w.dispatcher = gathering(Partials::All, 0, ahead);
                 next.push(w);
             }
@@ -369,6 +391,39 @@ impl World {
         next
     }
 
+    /// Source `i`, holding the route in `Pc::Wait`, writes on the direct route (if
+    /// `direct`: nothing is queued): all of what is left, a byte, or nothing fits. Then
+    /// it waits for room (a way out that waits, the bridge not stopping) or queues the
+    /// rest (a hub's peer never waits). A failed destination takes nothing.
+    fn write_on(&self, i: usize, direct: bool) -> Vec<World> {
+        let Pc::Wait(pieces, route) = &self.sources[i].pc else {
+            unreachable!("only a waiting source writes on")
+        };
+        let bytes: Vec<u8> = pieces.concat();
+        let fits: &[usize] = match (direct && !self.failed, bytes.len()) {
+            (true, n @ 1..) => &[n, 1, 0],
+            _ => &[0],
+        };
+        let mut next = Vec::new();
+        for &n in fits {
+            let mut w = self.clone();
+            if n > 0 {
+                w.write(i, &bytes[..n]);
+            }
+            let rest = cut(pieces, n);
+            // Waiting makes sense only for bytes the direct route could take.
+            if n > 0 && !rest.is_empty() && !w.stopping && !w.failed {
+                let mut waits = w.clone();
+                waits.sources[i].pc = Pc::Wait(rest.clone(), *route);
+                next.push(waits);
+            }
+            w.outstanding += bytes.len() - n;
+            w.sources[i].pc = Pc::Count(rest, *route);
+            next.push(w);
+        }
+        next
+    }
+
     /// Receives the next delivery: its pieces, counted.
     fn receive(&mut self) -> Vec<Piece> {
         let (i, pieces) = self.channel.pop_front().expect("a delivery");
@@ -396,21 +451,30 @@ impl World {
                 "source {k}'s piece cut by source {i}'s {bytes:?}: {self:#?}"
             );
         }
+        assert!(!self.failed, "written to a failed destination: {self:#?}");
         let s = &self.sources[i];
+        assert_eq!(s.lost, 0, "source {i} written after a loss: {self:#?}");
         let next = s.taken_in.get(s.written..s.written + bytes.len());
         assert_eq!(next, Some(bytes), "source {i} out of order: {self:#?}");
         self.sources[i].written += bytes.len();
         self.last = Some(i);
     }
 
+    /// Source `i`'s next `n` bytes, queued, are lost by the failed destination.
+    fn lose(&mut self, i: usize, n: usize) {
+        assert!(self.failed, "lost with the destination up: {self:#?}");
+        self.sources[i].lost += n;
+    }
+
     /// The end check: everything taken in was written.
     fn check_end(&self) {
         for (i, s) in self.sources.iter().enumerate() {
             assert_eq!(
-                s.written,
+                s.written + s.lost,
                 s.taken_in.len(),
-                "source {i} lost bytes: {self:#?}"
+                "source {i} lost bytes uncounted: {self:#?}"
             );
+            assert!(self.failed || s.lost == 0, "lost with the destination up");
         }
     }
 }
@@ -452,8 +516,8 @@ fn cut(pieces: &[Vec<u8>], mut n: usize) -> Vec<Vec<u8>> {
 }
 
 /// Explores every state from the start; returns how many there were.
-fn explore(announce: bool, flushes: u8, scripts: [&[&[u8]]; 2]) -> usize {
-    let start = World::new(announce, flushes);
+fn explore(announce: bool, flushes: u8, fail: bool, scripts: [&[&[u8]]; 2]) -> usize {
+    let start = World::new(announce, flushes, fail);
     let mut seen = HashSet::new();
     let mut todo = vec![start];
     while let Some(world) = todo.pop() {
@@ -477,15 +541,26 @@ const LONG: [&[&[u8]]; 2] = [&[b"a\nb", b"c\n"], &[b"x"]];
 #[test]
 fn every_interleaving_of_a_line_ended_late_keeps_order_and_loses_nothing() {
     // Small enough for every `cargo test`: no flush.
-    let states = explore(false, 0, [&[b"ab", b"\n"], &[b"x"]]);
+    let states = explore(false, 0, false, [&[b"ab", b"\n"], &[b"x"]]);
     assert!(states > 10_000, "{states} states: the model runs");
 }
 
 #[test]
-#[ignore = "a minute in release: .ci/run runs it with --release --ignored"]
+fn a_destination_failing_mid_line_loses_only_what_it_did_not_take_and_counts_it() {
+    // Lines written half-way, waits for room, a stop meanwhile, the destination failing
+    // at any point: still no reorder, no cut-in, no stuck state, and every byte not
+    // written counted as lost, only after the failure.
+    let states = explore(false, 0, true, [&[b"ab\n"], &[b"x\n"]]);
+    assert!(states > 10_000, "{states} states: the model runs");
+}
+
+#[test]
+#[ignore = "minutes in release: .ci/run runs it with --release --ignored"]
 fn every_interleaving_with_flushes_and_stops_keeps_order_and_loses_nothing() {
-    for (announce, flushes) in [(false, 0), (true, 1), (true, 2)] {
-        let states = explore(announce, flushes, LONG);
-        assert!(states > 100_000, "{states} states: the model runs");
+    for fail in [false, true] {
+        for (announce, flushes) in [(false, 0), (true, 1), (true, 2)] {
+            let states = explore(announce, flushes, fail, LONG);
+            assert!(states > 100_000, "{states} states: the model runs");
+        }
     }
 }
