@@ -227,6 +227,7 @@ fn bench_smoke_runs_the_device_pace_rows() {
         "| pty <-> pty | mine |",
         "| pty -> tcp-listen, 1 client | mine |",
         "| pty -> tcp-listen, 3 clients | mine |",
+        "| pty -> hub of 3 tcp:// peers | mine |",
     ] {
         assert!(stdout.contains(row), "{stdout}");
     }
