@@ -353,7 +353,7 @@ impl Shipment {
     }
 
     /// The rest of a straight write, in wire bytes, for the writer to write as it is.
-    fn framed(rest: Batch, late: Option<&Arc<Late>>) -> Arc<Shipment> {
+    pub fn framed(rest: Batch, late: Option<&Arc<Late>>) -> Arc<Shipment> {
         Arc::new(Shipment {
             batch: rest,
             framed: true,
