@@ -16,6 +16,13 @@ fn ws_listen_both_ways_byte_exact() {
 }
 
 #[test]
+fn clients_fast_and_slow_get_every_message_whether_written_straight_or_by_their_writer() {
+    if websockets() {
+        scenario("ws_peer.py", "straight");
+    }
+}
+
+#[test]
 fn ws_listen_fans_out_and_drops_a_client_that_stops_reading() {
     if websockets() {
         scenario("ws_peer.py", "fanout");

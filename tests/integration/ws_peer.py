@@ -933,9 +933,76 @@ def stuck_clients():
     bridge.stop()
 
 
+def straight():
+    """A device handing over one line per write (each goes straight to a client with
+    nothing queued), a burst slow clients cannot keep up with (their writers take over,
+    perhaps mid-frame, and straight writes wait behind), then paced lines again: every
+    client gets every line as one message, in order. Lines over --max-line go in pieces,
+    and paced ones in two writes, so fragmented messages cross from straight writes to
+    queued ones and back."""
+    pty = Pty()
+    bridge = Bridge("--max-clients", "3", "--max-line", "16", pty.path, "ws-listen://127.0.0.1:0")
+    url = f"ws://127.0.0.1:{bridge.port()}/"
+    stack = contextlib.ExitStack()
+    # The slow ones have a small window and take one message at a time (max_queue=1
+    # stops their reading), so that their sockets fill and writes to them stop short.
+    clients = [stack.enter_context(connect(url, max_size=None))]
+    for _ in range(2):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", bridge.port()))
+        clients.append(stack.enter_context(connect(url, sock=sock, max_size=None, max_queue=1)))
+    bridge.wait_for("connected (3 of")
+
+    def line(tag, i):
+        return b"%c%06d " % (tag, i) + b"x" * (i % 37)
+
+    first = [line(ord("P"), i) for i in range(1500)]
+    burst = [line(ord("B"), i) for i in range(100_000)]
+    last = [line(ord("Q"), i) for i in range(1500)]
+    want = first + burst + last
+    got = [[], [], []]
+
+    def drain(i):
+        for n in range(len(want)):
+            message = clients[i].recv(timeout=PATIENCE)
+            got[i].append(message.encode() if isinstance(message, str) else message)
+            if i and n % 50 == 0:
+                time.sleep(0.0005 * i)
+
+    readers = [threading.Thread(target=drain, args=(i,)) for i in range(3)]
+    for r in readers:
+        r.start()
+
+    def paced(lines):
+        for l in lines:
+            whole = l + b"\n"
+            half = len(whole) // 2 if len(l) > 16 else len(whole)
+            pty.write(whole[:half])
+            if half < len(whole):
+                time.sleep(0.0002)
+                pty.write(whole[half:])
+            time.sleep(0.0002)
+
+    paced(first)
+    pty.write(b"".join(l + b"\n" for l in burst))
+    paced(last)
+    for r in readers:
+        r.join(PATIENCE * 2)
+    for i in range(3):
+        if got[i] != want:
+            at = next((n for n, (a, b) in enumerate(zip(got[i], want)) if a != b), None)
+            fail(f"client {i}: {len(got[i])} of {len(want)} lines, the first different at {at}: "
+                 f"{got[i][at] if at is not None else None!r}")
+    stack.close()
+    bridge.stop()
+    if "dropped" in bridge.text() or "not reading" in bridge.text():
+        fail(f"a client was dropped: {bridge.text()}")
+
+
 SCENARIOS = {f.__name__: f for f in [listen_exact, fanout, guarded, client, chain, echo, drain, hostile,
                                      rule_breakers, crowded, cut_lines, stalled_client,
-                                     console_protocol, stuck_clients]}
+                                     console_protocol, stuck_clients, straight]}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]]()

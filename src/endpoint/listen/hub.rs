@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use log::{debug, info, warn};
 
 use super::history::History;
+use super::straight::Straight;
 use crate::endpoint::contract::{Direct, Dropped, GiveUp, Outbox, Stop, Taken};
 use crate::framing::Batch;
 
@@ -126,7 +127,9 @@ impl Way {
     /// writer and its socket takes it now; returns what is left for its queue (none
     /// when all of it went). Only the thread that sends to the queues calls it, so an
     /// empty queue stays empty meanwhile, and nothing written here can pass a batch
-    /// queued before it.
+    /// queued before it. What the socket did not take is in wire bytes already (framed)
+    /// and may end mid-frame: it is queued before anything that comes after it, and
+    /// nothing goes straight until the writer has written it.
     fn straight(&self, shipment: &Arc<Shipment>) -> Option<Arc<Shipment>> {
         let Some(straight) = &self.straight else {
             return Some(Arc::clone(shipment));
@@ -134,58 +137,15 @@ impl Way {
         if self.pending.load(Ordering::Acquire) > 0 {
             return Some(Arc::clone(shipment));
         }
-        let bytes = shipment.batch.bytes();
-        let written = straight.write_what_fits(bytes);
-        if written == 0 {
+        let Some(rest) = straight.write(&shipment.batch) else {
             return Some(Arc::clone(shipment));
-        }
+        };
         shipment.written.store(true, Ordering::Release);
-        if written == bytes.len() {
+        if rest.is_empty() {
             return None;
         }
         // The rest, through its writer, counted as lost if it never goes.
-        let mut rest = shipment.batch.clone();
-        rest.advance(written);
-        Some(Shipment::new(rest, shipment.late.as_ref()))
-    }
-}
-
-/// A client's socket written to straight from the thread that hands a batch over,
-/// when nothing is queued for its writer: a line a device hands over one at a time then
-/// costs a `send`, not a wake-up of the client's writer thread. For protocols whose
-/// bytes go out as they are (TCP line clients, not TLS), on Unix; a write that would
-/// wait is left to the writer.
-pub struct Straight {
-    #[cfg(unix)]
-    socket: crate::endpoint::unix::WriteNow,
-}
-
-impl Straight {
-    /// For `stream`, where straight writes can be made (Unix); `None` elsewhere.
-    pub fn new(stream: &TcpStream) -> io::Result<Option<Arc<Straight>>> {
-        #[cfg(unix)]
-        {
-            let socket = crate::endpoint::unix::WriteNow::socket(stream.try_clone()?.into());
-            Ok(Some(Arc::new(Straight { socket })))
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = stream;
-            Ok(None)
-        }
-    }
-
-    /// Writes what fits now; how much.
-    fn write_what_fits(&self, data: &[u8]) -> usize {
-        #[cfg(unix)]
-        {
-            self.socket.write_what_fits(data)
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = data;
-            0
-        }
+        Some(Shipment::framed(rest, shipment.late.as_ref()))
     }
 }
 
@@ -374,6 +334,9 @@ impl Late {
 /// them was written, its pieces are counted in `late` when the last parcel goes.
 pub struct Shipment {
     batch: Batch,
+    /// Its bytes are wire bytes already: the rest of a straight write, which its
+    /// writer writes as they are, before anything else.
+    framed: bool,
     written: AtomicBool,
     late: Option<Arc<Late>>,
 }
@@ -383,6 +346,17 @@ impl Shipment {
     pub fn new(batch: Batch, late: Option<&Arc<Late>>) -> Arc<Shipment> {
         Arc::new(Shipment {
             batch,
+            framed: false,
+            written: AtomicBool::new(false),
+            late: late.cloned(),
+        })
+    }
+
+    /// The rest of a straight write, in wire bytes, for the writer to write as it is.
+    pub fn framed(rest: Batch, late: Option<&Arc<Late>>) -> Arc<Shipment> {
+        Arc::new(Shipment {
+            batch: rest,
+            framed: true,
             written: AtomicBool::new(false),
             late: late.cloned(),
         })
@@ -414,6 +388,14 @@ impl Parcel {
             shipment,
             pending: Arc::clone(pending),
         }
+    }
+
+    /// Whether its bytes are wire bytes already, the rest of a straight write that
+    /// stopped (perhaps mid-frame): its writer writes them as they are, before
+    /// anything else it writes. Only a protocol with a framing [`super::Voice`] sees one
+    /// whose bytes differ from the batch's.
+    pub fn framed(&self) -> bool {
+        self.shipment.framed
     }
 
     /// Its client wrote it: the batch reached someone.
@@ -471,7 +453,7 @@ mod tests {
             peer: stream.peer_addr().unwrap(),
             queue,
             pending: Arc::default(),
-            straight: Straight::new(stream).unwrap(),
+            straight: Straight::new(stream, Arc::new(super::super::straight::AsIs)).unwrap(),
         };
         (way, rx)
     }

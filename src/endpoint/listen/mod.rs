@@ -14,11 +14,13 @@
 //! reach the other side whole, never interleaved with another client's; and a writer
 //! thread that drains the client's bounded queue.
 //!
-//! Every piece for the endpoint goes to every client (`Broadcast`). A line client
-//! (TCP, not TLS) with nothing waiting for its writer is written to straight from the
-//! thread that hands the batch over, so a device that hands over one line at a time
-//! wakes no writer thread per client and line; what its socket cannot take now goes to
-//! its writer, and everything after queues behind it. A client whose
+//! Every piece for the endpoint goes to every client (`Broadcast`). A client with
+//! nothing waiting for its writer is written to straight from the thread that hands
+//! the batch over, where its protocol has a [`Voice`] for it (line clients; WebSocket
+//! clients other than the console page; never over TLS), so a device that hands over
+//! one line at a time wakes no writer thread per client and line; what its socket
+//! cannot take now goes to its writer, as wire bytes, and everything after queues
+//! behind it (`straight.rs`). A client whose
 //! queue is full (it stopped reading) is dropped, with a log line, so it cannot stall
 //! the others or the bridge. Pieces that arrive while no client is connected reach
 //! nobody: the first such drop is logged, and the total when a client arrives; the
@@ -51,12 +53,15 @@ use super::tls::wire::Wire;
 mod address;
 mod history;
 mod hub;
+mod straight;
 
 pub use address::{Listen, parse, parse_tls, parse_tls_lines};
 
 pub use history::{Earlier, HISTORY_BYTES, History};
-use hub::{Broadcast, Client, Hub, State, Stopper, Straight};
+use hub::{Broadcast, Client, Hub, State, Stopper};
 pub use hub::{Parcel, Shipment, wait_drained};
+pub use straight::Voice;
+use straight::{AsIs, Straight};
 
 /// Batches waiting to be written to one client. A client this far behind has
 /// stopped reading and is dropped.
@@ -108,11 +113,13 @@ pub trait Protocol: Send + Sync + 'static {
         History::default()
     }
 
-    /// Whether what is sent to a client goes out as it is, bytes for bytes, so that the
-    /// thread handing a batch over may write it to the client's socket itself when
-    /// nothing waits for the client's writer (over TCP, not TLS): line clients.
-    fn straight(&self) -> bool {
-        false
+    /// How the thread handing a batch over may write it to this client's socket itself
+    /// when nothing waits for the client's writer (over TCP, not TLS; see [`Voice`]):
+    /// for protocols whose writer can share the socket so. None unless the protocol
+    /// says.
+    fn voice(&self, conn: &Arc<Self::Conn>) -> Option<Arc<dyn Voice>> {
+        let _ = conn;
+        None
     }
 
     /// The listener is bound at `local`: say what a user needs to know of it.
@@ -366,6 +373,10 @@ impl<P: Protocol> Server<P> {
         }
         stream.set_nodelay(true)?;
         let conn = Arc::new(conn);
+        let voice = match self.tls {
+            None => self.protocol.voice(&conn),
+            Some(_) => None,
+        };
         let name = &self.hub.name;
         let (queue_tx, queue_rx) = bounded::<Parcel>(CLIENT_QUEUE);
         let sending = Arc::new(AtomicBool::new(true));
@@ -399,9 +410,9 @@ impl<P: Protocol> Server<P> {
                     Err(e) => server.hub.drop_client(peer, &left(&e)),
                 }
             })?;
-        let straight = match self.protocol.straight() && self.tls.is_none() {
-            true => Straight::new(stream.tcp())?,
-            false => None,
+        let straight = match voice {
+            Some(voice) => Straight::new(stream.tcp(), voice)?,
+            None => None,
         };
         state.clients.push(Client {
             peer,
@@ -442,8 +453,8 @@ pub struct Lines {
 impl Protocol for Lines {
     type Conn = ();
 
-    fn straight(&self) -> bool {
-        true
+    fn voice(&self, _: &Arc<()>) -> Option<Arc<dyn Voice>> {
+        Some(Arc::new(AsIs))
     }
 
     fn greet(

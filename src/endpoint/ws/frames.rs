@@ -25,10 +25,10 @@
 //! moment for that frame, and for the answer to a peer's close, before the socket is
 //! closed. Text that is not valid UTF-8 is not refused: bytes pass as they are.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::Shutdown;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, select};
@@ -40,9 +40,9 @@ use tungstenite::protocol::frame::{Frame, FrameSocket};
 
 use super::rules::{self, Role};
 use crate::endpoint::contract::Inlet;
-use crate::endpoint::listen::{Earlier, Parcel};
+use crate::endpoint::listen::{Earlier, Parcel, Voice};
 use crate::endpoint::tls::wire::Wire;
-use crate::framing::Framing;
+use crate::framing::{Batch, Framing};
 
 /// The largest frame sent, and taken from a peer unless a line may be longer
 /// (`--max-line`): a frame is read whole before the bridge frames it further, so this is
@@ -50,6 +50,10 @@ use crate::framing::Framing;
 /// one frame each took the bridge to 773 MiB; with 1 MiB, tens of MiB. Every bridge cuts
 /// what it sends at this size, so two bridges always take each other's frames.
 const MAX_FRAME: usize = 1 << 20;
+
+/// The bytes a frame's head takes, for the length of a short piece: two, and six more
+/// for a masked one up to 64 KiB.
+const FRAME_HEAD: usize = 8;
 
 /// Control frames (pongs, a close reply) waiting for the writer.
 const CONTROL_QUEUE: usize = 8;
@@ -75,6 +79,22 @@ pub struct Conn {
     stream: Wire,
     /// The peer speaks [`CONSOLE`]: see [`Conn::speaking_console`].
     console: bool,
+    /// The socket's writing side, held by whoever writes frames to it.
+    pen: Mutex<Pen>,
+}
+
+/// The writing side of a connection, held by whoever writes to the socket: its writer
+/// thread, or (a server's, see `impl Voice for Conn`) the thread handing batches over,
+/// for a straight write. The writer holds it while it writes, even while the socket makes it
+/// wait; a straight write only tries it, and leaves the batch to the writer if it is
+/// taken. So frames never interleave, and the continuation state stays one.
+#[derive(Debug, Default)]
+struct Pen {
+    /// A data message is under way: its first frame went, its last did not yet.
+    open: bool,
+    /// A straight write stopped short, perhaps mid-frame: its rest is the next parcel
+    /// (queued just after), and nothing may go on the wire before it.
+    cut: bool,
 }
 
 /// The subprotocol of the console page: it is greeted with a hello and the history,
@@ -101,6 +121,7 @@ impl Conn {
             closed: bounded(1),
             stream: stream.try_clone()?,
             console: false,
+            pen: Mutex::default(),
         })
     }
 
@@ -114,6 +135,11 @@ impl Conn {
     pub fn speaking_console(mut self) -> Conn {
         self.console = true;
         self
+    }
+
+    /// Whether the peer speaks [`CONSOLE`].
+    pub fn speaks_console(&self) -> bool {
+        self.console
     }
 
     /// Asks the writer to close the connection with `code`; it ends after sending it.
@@ -266,9 +292,8 @@ impl Conn {
     /// or when a write fails or the peer does not answer a ping.
     pub fn write(&self, stream: Wire, earlier: Earlier, queue: Receiver<Parcel>) -> io::Result<()> {
         let mut socket = FrameSocket::new(stream);
-        let mut open = false;
         if self.console {
-            self.greet(&mut socket, &earlier, &mut open)?;
+            self.greet(&mut socket, &earlier, &mut self.pen().open)?;
         }
         let mut pinged: Option<u64> = None;
         let mut next_ping = Instant::now() + self.keepalive;
@@ -277,19 +302,18 @@ impl Conn {
             loop {
                 select! {
                     recv(queue) -> batch => match batch {
-                        Ok(batch) => {
-                            for piece in batch.iter() {
-                                for frame in self.frames(piece, &mut open) {
-                                    socket.write(frame).map_err(io_error)?;
-                                }
-                            }
-                            socket.flush().map_err(io_error)?;
-                            batch.written();
-                        }
+                        Ok(batch) => self.deliver(&mut self.pen(), socket.get_mut(), batch)?,
                         Err(_) => {
+                            let pen = self.pen();
+                            // The rest of a straight write that never came (its parcel
+                            // was not queued): no frame can follow what went of it.
+                            if pen.cut {
+                                let _ = self.stream.shutdown(Shutdown::Write);
+                                break Ok(());
+                            }
                             // A line cut short at a stop still ends its message, so the far
                             // side gets what was sent of it.
-                            if open {
+                            if pen.open {
                                 let end = Frame::message(Vec::new(), OpCode::Data(Data::Continue), true);
                                 let _ = socket.write(self.masked(end));
                             }
@@ -305,6 +329,7 @@ impl Conn {
                     recv(self.control.1) -> frame => {
                         let Ok(frame) = frame else { break Ok(()) };
                         let closing = frame.header().opcode == OpCode::Control(Control::Close);
+                        let _pen = self.settled(socket.get_mut(), &queue)?;
                         socket.send(self.masked(frame)).map_err(io_error)?;
                         if closing {
                             // Nothing follows a close; the peer answers with its own and ends.
@@ -325,6 +350,7 @@ impl Conn {
                             break Err(io::Error::new(io::ErrorKind::TimedOut, "no answer to a ping"));
                         }
                         pinged = Some(pongs);
+                        let _pen = self.settled(socket.get_mut(), &queue)?;
                         socket.send(self.masked(Frame::ping(Vec::new()))).map_err(io_error)?;
                         next_ping = Instant::now() + self.keepalive;
                     },
@@ -340,6 +366,64 @@ impl Conn {
             self.hang_up();
         }
         result
+    }
+
+    fn pen(&self) -> MutexGuard<'_, Pen> {
+        self.pen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `parcel` with the `pen` held: a batch as frames, or the rest of a straight
+    /// write as it is.
+    fn deliver(&self, pen: &mut Pen, stream: &mut Wire, parcel: Parcel) -> io::Result<()> {
+        match parcel.framed() {
+            true => {
+                stream.write_all(parcel.bytes())?;
+                pen.cut = false;
+            }
+            false => {
+                // Only a straight write cuts, and only when nothing is queued; its rest
+                // is queued at once, so the writer meets it before any other parcel.
+                debug_assert!(!pen.cut, "the rest of a straight write comes first");
+                stream.write_all(self.wire(&parcel, &mut pen.open).bytes())?;
+            }
+        }
+        stream.flush()?;
+        parcel.written();
+        Ok(())
+    }
+
+    /// The pen, for a control frame: if a straight write stopped mid-way, its rest (the
+    /// next parcel) is written first, so that the frame does not land inside another.
+    fn settled(
+        &self,
+        stream: &mut Wire,
+        queue: &Receiver<Parcel>,
+    ) -> io::Result<MutexGuard<'_, Pen>> {
+        let mut pen = self.pen();
+        if pen.cut {
+            // Queued just after the cut, by a thread that does not need the pen for it.
+            let rest = queue.recv().map_err(|_| {
+                io::Error::new(io::ErrorKind::BrokenPipe, "the rest of a frame never came")
+            })?;
+            self.deliver(&mut pen, stream, rest)?;
+        }
+        Ok(pen)
+    }
+
+    /// `batch` as it goes on the wire: each piece's frames (see [`Conn::frames`]), as
+    /// one piece of the result, so that what of it a socket does not take counts the
+    /// pieces not all out.
+    fn wire(&self, batch: &Batch, open: &mut bool) -> Batch {
+        let mut wire = Batch::with_capacity(batch.bytes().len() + FRAME_HEAD * batch.pieces());
+        let mut frames = Vec::new();
+        for piece in batch.iter() {
+            frames.clear();
+            for frame in self.frames(piece, open) {
+                frame.format(&mut frames).expect("a Vec takes every byte");
+            }
+            wire.push(&frames);
+        }
+        wire
     }
 
     /// A console page's hello and its earlier lines: see [`Conn::speaking_console`].
@@ -424,6 +508,29 @@ impl Conn {
             frame.header_mut().mask = Some(random_mask());
         }
         frame
+    }
+}
+
+/// A server's straight writes: the same wire bytes its writer would write (the same
+/// [`Conn::wire`], with the same continuation state), with the pen held, tried and
+/// never waited for. A console page gets none (see `server.rs`).
+impl Voice for Conn {
+    fn speak(&self, batch: &Batch, send: &mut dyn FnMut(&[u8]) -> usize) -> Option<Batch> {
+        let mut pen = self.pen.try_lock().ok()?;
+        if pen.cut {
+            return None;
+        }
+        let open = pen.open;
+        let mut wire = self.wire(batch, &mut pen.open);
+        let sent = send(wire.bytes());
+        if sent == 0 {
+            // Nothing went: the writer frames the batch itself, from where it began.
+            pen.open = open;
+            return None;
+        }
+        wire.advance(sent);
+        pen.cut = !wire.is_empty();
+        Some(wire)
     }
 }
 
@@ -537,6 +644,151 @@ mod tests {
                 .collect::<std::collections::HashSet<_>>()
                 .len(),
             1
+        );
+    }
+
+    fn batch(pieces: &[&[u8]]) -> Batch {
+        let mut batch = Batch::default();
+        pieces.iter().for_each(|piece| batch.push(piece));
+        batch
+    }
+
+    /// A server connection on a connected pair: (its conn, our socket, the client's).
+    fn server() -> (Arc<Conn>, std::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let theirs = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let ours = listener.accept().unwrap().0;
+        let framing = Framing::default();
+        let keepalive = Duration::from_secs(30);
+        let wire = Wire::plain(ours.try_clone().unwrap());
+        let conn = Conn::new(Role::Server, "peer".into(), &framing, keepalive, &wire).unwrap();
+        (Arc::new(conn), ours, theirs)
+    }
+
+    /// Every frame the client reads until the server closes: (opcode, final, payload).
+    fn frames_read(theirs: std::net::TcpStream) -> Vec<(OpCode, bool, Vec<u8>)> {
+        let mut socket = FrameSocket::new(theirs);
+        let mut frames = Vec::new();
+        while let Some(frame) = socket.read(None).expect("whole frames, one after another") {
+            let last = describe(&frame);
+            frames.push(last.clone());
+            if last.0 == OpCode::Control(Control::Close) {
+                break;
+            }
+        }
+        frames
+    }
+
+    use std::sync::Arc;
+
+    #[test]
+    fn straight_writes_are_the_writers_frames_and_stop_while_a_rest_is_owed() {
+        let (conn, _ours, _theirs) = server();
+        let pieces: [&[u8]; 5] = [b"one\n", b"abc", b"def\n", b"\xff\n", b"two\n"];
+        // What the writer would write for them all, from a fresh start.
+        let want = conn.wire(&batch(&pieces), &mut false);
+        let mut got = Vec::new();
+        // All of it taken: nothing left, and a message left open (abc...).
+        let all = conn.speak(&batch(&pieces[..2]), &mut |bytes| {
+            got.extend_from_slice(bytes);
+            bytes.len()
+        });
+        assert_eq!(all.map(|rest| rest.is_empty()), Some(true));
+        assert!(conn.pen().open && !conn.pen().cut);
+        // Nothing taken: nothing went, as if never tried.
+        let none = conn.speak(&batch(&pieces[2..4]), &mut |_| 0);
+        assert!(none.is_none() && conn.pen().open);
+        // The writer holds the pen: not even tried.
+        {
+            let _writing = conn.pen();
+            assert!(
+                conn.speak(&batch(&pieces[2..4]), &mut |_| panic!("tried"))
+                    .is_none()
+            );
+        }
+        // Part taken, mid-frame: the rest, framed, is owed, and nothing else goes.
+        let rest = conn
+            .speak(&batch(&pieces[2..4]), &mut |bytes| {
+                got.extend_from_slice(&bytes[..3]);
+                3
+            })
+            .expect("a rest");
+        assert_eq!(rest.pieces(), 2);
+        assert!(conn.pen().cut);
+        assert!(
+            conn.speak(&batch(&pieces[4..]), &mut |_| panic!("tried"))
+                .is_none()
+        );
+        got.extend_from_slice(rest.bytes());
+        got.extend_from_slice(
+            conn.wire(&batch(&pieces[4..]), &mut conn.pen().open)
+                .bytes(),
+        );
+        assert_eq!(got, want.bytes());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_control_frame_never_lands_inside_a_frame_a_straight_write_left_unfinished() {
+        use crate::endpoint::listen::Shipment;
+        use crate::endpoint::unix::WriteNow;
+        let (conn, ours, theirs) = server();
+        let now = WriteNow::socket(ours.try_clone().unwrap().into());
+        // Far more than the socket takes while its client does not read: a straight
+        // write stops somewhere inside, the line of a message left open last.
+        let lines: Vec<Vec<u8>> = (0..200_000)
+            .map(|i| format!("{i:031}\n").into_bytes())
+            .collect();
+        let mut big: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        big.push(b"open ");
+        let rest = conn
+            .speak(&batch(&big), &mut |bytes| now.write_what_fits(bytes))
+            .expect("a part went");
+        assert!(!rest.is_empty() && conn.pen().cut);
+        // A pong to send before the rest is even queued: the writer must wait for it.
+        let (queue, parcels) = crossbeam_channel::bounded(8);
+        conn.control.0.send(Frame::pong(b"p".to_vec())).unwrap();
+        let writing = Arc::clone(&conn);
+        let wire = Wire::plain(ours.try_clone().unwrap());
+        let writer = std::thread::spawn(move || writing.write(wire, Earlier::default(), parcels));
+        let reader = std::thread::spawn(move || frames_read(theirs));
+        std::thread::sleep(Duration::from_millis(50));
+        let pending = Arc::default();
+        queue
+            .send(Parcel::new(Shipment::framed(rest, None), &pending))
+            .unwrap();
+        // Behind it, a batch the writer frames itself, which ends the open message.
+        queue
+            .send(Parcel::new(
+                Shipment::new(batch(&[b"end\n"]), None),
+                &pending,
+            ))
+            .unwrap();
+        drop(queue);
+        writer.join().unwrap().unwrap();
+        let frames = reader.join().unwrap();
+        let text = OpCode::Data(Data::Text);
+        let mut want: Vec<_> = lines
+            .iter()
+            .map(|line| (text, true, line[..31].to_vec()))
+            .collect();
+        want.push((OpCode::Data(Data::Binary), false, b"open ".to_vec()));
+        want.push((OpCode::Data(Data::Continue), true, b"end".to_vec()));
+        let pong = (OpCode::Control(Control::Pong), true, b"p".to_vec());
+        let close = frames.last().unwrap().clone();
+        assert_eq!(close.0, OpCode::Control(Control::Close));
+        // The pong came between two frames, after the rest (it waited for it).
+        let at = frames.iter().position(|f| *f == pong).expect("the pong");
+        let data: Vec<_> = frames[..frames.len() - 1]
+            .iter()
+            .filter(|f| **f != pong)
+            .cloned()
+            .collect();
+        assert_eq!(data.len(), want.len());
+        assert!(data == want, "the frames differ");
+        assert!(
+            at >= want.len() - 1,
+            "the pong at {at} came before the rest"
         );
     }
 }

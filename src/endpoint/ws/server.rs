@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 use log::{info, warn};
@@ -13,7 +14,7 @@ use super::http;
 use super::rules::Role;
 use super::settings::{DEFAULT_WS_CLIENTS, Serve};
 use crate::endpoint::contract::{Endpoint, Inbox, Inlet, Kind, Opening, Place};
-use crate::endpoint::listen::{self, Earlier, History, Parcel, Protocol};
+use crate::endpoint::listen::{self, Earlier, History, Parcel, Protocol, Voice};
 use crate::endpoint::settings::hostname;
 use crate::endpoint::tls::wire::Wire;
 use crate::framing::Framing;
@@ -331,6 +332,17 @@ impl Protocol for Server {
             Framing::Raw => None,
         };
         History::new(self.settings.history, delimiter)
+    }
+
+    /// Straight writes, in the frames its writer would write, for every client but a
+    /// console page: its writer sends the hello and the history first, while the page
+    /// is already in the list, and a line written straight could pass them. (It could
+    /// have them once its greeting is out; a page's few clients do not need it.)
+    fn voice(&self, conn: &Arc<Conn>) -> Option<Arc<dyn Voice>> {
+        match conn.speaks_console() {
+            true => None,
+            false => Some(Arc::clone(conn) as Arc<dyn Voice>),
+        }
     }
 
     fn linked(&mut self, across: &dyn Inbox) {
