@@ -171,7 +171,8 @@ pub fn error_counts(fd: RawFd) -> io::Result<[u32; 4]> {
     ])
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
+#[cfg(target_os = "linux")]
 mod tests {
     use super::*;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
