@@ -285,6 +285,16 @@ impl Framer {
 }
 
 #[cfg(test)]
+impl Batch {
+    /// A batch of `pieces`, for the tests here and elsewhere.
+    pub fn of(pieces: &[&[u8]]) -> Batch {
+        let mut batch = Batch::default();
+        pieces.iter().for_each(|piece| batch.push(piece));
+        batch
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

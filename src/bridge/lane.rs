@@ -329,17 +329,11 @@ mod tests {
         }
     }
 
-    fn batch(pieces: &[&[u8]]) -> Batch {
-        let mut batch = Batch::default();
-        pieces.iter().for_each(|p| batch.push(p));
-        batch
-    }
-
     #[test]
     fn direct_when_clear_then_queue_behind_a_cut() {
         let lane = Lane::default();
         lane.set_direct(Some(Box::new(Room(6))));
-        let mut first = batch(&[b"abc\n", b"defg\n"]);
+        let mut first = Batch::of(&[b"abc\n", b"defg\n"]);
         let rest = lane.route(&mut first, |rest| rest.clone());
         assert_eq!(rest.bytes(), b"fg\n");
         assert_eq!(lane.outstanding(), 3);
@@ -352,7 +346,7 @@ mod tests {
         );
         // Something is queued: the next batch waits its turn even with room.
         lane.set_direct(Some(Box::new(Room(100))));
-        let mut second = batch(&[b"h\n"]);
+        let mut second = Batch::of(&[b"h\n"]);
         let rest = lane.route(&mut second, |rest| rest.clone());
         assert_eq!(rest.bytes(), b"h\n");
         assert_eq!(lane.outstanding(), 5);
@@ -373,7 +367,7 @@ mod tests {
         let held = lane.lock();
         lane.set_direct(Some(Box::new(Room(100))));
         drop(held);
-        let mut b = batch(&[b"x\n"]);
+        let mut b = Batch::of(&[b"x\n"]);
         lane.route(&mut b, |rest| assert!(rest.is_empty()));
         assert_eq!(lane.outstanding(), 0);
     }
@@ -401,7 +395,7 @@ mod tests {
         let routing = std::sync::Arc::clone(&lane);
         let source = std::thread::spawn(move || {
             // Ten seconds' worth at a byte per millisecond.
-            let mut b = batch(&[&[b'x'; 10_000]]);
+            let mut b = Batch::of(&[&[b'x'; 10_000]]);
             routing.route(&mut b, |rest| rest.bytes().len())
         });
         while lane.direct_bytes() == 0 {
@@ -413,14 +407,14 @@ mod tests {
         assert_eq!(lane.outstanding(), rest as u64);
         // Later routes wait again.
         lane.written(1, rest, Dropped::default());
-        let mut b = batch(&[b"ab"]);
+        let mut b = Batch::of(&[b"ab"]);
         lane.route(&mut b, |rest| assert!(rest.is_empty()));
     }
 
     #[test]
     fn losses_are_counted_and_no_longer_outstanding() {
         let lane = Lane::default();
-        let mut b = batch(&[b"a\n", b"b\n"]);
+        let mut b = Batch::of(&[b"a\n", b"b\n"]);
         lane.route(&mut b, |_| ());
         assert_eq!(lane.outstanding(), 4);
         lane.lost(2, 4);

@@ -135,12 +135,6 @@ impl History {
 mod tests {
     use super::*;
 
-    fn batch(lines: &[&[u8]]) -> Batch {
-        let mut batch = Batch::default();
-        lines.iter().for_each(|line| batch.push(line));
-        batch
-    }
-
     fn given(history: &History) -> Vec<Vec<u8>> {
         let earlier = history.earlier();
         let ended = earlier.pieces.iter().filter(|p| history.ends(p)).count();
@@ -151,15 +145,15 @@ mod tests {
     #[test]
     fn lines_in_pieces_count_once_and_are_given_from_their_start() {
         let mut history = History::new(2, Some(b"\n"));
-        history.keep(&batch(&[b"0123", b"4567", b"89\n", b"ab", b"cd\n"]));
-        history.keep(&batch(&[b"prompt> "]));
+        history.keep(&Batch::of(&[b"0123", b"4567", b"89\n", b"ab", b"cd\n"]));
+        history.keep(&Batch::of(&[b"prompt> "]));
         assert_eq!(
             given(&history),
             [&b"0123"[..], b"4567", b"89\n", b"ab", b"cd\n", b"prompt> "]
         );
         assert_eq!(history.earlier().times.len(), 2);
         // One more line: the first goes, whole.
-        history.keep(&batch(&[b"done\n"]));
+        history.keep(&Batch::of(&[b"done\n"]));
         assert_eq!(
             given(&history),
             [&b"ab"[..], b"cd\n", b"prompt> ", b"done\n"]
@@ -167,13 +161,13 @@ mod tests {
         // The batch holding the rest of a line is forgotten: what is kept starts
         // mid-line, and that line is not given.
         let mut history = History::new(1, Some(b"\n"));
-        history.keep(&batch(&[b"one\n", b"tw"]));
-        history.keep(&batch(&[b"o\n"]));
-        history.keep(&batch(&[b"three\n"]));
+        history.keep(&Batch::of(&[b"one\n", b"tw"]));
+        history.keep(&Batch::of(&[b"o\n"]));
+        history.keep(&Batch::of(&[b"three\n"]));
         assert_eq!(given(&history), [&b"three\n"[..]]);
         let mut history = History::new(5, Some(b"\n"));
-        history.keep(&batch(&[b"one\n", b"tw"]));
-        history.keep(&batch(&[b"o\n"]));
+        history.keep(&Batch::of(&[b"one\n", b"tw"]));
+        history.keep(&Batch::of(&[b"o\n"]));
         assert_eq!(given(&history), [&b"one\n"[..], b"tw", b"o\n"]);
         history.kept.pop_front();
         history.clean_start = false;
@@ -183,21 +177,21 @@ mod tests {
     #[test]
     fn raw_pieces_are_each_a_message() {
         let mut history = History::new(2, None);
-        history.keep(&batch(&[b"\xc0\x01", b"\x02"]));
-        history.keep(&batch(&[b"\x03"]));
+        history.keep(&Batch::of(&[b"\xc0\x01", b"\x02"]));
+        history.keep(&Batch::of(&[b"\x03"]));
         assert_eq!(given(&history), [&b"\x02"[..], b"\x03"]);
     }
 
     #[test]
     fn the_last_lines_are_given_oldest_first_across_batches() {
         let mut history = History::new(3, Some(b"\n"));
-        history.keep(&batch(&[b"1\n", b"2\n"]));
-        history.keep(&batch(&[b"3\n", b"4\xff\n"]));
-        history.keep(&batch(&[b"5\n"]));
+        history.keep(&Batch::of(&[b"1\n", b"2\n"]));
+        history.keep(&Batch::of(&[b"3\n", b"4\xff\n"]));
+        history.keep(&Batch::of(&[b"5\n"]));
         assert_eq!(given(&history), [&b"3\n"[..], b"4\xff\n", b"5\n"]);
         // The first batch is forgotten: the two after it hold enough.
         assert_eq!(history.kept.len(), 2);
-        history.keep(&batch(&[b"6\n", b"7\n", b"8\n", b"9\n"]));
+        history.keep(&Batch::of(&[b"6\n", b"7\n", b"8\n", b"9\n"]));
         assert_eq!(given(&history), [&b"7\n"[..], b"8\n", b"9\n"]);
         assert_eq!(history.kept.len(), 1);
     }
@@ -205,7 +199,7 @@ mod tests {
     #[test]
     fn none_kept_with_history_0() {
         let mut history = History::new(0, Some(b"\n"));
-        history.keep(&batch(&[b"1\n"]));
+        history.keep(&Batch::of(&[b"1\n"]));
         assert!(given(&history).is_empty());
         assert!(history.kept.is_empty());
     }
@@ -216,14 +210,14 @@ mod tests {
         let mut line = vec![b'x'; 999];
         line.push(b'\n');
         for _ in 0..3000 {
-            history.keep(&batch(&[&line]));
+            history.keep(&Batch::of(&[&line]));
         }
         let bytes: usize = given(&history).iter().map(Vec::len).sum();
         assert_eq!(bytes, HISTORY_BYTES / 1000 * 1000);
         assert!(history.bytes <= HISTORY_BYTES + 1000, "{}", history.bytes);
         // One piece larger than the whole history is kept (it is the last batch) but not
         // given: a page gets no more than the bound.
-        history.keep(&batch(&[
+        history.keep(&Batch::of(&[
             &[vec![b'y'; HISTORY_BYTES], b"\n".to_vec()].concat()
         ]));
         assert!(given(&history).is_empty());

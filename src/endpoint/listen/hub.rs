@@ -432,12 +432,6 @@ pub fn wait_drained(mut pending: impl FnMut() -> bool, give_up: &GiveUp) {
 mod tests {
     use super::*;
 
-    fn batch(lines: &[&[u8]]) -> Batch {
-        let mut batch = Batch::default();
-        lines.iter().for_each(|line| batch.push(line));
-        batch
-    }
-
     /// A connected pair on loopback: (ours, the client's).
     #[cfg(unix)]
     fn pair() -> (TcpStream, TcpStream) {
@@ -466,7 +460,7 @@ mod tests {
         let (way, rx) = way(&ours);
         let late = Arc::new(Late::default());
         // Fits: written here, nothing for the writer, counted as reaching someone.
-        let small = Shipment::new(batch(&[b"one\n", b"two\n"]), Some(&late));
+        let small = Shipment::new(Batch::of(&[b"one\n", b"two\n"]), Some(&late));
         assert!(way.straight(&small).is_none());
         assert!(small.written.load(Ordering::Acquire));
         let mut got = [0u8; 8];
@@ -478,7 +472,7 @@ mod tests {
             .map(|i| format!("{i:09}\n").into_bytes())
             .collect();
         let all: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
-        let big = Shipment::new(batch(&all), Some(&late));
+        let big = Shipment::new(Batch::of(&all), Some(&late));
         let rest = way.straight(&big).expect("a rest for the writer");
         let whole = big.batch.bytes();
         let sent = whole.len() - rest.batch.bytes().len();
@@ -486,7 +480,7 @@ mod tests {
         // While a parcel waits for the writer, nothing goes straight: it would pass it.
         let parcel = Parcel::new(Arc::clone(&rest), &way.pending);
         way.queue.send(parcel).unwrap();
-        let after = Shipment::new(batch(&[b"after\n"]), Some(&late));
+        let after = Shipment::new(Batch::of(&[b"after\n"]), Some(&late));
         let queued = way.straight(&after).expect("queued behind the parcel");
         assert!(Arc::ptr_eq(&queued, &after));
         // The client reads the straight part, then what the writer writes, in order.
@@ -517,7 +511,7 @@ mod tests {
         drop(theirs);
         ours.shutdown(Shutdown::Both).unwrap();
         let late = Arc::new(Late::default());
-        let shipment = Shipment::new(batch(&[b"x\n"]), Some(&late));
+        let shipment = Shipment::new(Batch::of(&[b"x\n"]), Some(&late));
         let rest = way.straight(&shipment).expect("left to the writer");
         assert!(Arc::ptr_eq(&rest, &shipment));
         drop(rest);

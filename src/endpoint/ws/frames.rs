@@ -647,12 +647,6 @@ mod tests {
         );
     }
 
-    fn batch(pieces: &[&[u8]]) -> Batch {
-        let mut batch = Batch::default();
-        pieces.iter().for_each(|piece| batch.push(piece));
-        batch
-    }
-
     /// A server connection on a connected pair: (its conn, our socket, the client's).
     fn server() -> (Arc<Conn>, std::net::TcpStream, std::net::TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -686,29 +680,29 @@ mod tests {
         let (conn, _ours, _theirs) = server();
         let pieces: [&[u8]; 5] = [b"one\n", b"abc", b"def\n", b"\xff\n", b"two\n"];
         // What the writer would write for them all, from a fresh start.
-        let want = conn.wire(&batch(&pieces), &mut false);
+        let want = conn.wire(&Batch::of(&pieces), &mut false);
         let mut got = Vec::new();
         // All of it taken: nothing left, and a message left open (abc...).
-        let all = conn.speak(&batch(&pieces[..2]), &mut |bytes| {
+        let all = conn.speak(&Batch::of(&pieces[..2]), &mut |bytes| {
             got.extend_from_slice(bytes);
             bytes.len()
         });
         assert_eq!(all.map(|rest| rest.is_empty()), Some(true));
         assert!(conn.pen().open && !conn.pen().cut);
         // Nothing taken: nothing went, as if never tried.
-        let none = conn.speak(&batch(&pieces[2..4]), &mut |_| 0);
+        let none = conn.speak(&Batch::of(&pieces[2..4]), &mut |_| 0);
         assert!(none.is_none() && conn.pen().open);
         // The writer holds the pen: not even tried.
         {
             let _writing = conn.pen();
             assert!(
-                conn.speak(&batch(&pieces[2..4]), &mut |_| panic!("tried"))
+                conn.speak(&Batch::of(&pieces[2..4]), &mut |_| panic!("tried"))
                     .is_none()
             );
         }
         // Part taken, mid-frame: the rest, framed, is owed, and nothing else goes.
         let rest = conn
-            .speak(&batch(&pieces[2..4]), &mut |bytes| {
+            .speak(&Batch::of(&pieces[2..4]), &mut |bytes| {
                 got.extend_from_slice(&bytes[..3]);
                 3
             })
@@ -716,12 +710,12 @@ mod tests {
         assert_eq!(rest.pieces(), 2);
         assert!(conn.pen().cut);
         assert!(
-            conn.speak(&batch(&pieces[4..]), &mut |_| panic!("tried"))
+            conn.speak(&Batch::of(&pieces[4..]), &mut |_| panic!("tried"))
                 .is_none()
         );
         got.extend_from_slice(rest.bytes());
         got.extend_from_slice(
-            conn.wire(&batch(&pieces[4..]), &mut conn.pen().open)
+            conn.wire(&Batch::of(&pieces[4..]), &mut conn.pen().open)
                 .bytes(),
         );
         assert_eq!(got, want.bytes());
@@ -742,7 +736,7 @@ mod tests {
         let mut big: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
         big.push(b"open ");
         let rest = conn
-            .speak(&batch(&big), &mut |bytes| now.write_what_fits(bytes))
+            .speak(&Batch::of(&big), &mut |bytes| now.write_what_fits(bytes))
             .expect("a part went");
         assert!(!rest.is_empty() && conn.pen().cut);
         // A pong to send before the rest is even queued: the writer must wait for it.
@@ -760,7 +754,7 @@ mod tests {
         // Behind it, a batch the writer frames itself, which ends the open message.
         queue
             .send(Parcel::new(
-                Shipment::new(batch(&[b"end\n"]), None),
+                Shipment::new(Batch::of(&[b"end\n"]), None),
                 &pending,
             ))
             .unwrap();
