@@ -232,4 +232,15 @@ fn bench_smoke_runs_the_device_pace_rows() {
     ] {
         assert!(stdout.contains(row), "{stdout}");
     }
+    // ser2net's rows, both ways it can send, where it is installed (CI installs it).
+    let ser2net = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("ser2net").is_file()));
+    if ser2net {
+        for row in [
+            "| pty -> tcp-listen, 3 clients | ser2net (chardelay: false) |",
+            "| pty -> tcp-listen, 3 clients | ser2net (chardelay: false, nodelay) |",
+        ] {
+            assert!(stdout.contains(row), "{stdout}");
+        }
+    }
 }
