@@ -229,6 +229,7 @@ fn bench_smoke_runs_the_device_pace_rows() {
         "| pty -> tcp-listen, 3 clients | mine |",
         "| pty -> hub of 3 tcp:// peers | mine |",
         "| pty -> ws-listen, 3 clients | mine |",
+        "| pty -> rfc2217-listen, 3 clients | mine |",
     ] {
         assert!(stdout.contains(row), "{stdout}");
     }

@@ -1,7 +1,7 @@
 //! The other endpoint kinds with real peers: TCP clients and servers (Rust sockets,
 //! socat, Python, pyserial's `socket://`), stdio, and the `pty` endpoint.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -102,11 +102,27 @@ fn clients_fast_and_slow_get_every_byte_whether_written_straight_or_by_their_wri
                 if i == 0 {
                     return read_exactly(&mut c, n, PATIENCE);
                 }
-                // Slow: small reads with a pause between them.
+                // Slow: small reads with a pause between them. The socket's read
+                // timeout is short: a loaded machine may leave it with nothing to read
+                // for longer, which is not an end.
                 let mut got = Vec::with_capacity(n);
                 let mut chunk = [0u8; 700];
+                let deadline = Instant::now() + PATIENCE;
                 while got.len() < n {
-                    let k = c.read(&mut chunk).unwrap();
+                    let k = match c.read(&mut chunk) {
+                        Ok(k) => k,
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                        {
+                            assert!(
+                                Instant::now() < deadline,
+                                "stalled after {} bytes",
+                                got.len()
+                            );
+                            continue;
+                        }
+                        Err(e) => panic!("after {} bytes: {e}", got.len()),
+                    };
                     assert!(k > 0, "closed after {} bytes", got.len());
                     got.extend_from_slice(&chunk[..k]);
                     thread::sleep(Duration::from_micros(50 * i as u64));

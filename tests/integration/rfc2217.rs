@@ -71,3 +71,10 @@ fn a_client_that_comes_right_after_the_last_one_left_controls_the_port() {
         scenario("rfc2217_peer.py", "handover");
     }
 }
+
+#[test]
+fn clients_get_every_byte_straight_or_by_their_writer_with_answers_whole_and_suspend_kept() {
+    if pyserial() {
+        scenario("rfc2217_peer.py", "straight");
+    }
+}

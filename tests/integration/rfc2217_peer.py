@@ -16,6 +16,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import serial
@@ -469,8 +470,146 @@ def handover():
         fail(f"a lone client watched: {bridge.text()}")
 
 
+def telnet_decode(stream):
+    """The data and the subnegotiation bodies in a server's telnet `stream`, up to a
+    command cut off by the end of what came so far; fails on a lone 0xFF or anything
+    else that is not telnet."""
+    data, subs, i = bytearray(), [], 0
+    while i < len(stream):
+        at = stream.find(b"\xff", i)
+        if at < 0:
+            data += stream[i:]
+            break
+        data += stream[i:at]
+        command = stream[at + 1:at + 2]
+        if not command:
+            break
+        if command == b"\xff":
+            data.append(IAC)
+            i = at + 2
+        elif command == bytes([SB]):
+            end = stream.find(bytes([IAC, SE]), at + 2)
+            if end < 0:
+                break
+            body = stream[at + 2:end]
+            if b"\xff" in body.replace(b"\xff\xff", b""):
+                fail(f"a subnegotiation cut or broken at {at}: {stream[at:at + 40]!r}")
+            subs.append(body.replace(b"\xff\xff", b"\xff"))
+            i = end + 2
+        elif command and command[0] in (WILL, WONT, DO, DONT):
+            i = at + 3
+        else:
+            fail(f"not telnet at {at}: {stream[at:at + 20]!r}")
+    return bytes(data), subs
+
+
+class Reading:
+    """A client's socket read on a thread of its own, everything kept; a `slow` one
+    takes 2 KiB at a time with a pause between, so the server finds its socket full."""
+
+    def __init__(self, sock, slow=False):
+        self.sock, self.got, self.on, self.slow = sock, bytearray(), True, slow
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        self.sock.settimeout(0.1)
+        while self.on:
+            try:
+                chunk = self.sock.recv(2048 if self.slow else 65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                return
+            self.got += chunk
+            if self.slow:
+                time.sleep(0.0005)
+
+    def until(self, data_bytes, answers=0):
+        """Waits until the data decoded so far is `data_bytes` long and `answers`
+        SET-BAUDRATE answers came; the data and the answers."""
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            # The wire has at least as many bytes as the data: decode only then.
+            while len(self.got) < data_bytes and time.monotonic() < deadline:
+                time.sleep(0.01)
+            data, subs = telnet_decode(bytes(self.got))
+            baud = [s for s in subs if s[:2] == bytes([COM_PORT, 101])]
+            if len(data) >= data_bytes and len(baud) >= answers:
+                return data, baud
+            if time.monotonic() > deadline:
+                fail(f"{len(data)} of {data_bytes} bytes, {len(baud)} of {answers} answers")
+            time.sleep(0.01)
+
+
+def straight():
+    """The port's bytes written to each client by the thread that reads the port, or by
+    the client's writer once its socket is full (a small receive buffer, a burst):
+    every byte, 0xFF doubled, in order; the answers to the client's queries whole and
+    never inside data; nothing while a client asked to suspend, all of it after."""
+    pty = Pty()
+    bridge, port = start(pty, "--max-clients", "2")
+    fast = raw_client(port)
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    slow.settimeout(5)
+    slow.connect(("127.0.0.1", port))
+    fast.sendall(bytes([IAC, WILL, COM_PORT]))
+    slow.sendall(bytes([IAC, WILL, COM_PORT]))
+    bridge.wait_for("watches")
+    fast_reader = Reading(fast)
+    sent, queries = bytearray(), 0
+    # A device's pace: a piece at a time, each at the fast client before the next.
+    for i in range(300):
+        piece = bytes([i & 0xFF, IAC, 13, 0, IAC, IAC])
+        pty.write(piece)
+        sent += piece
+        fast_reader.until(len(sent))
+        if i % 50 == 0:
+            slow.sendall(sub(1, 0, 0, 0, 0))
+            queries += 1
+    # A burst larger than the server's socket buffer can grow to (4 MiB), to a client
+    # reading slowly: its socket fills, writes are cut (sometimes inside a doubled
+    # 0xFF) and its writer takes over, and its queries are answered meanwhile.
+    slow_reader = Reading(slow, slow=True)
+    burst = (bytes(range(256)) * 3 + b"\xff" * 5 + b"\r\0\xff") * 6500
+    for i in range(0, len(burst), 65536):
+        pty.write(burst[i:i + 65536])
+        slow.sendall(sub(1, 0, 0, 0, 0))
+        queries += 1
+    sent += burst
+    for name, reader, answers in [("fast", fast_reader, 0), ("slow", slow_reader, queries)]:
+        data, baud = reader.until(len(sent), answers)
+        if data != sent:
+            at = next((i for i, (a, b) in enumerate(zip(data, sent)) if a != b), len(sent))
+            fail(f"{name} client: {len(data)} bytes of {len(sent)}, first difference at {at}")
+        if len(baud) != answers or any(len(b) != 6 for b in baud):
+            fail(f"{name} client: answers {baud[:3]}... ({len(baud)} of {answers})")
+    # Suspended, the slow client gets nothing more; resumed, all of it.
+    slow.sendall(sub(8))
+    slow.sendall(sub(1, 0, 0, 0, 0))
+    slow_reader.slow = False
+    slow_reader.until(len(sent), queries + 1)
+    held = b"held\xff"
+    pty.write(held)
+    fast_reader.until(len(sent) + len(held))
+    window = time.monotonic() + 0.3
+    while time.monotonic() < window:
+        if len(telnet_decode(bytes(slow_reader.got))[0]) > len(sent):
+            fail("data reached a client that asked to suspend")
+        time.sleep(0.01)
+    slow.sendall(sub(9))
+    data, _ = slow_reader.until(len(sent) + len(held))
+    if data != sent + held:
+        fail(f"after resuming: {data[len(sent):]!r}")
+    fast_reader.on = slow_reader.on = False
+    bridge.stop()
+    if "panicked" in bridge.text():
+        fail(bridge.text())
+
+
 SCENARIOS = {f.__name__: f for f in [pyserial, two_clients, hostile, esptool, client, client_refused,
-                                     gensiot, pty_settings, handover]}
+                                     gensiot, pty_settings, handover, straight]}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]]()

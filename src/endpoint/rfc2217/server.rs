@@ -5,6 +5,10 @@
 //!
 //! Both write to the client's socket, each a whole message under one lock, so an answer
 //! never lands inside data. The reader holds no lock while it waits for the socket.
+//! When nothing is queued for the writer, the thread handing the port's bytes over
+//! writes them itself, escaped the same way, under the same lock, tried and never
+//! waited for (see `impl Voice for Conn`); if the socket takes only part, the rest
+//! goes to the writer and nothing else is sent before it.
 //! It wakes only for what the client sends, and once a second while the client watches
 //! modem lines or receive errors the port has (a pty has neither: then never).
 
@@ -23,9 +27,10 @@ use super::telnet::{self, BINARY, COM_PORT, Command, Decoder, Piece, SGA};
 use super::{Cidr, Rfc2217Listen};
 use crate::endpoint::contract::{Inbox, Inlet};
 use crate::endpoint::control::ControlLink;
-use crate::endpoint::listen::{Earlier, Parcel, Protocol};
+use crate::endpoint::listen::{Earlier, Parcel, Protocol, Voice};
 use crate::endpoint::stream::READ_BUFFER;
 use crate::endpoint::tls::wire::Wire;
+use crate::framing::Batch;
 
 /// How often modem lines are read while a client watches them: ser2net's pace.
 const MODEM_POLL: Duration = Duration::from_secs(1);
@@ -94,12 +99,25 @@ pub struct Conn {
     peer: String,
     shared: Arc<Shared>,
     /// The socket's writing side: whole messages, one at a time.
-    out: Mutex<Wire>,
+    out: Mutex<Out>,
+    /// Signalled when the rest of a straight write is out, or the writer ended.
+    uncut: Condvar,
     state: Mutex<ConnState>,
     /// Signalled when the client resumes, or its reader ends.
     resumed: Condvar,
     /// Whether it left.
     left: AtomicBool,
+}
+
+/// The writing side of a client's socket, held by whoever writes to it.
+struct Out {
+    wire: Wire,
+    /// A straight write stopped short, perhaps between the two bytes of a doubled
+    /// 0xFF: its rest is the writer's next parcel, and nothing may go on the wire
+    /// before it.
+    cut: bool,
+    /// The writer ended: no rest will be written, and no straight write is made.
+    ended: bool,
 }
 
 /// A client's protocol state.
@@ -118,12 +136,36 @@ impl Conn {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends `bytes` whole.
+    fn out(&self) -> MutexGuard<'_, Out> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends `bytes` whole, after the rest of a straight write that stopped short.
     fn send(&self, bytes: &[u8]) -> io::Result<()> {
-        self.out
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .write_all(bytes)
+        let mut out = self.out();
+        while out.cut {
+            out = self.uncut.wait(out).unwrap_or_else(|e| e.into_inner());
+        }
+        out.wire.write_all(bytes)
+    }
+
+    /// Writes the rest of a straight write, as it is, and lets other messages go.
+    fn send_rest(&self, rest: &[u8]) -> io::Result<()> {
+        let mut out = self.out();
+        let sent = out.wire.write_all(rest);
+        out.cut = false;
+        drop(out);
+        self.uncut.notify_all();
+        sent
+    }
+
+    /// The writer ended: nothing waits for a rest it will not write.
+    fn writer_ended(&self) {
+        let mut out = self.out();
+        out.ended = true;
+        out.cut = false;
+        drop(out);
+        self.uncut.notify_all();
     }
 
     /// The client speaks RFC 2217 (now, or already): the first time, it is told the
@@ -299,7 +341,12 @@ impl Protocol for Server {
             ticket,
             peer: peer.to_string(),
             shared: Arc::clone(&self.shared),
-            out: Mutex::new(stream.try_clone()?),
+            out: Mutex::new(Out {
+                wire: stream.try_clone()?,
+                cut: false,
+                ended: false,
+            }),
+            uncut: Condvar::new(),
             state: Mutex::new(ConnState {
                 options,
                 session: Session::default(),
@@ -320,16 +367,70 @@ impl Protocol for Server {
         result
     }
 
+    /// Straight writes for every client (see `impl Voice for Conn`).
+    fn voice(&self, conn: &Arc<Conn>) -> Option<Arc<dyn Voice>> {
+        Some(Arc::clone(conn) as Arc<dyn Voice>)
+    }
+
     fn write(&self, conn: &Conn, _: Wire, _: Earlier, queue: Receiver<Parcel>) -> io::Result<()> {
-        let mut escaped = Vec::new();
-        for batch in queue {
+        let result = write_client(conn, queue);
+        conn.writer_ended();
+        result
+    }
+}
+
+/// The client's writer: each parcel escaped, after the client resumes if it asked to
+/// suspend; the rest of a straight write as it is, at once (it is part of a write
+/// already begun, and the reader may be waiting to answer after it).
+fn write_client(conn: &Conn, queue: Receiver<Parcel>) -> io::Result<()> {
+    for parcel in queue {
+        if parcel.framed() {
+            conn.send_rest(parcel.bytes())?;
+        } else {
             conn.wait_resumed();
-            escaped.clear();
-            telnet::escape(batch.bytes(), &mut escaped);
-            conn.send(&escaped)?;
-            batch.written();
+            conn.send(wire(&parcel).bytes())?;
         }
-        Ok(())
+        parcel.written();
+    }
+    Ok(())
+}
+
+/// `batch` as it goes on the wire, 0xFF doubled, each piece one piece of the result,
+/// so that what of it a socket does not take counts the pieces not all out.
+fn wire(batch: &Batch) -> Batch {
+    let mut wire = Batch::with_capacity(batch.bytes().len() + batch.pieces());
+    let mut escaped = Vec::new();
+    for piece in batch.iter() {
+        escaped.clear();
+        telnet::escape(piece, &mut escaped);
+        wire.push(&escaped);
+    }
+    wire
+}
+
+/// Straight writes: the bytes the writer would write ([`wire`]), with the socket's
+/// lock tried and never waited for; none while the client asked to suspend (the
+/// writer holds them back until it resumes). A rest left by a partial send is the
+/// writer's next parcel, and every other message waits for it (`Out::cut`).
+impl Voice for Conn {
+    fn speak(&self, batch: &Batch, send: &mut dyn FnMut(&[u8]) -> usize) -> Option<Batch> {
+        // The session's lock is let go before the socket's is tried: no thread holds
+        // both.
+        if self.state().session.suspended() {
+            return None;
+        }
+        let mut out = self.out.try_lock().ok()?;
+        if out.cut || out.ended {
+            return None;
+        }
+        let mut wire = wire(batch);
+        let sent = send(wire.bytes());
+        if sent == 0 {
+            return None;
+        }
+        wire.advance(sent);
+        out.cut = !wire.is_empty();
+        Some(wire)
     }
 }
 
@@ -400,5 +501,119 @@ fn read_client(conn: &Conn, stream: &mut Wire, inlet: &mut dyn Inlet) -> io::Res
             watching = !watching;
             stream.set_read_timeout(watching.then_some(MODEM_POLL))?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use std::thread;
+    use std::time::Instant;
+
+    /// A client served over a real loopback socket: its connection, a handle on the
+    /// server's end (where a straight write goes), and the client's end.
+    fn served() -> (Arc<Conn>, TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server_end, peer) = listener.accept().unwrap();
+        let kind = super::super::parse_listen("rfc2217-listen://127.0.0.1:0", "127.0.0.1:0")
+            .expect("a listen address");
+        let server = Server::new("test", &kind, 1);
+        let mut wire = Wire::plain(server_end.try_clone().unwrap());
+        let conn = server
+            .greet(&mut wire, peer, &mut || true)
+            .unwrap()
+            .unwrap();
+        (Arc::new(conn), server_end, client)
+    }
+
+    /// Reads `client` until its data is `data` and `subs` subnegotiations came; the
+    /// data and the subnegotiations, as a telnet client decodes them.
+    fn decoded(client: &mut TcpStream, data: usize, subs: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+        client
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let (mut decoder, mut got, mut commands) = (Decoder::default(), Vec::new(), Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0; 4096];
+        while (got.len() < data || commands.len() < subs) && Instant::now() < deadline {
+            let n = match client.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => panic!("{e}"),
+            };
+            decoder
+                .decode(&buf[..n], |piece| match piece {
+                    Piece::Data(bytes) => got.extend_from_slice(bytes),
+                    Piece::Command(Command::Sub(sub)) => commands.push(sub),
+                    Piece::Command(Command::Negotiate(..)) => {}
+                })
+                .unwrap();
+        }
+        (got, commands)
+    }
+
+    const ANSWER: &[u8] = &[IAC, 250, COM_PORT, 101, 0, 0, 0x25, 0x80, IAC, 240];
+    const IAC: u8 = 0xFF;
+
+    #[test]
+    fn a_straight_write_is_the_writers_bytes_and_a_cut_holds_answers_back() {
+        let (conn, mut server_end, mut client) = served();
+        let batch = Batch::of(&[b"a\xff", b"\xffb"]);
+        assert_eq!(wire(&batch).bytes(), b"a\xff\xff\xff\xffb");
+        // The socket takes two bytes: the cut falls inside the first doubled 0xFF.
+        let rest = conn
+            .speak(&batch, &mut |bytes| {
+                server_end.write_all(&bytes[..2]).unwrap();
+                2
+            })
+            .expect("a rest");
+        assert_eq!(rest.bytes(), b"\xff\xff\xffb");
+        assert_eq!(rest.pieces(), 2, "both pieces are not all out");
+        // While the rest is owed nothing goes straight, and an answer waits for it.
+        let nothing = conn.speak(&batch, &mut |_| panic!("a straight write while cut"));
+        assert!(nothing.is_none());
+        let answering = {
+            let conn = Arc::clone(&conn);
+            thread::spawn(move || conn.send(ANSWER))
+        };
+        // A window for a wrong answer to go out in: it would land inside the 0xFF.
+        thread::sleep(Duration::from_millis(200));
+        assert!(!answering.is_finished(), "the answer went before the rest");
+        conn.send_rest(rest.bytes()).unwrap();
+        answering.join().unwrap().unwrap();
+        let (data, subs) = decoded(&mut client, 4, 1);
+        assert_eq!(data, b"a\xff\xffb");
+        assert_eq!(subs, vec![ANSWER[2..8].to_vec()]);
+        // All out: straight writes go again, whole.
+        let rest = conn.speak(&batch, &mut |bytes| {
+            server_end.write_all(bytes).unwrap();
+            bytes.len()
+        });
+        assert!(rest.is_some_and(|rest| rest.is_empty()));
+        assert_eq!(decoded(&mut client, 4, 0).0, b"a\xff\xffb");
+    }
+
+    #[test]
+    fn nothing_goes_straight_while_the_client_suspended_or_after_its_writer_ended() {
+        let (conn, _, _client) = served();
+        let batch = Batch::of(&[b"x"]);
+        let mut replies = Vec::new();
+        conn.command(Command::Sub(vec![COM_PORT, 8]), &mut replies);
+        assert!(conn.state().session.suspended());
+        assert!(
+            conn.speak(&batch, &mut |_| panic!("sent while suspended"))
+                .is_none()
+        );
+        conn.command(Command::Sub(vec![COM_PORT, 9]), &mut replies);
+        assert!(conn.speak(&batch, &mut |bytes| bytes.len()).is_some());
+        // A writer that ended writes no rest: nothing is cut after it, nothing waits.
+        conn.writer_ended();
+        assert!(
+            conn.speak(&batch, &mut |_| panic!("sent after the writer"))
+                .is_none()
+        );
+        conn.send(b"still answers").unwrap();
     }
 }
