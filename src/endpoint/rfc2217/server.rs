@@ -414,9 +414,9 @@ fn wire(batch: &Batch) -> Batch {
 /// writer's next parcel, and every other message waits for it (`Out::cut`).
 impl Voice for Conn {
     fn speak(&self, batch: &Batch, send: &mut dyn FnMut(&[u8]) -> usize) -> Option<Batch> {
-        // The session's lock is let go before the socket's is tried: no thread holds
-        // both.
-        if self.state().session.suspended() {
+        // Tried too, and let go before the socket's is tried: the thread handing the
+        // batch over never waits for a client's threads, and no thread holds both.
+        if self.state.try_lock().ok()?.session.suspended() {
             return None;
         }
         let mut out = self.out.try_lock().ok()?;
