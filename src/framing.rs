@@ -84,6 +84,21 @@ impl Batch {
         }
     }
 
+    /// Each piece as `f` writes it (it appends to the buffer it is given), one piece of
+    /// the result each (an empty one is left out, as by [`Batch::push`]): a batch as it
+    /// goes on a wire, where what a socket does not take still counts the pieces not
+    /// all out. `extra`: room to reserve beyond this batch's bytes.
+    pub fn map(&self, extra: usize, mut f: impl FnMut(&[u8], &mut Vec<u8>)) -> Batch {
+        let mut out = Batch::with_capacity(self.data.len() + extra);
+        for piece in self.iter() {
+            f(piece, &mut out.data);
+            if out.data.len() > out.ends.last().copied().unwrap_or(0) {
+                out.ends.push(out.data.len());
+            }
+        }
+        out
+    }
+
     /// Appends every piece of `other`, in order.
     pub fn append(&mut self, other: Batch) {
         if self.data.is_empty() {
@@ -319,6 +334,20 @@ mod tests {
 
     fn v(s: &[u8]) -> Vec<u8> {
         s.to_vec()
+    }
+
+    #[test]
+    fn a_mapped_batch_has_a_piece_for_each_piece_written() {
+        let batch = Batch::of(&[b"a\xff", b"skip", b"\xffb"]);
+        let mapped = batch.map(0, |piece, out| {
+            if piece != b"skip" {
+                out.extend(piece.iter().flat_map(|&b| [b, b]));
+            }
+        });
+        assert_eq!(mapped, Batch::of(&[b"aa\xff\xff", b"\xff\xffbb"]));
+        let mut cut = mapped;
+        assert_eq!(cut.advance(2), 0);
+        assert_eq!(cut.pieces(), 2, "a piece cut keeps counting");
     }
 
     #[test]

@@ -398,14 +398,7 @@ fn write_client(conn: &Conn, queue: Receiver<Parcel>) -> io::Result<()> {
 /// `batch` as it goes on the wire, 0xFF doubled, each piece one piece of the result,
 /// so that what of it a socket does not take counts the pieces not all out.
 fn wire(batch: &Batch) -> Batch {
-    let mut wire = Batch::with_capacity(batch.bytes().len() + batch.pieces());
-    let mut escaped = Vec::new();
-    for piece in batch.iter() {
-        escaped.clear();
-        telnet::escape(piece, &mut escaped);
-        wire.push(&escaped);
-    }
-    wire
+    batch.map(batch.pieces(), telnet::escape)
 }
 
 /// Straight writes: the bytes the writer would write ([`wire`]), with the socket's

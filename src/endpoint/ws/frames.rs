@@ -414,16 +414,11 @@ impl Conn {
     /// one piece of the result, so that what of it a socket does not take counts the
     /// pieces not all out.
     fn wire(&self, batch: &Batch, open: &mut bool) -> Batch {
-        let mut wire = Batch::with_capacity(batch.bytes().len() + FRAME_HEAD * batch.pieces());
-        let mut frames = Vec::new();
-        for piece in batch.iter() {
-            frames.clear();
+        batch.map(FRAME_HEAD * batch.pieces(), |piece, wire| {
             for frame in self.frames(piece, open) {
-                frame.format(&mut frames).expect("a Vec takes every byte");
+                frame.format(wire).expect("a Vec takes every byte");
             }
-            wire.push(&frames);
-        }
-        wire
+        })
     }
 
     /// A console page's hello and its earlier lines: see [`Conn::speaking_console`].
