@@ -16,12 +16,12 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 
 import serial
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hub_peer import Collector  # noqa: E402
 from ws_peer import PATIENCE, Bridge, Pty, fail  # noqa: E402
 
 IAC, SB, SE, WILL, WONT, DO, DONT = 255, 250, 240, 251, 252, 253, 254
@@ -430,9 +430,9 @@ def baud_answer(sock):
     got = b""
     deadline = time.monotonic() + PATIENCE
     while time.monotonic() < deadline:
-        found = re.search(rb"\xff\xfa,e((?:\xff\xff|[^\xff]){4})\xff\xf0", got)
+        found = baud_answers(telnet_decode(got)[1])
         if found:
-            return struct.unpack(">I", found.group(1).replace(b"\xff\xff", b"\xff"))[0]
+            return found[0]
         chunk = sock.recv(4096)
         if not chunk:
             return None  # refused: the place was not free yet
@@ -503,27 +503,32 @@ def telnet_decode(stream):
     return bytes(data), subs
 
 
-class Reading:
-    """A client's socket read on a thread of its own, everything kept; a `slow` one
-    takes 2 KiB at a time with a pause between, so the server finds its socket full."""
+def baud_answers(subs):
+    """The SET-BAUDRATE answers among subnegotiation bodies: their rates."""
+    answers = [s for s in subs if s[:2] == bytes([COM_PORT, 101])]
+    if any(len(s) != 6 for s in answers):
+        fail(f"a SET-BAUDRATE answer of the wrong length: {answers}")
+    return [struct.unpack(">I", s[2:])[0] for s in answers]
+
+
+class Reading(Collector):
+    """A client's socket read on a thread of its own (see Collector); while `slow`, 2
+    KiB at a time with a pause between, so the server finds its socket full."""
 
     def __init__(self, sock, slow=False):
-        self.sock, self.got, self.on, self.slow = sock, bytearray(), True, slow
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
+        self.slow = slow
+        sock.settimeout(None)
+        super().__init__(lambda: self.recv(sock))
 
-    def run(self):
-        self.sock.settimeout(0.1)
-        while self.on:
-            try:
-                chunk = self.sock.recv(2048 if self.slow else 65536)
-            except socket.timeout:
-                continue
-            if not chunk:
-                return
-            self.got += chunk
-            if self.slow:
-                time.sleep(0.0005)
+    def recv(self, sock):
+        if self.slow:
+            time.sleep(0.0005)
+            return sock.recv(2048)
+        return sock.recv(65536)
+
+    def decoded(self):
+        with self.lock:
+            return telnet_decode(bytes(self.data))
 
     def until(self, data_bytes, answers=0):
         """Waits until the data decoded so far is `data_bytes` long and `answers`
@@ -531,10 +536,10 @@ class Reading:
         deadline = time.monotonic() + PATIENCE
         while True:
             # The wire has at least as many bytes as the data: decode only then.
-            while len(self.got) < data_bytes and time.monotonic() < deadline:
+            while len(self.data) < data_bytes and time.monotonic() < deadline:
                 time.sleep(0.01)
-            data, subs = telnet_decode(bytes(self.got))
-            baud = [s for s in subs if s[:2] == bytes([COM_PORT, 101])]
+            data, subs = self.decoded()
+            baud = baud_answers(subs)
             if len(data) >= data_bytes and len(baud) >= answers:
                 return data, baud
             if time.monotonic() > deadline:
@@ -583,7 +588,7 @@ def straight():
         if data != sent:
             at = next((i for i, (a, b) in enumerate(zip(data, sent)) if a != b), len(sent))
             fail(f"{name} client: {len(data)} bytes of {len(sent)}, first difference at {at}")
-        if len(baud) != answers or any(len(b) != 6 for b in baud):
+        if len(baud) != answers:
             fail(f"{name} client: answers {baud[:3]}... ({len(baud)} of {answers})")
     # Suspended, the slow client gets nothing more; resumed, all of it.
     slow.sendall(sub(8))
@@ -595,14 +600,13 @@ def straight():
     fast_reader.until(len(sent) + len(held))
     window = time.monotonic() + 0.3
     while time.monotonic() < window:
-        if len(telnet_decode(bytes(slow_reader.got))[0]) > len(sent):
+        if len(slow_reader.decoded()[0]) > len(sent):
             fail("data reached a client that asked to suspend")
         time.sleep(0.01)
     slow.sendall(sub(9))
     data, _ = slow_reader.until(len(sent) + len(held))
     if data != sent + held:
         fail(f"after resuming: {data[len(sent):]!r}")
-    fast_reader.on = slow_reader.on = False
     bridge.stop()
     if "panicked" in bridge.text():
         fail(bridge.text())
