@@ -27,6 +27,7 @@ use super::tls::settings::{self as tls, Side};
 
 mod client;
 pub mod comport;
+mod output;
 mod server;
 pub mod session;
 pub mod telnet;

@@ -7,12 +7,12 @@
 //! never lands inside data. The reader holds no lock while it waits for the socket.
 //! When nothing is queued for the writer, the thread handing the port's bytes over
 //! writes them itself, escaped the same way, under the same lock, tried and never
-//! waited for (see `impl Voice for Conn`); if the socket takes only part, the rest
-//! goes to the writer and nothing else is sent before it.
+//! waited for (see `impl Voice for Conn` and `output.rs`); if the socket takes only
+//! part, the rest goes to the writer and nothing else is sent before it.
 //! It wakes only for what the client sends, and once a second while the client watches
 //! modem lines or receive errors the port has (a pty has neither: then never).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -22,6 +22,7 @@ use crossbeam_channel::Receiver;
 use log::{debug, info};
 
 use super::comport::Com;
+use super::output::{Output, wire};
 use super::session::{Ask, Clients, Port, Session};
 use super::telnet::{self, BINARY, COM_PORT, Command, Decoder, Piece, SGA};
 use super::{Cidr, Rfc2217Listen};
@@ -99,25 +100,12 @@ pub struct Conn {
     peer: String,
     shared: Arc<Shared>,
     /// The socket's writing side: whole messages, one at a time.
-    out: Mutex<Out>,
-    /// Signalled when the rest of a straight write is out, or the writer ended.
-    uncut: Condvar,
+    out: Output,
     state: Mutex<ConnState>,
     /// Signalled when the client resumes, or its reader ends.
     resumed: Condvar,
     /// Whether it left.
     left: AtomicBool,
-}
-
-/// The writing side of a client's socket, held by whoever writes to it.
-struct Out {
-    wire: Wire,
-    /// A straight write stopped short, perhaps between the two bytes of a doubled
-    /// 0xFF: its rest is the writer's next parcel, and nothing may go on the wire
-    /// before it.
-    cut: bool,
-    /// The writer ended: no rest will be written, and no straight write is made.
-    ended: bool,
 }
 
 /// A client's protocol state.
@@ -136,36 +124,9 @@ impl Conn {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn out(&self) -> MutexGuard<'_, Out> {
-        self.out.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Sends `bytes` whole, after the rest of a straight write that stopped short.
+    /// Sends `bytes` whole (see [`Output::send`]).
     fn send(&self, bytes: &[u8]) -> io::Result<()> {
-        let mut out = self.out();
-        while out.cut {
-            out = self.uncut.wait(out).unwrap_or_else(|e| e.into_inner());
-        }
-        out.wire.write_all(bytes)
-    }
-
-    /// Writes the rest of a straight write, as it is, and lets other messages go.
-    fn send_rest(&self, rest: &[u8]) -> io::Result<()> {
-        let mut out = self.out();
-        let sent = out.wire.write_all(rest);
-        out.cut = false;
-        drop(out);
-        self.uncut.notify_all();
-        sent
-    }
-
-    /// The writer ended: nothing waits for a rest it will not write.
-    fn writer_ended(&self) {
-        let mut out = self.out();
-        out.ended = true;
-        out.cut = false;
-        drop(out);
-        self.uncut.notify_all();
+        self.out.send(bytes)
     }
 
     /// The client speaks RFC 2217 (now, or already): the first time, it is told the
@@ -341,12 +302,7 @@ impl Protocol for Server {
             ticket,
             peer: peer.to_string(),
             shared: Arc::clone(&self.shared),
-            out: Mutex::new(Out {
-                wire: stream.try_clone()?,
-                cut: false,
-                ended: false,
-            }),
-            uncut: Condvar::new(),
+            out: Output::new(stream.try_clone()?),
             state: Mutex::new(ConnState {
                 options,
                 session: Session::default(),
@@ -374,7 +330,7 @@ impl Protocol for Server {
 
     fn write(&self, conn: &Conn, _: Wire, _: Earlier, queue: Receiver<Parcel>) -> io::Result<()> {
         let result = write_client(conn, queue);
-        conn.writer_ended();
+        conn.out.writer_ended();
         result
     }
 }
@@ -385,7 +341,7 @@ impl Protocol for Server {
 fn write_client(conn: &Conn, queue: Receiver<Parcel>) -> io::Result<()> {
     for parcel in queue {
         if parcel.framed() {
-            conn.send_rest(parcel.bytes())?;
+            conn.out.send_rest(parcel.bytes())?;
         } else {
             conn.wait_resumed();
             conn.send(wire(&parcel).bytes())?;
@@ -395,16 +351,8 @@ fn write_client(conn: &Conn, queue: Receiver<Parcel>) -> io::Result<()> {
     Ok(())
 }
 
-/// `batch` as it goes on the wire, 0xFF doubled, each piece one piece of the result,
-/// so that what of it a socket does not take counts the pieces not all out.
-fn wire(batch: &Batch) -> Batch {
-    batch.map(batch.pieces(), telnet::escape)
-}
-
-/// Straight writes: the bytes the writer would write ([`wire`]), with the socket's
-/// lock tried and never waited for; none while the client asked to suspend (the
-/// writer holds them back until it resumes). A rest left by a partial send is the
-/// writer's next parcel, and every other message waits for it (`Out::cut`).
+/// Straight writes: see [`Output::try_speak`]; none while the client asked to suspend
+/// (the writer holds them back until it resumes).
 impl Voice for Conn {
     fn speak(&self, batch: &Batch, send: &mut dyn FnMut(&[u8]) -> usize) -> Option<Batch> {
         // Tried too, and let go before the socket's is tried: the thread handing the
@@ -412,18 +360,7 @@ impl Voice for Conn {
         if self.state.try_lock().ok()?.session.suspended() {
             return None;
         }
-        let mut out = self.out.try_lock().ok()?;
-        if out.cut || out.ended {
-            return None;
-        }
-        let mut wire = wire(batch);
-        let sent = send(wire.bytes());
-        if sent == 0 {
-            return None;
-        }
-        wire.advance(sent);
-        out.cut = !wire.is_empty();
-        Some(wire)
+        self.out.try_speak(batch, send)
     }
 }
 
@@ -500,6 +437,7 @@ fn read_client(conn: &Conn, stream: &mut Wire, inlet: &mut dyn Inlet) -> io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::net::{TcpListener, TcpStream};
     use std::thread;
     use std::time::Instant;
@@ -574,7 +512,7 @@ mod tests {
         // A window for a wrong answer to go out in: it would land inside the 0xFF.
         thread::sleep(Duration::from_millis(200));
         assert!(!answering.is_finished(), "the answer went before the rest");
-        conn.send_rest(rest.bytes()).unwrap();
+        conn.out.send_rest(rest.bytes()).unwrap();
         answering.join().unwrap().unwrap();
         let (data, subs) = decoded(&mut client, 4, 1);
         assert_eq!(data, b"a\xff\xffb");
@@ -602,7 +540,7 @@ mod tests {
         conn.command(Command::Sub(vec![COM_PORT, 9]), &mut replies);
         assert!(conn.speak(&batch, &mut |bytes| bytes.len()).is_some());
         // A writer that ended writes no rest: nothing is cut after it, nothing waits.
-        conn.writer_ended();
+        conn.out.writer_ended();
         assert!(
             conn.speak(&batch, &mut |_| panic!("sent after the writer"))
                 .is_none()
