@@ -223,6 +223,10 @@ fn bench_smoke_runs_the_device_pace_rows() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("| CPU µs/line | wake-ups/line | latency µs, median | 99% |"),
+        "{stdout}"
+    );
     for row in [
         "| pty <-> pty | mine |",
         "| pty -> tcp-listen, 1 client | mine |",
@@ -231,7 +235,22 @@ fn bench_smoke_runs_the_device_pace_rows() {
         "| pty -> ws-listen, 3 clients | mine |",
         "| pty -> rfc2217-listen, 3 clients | mine |",
     ] {
-        assert!(stdout.contains(row), "{stdout}");
+        // Each row's four figures (CPU, wake-ups, latency median and 99th percentile)
+        // are numbers, the latencies above zero.
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("{row}: {stdout}"));
+        let figures: Vec<f64> = line[row.len()..]
+            .split('|')
+            .map(str::trim)
+            .filter(|cell| !cell.is_empty())
+            .map(|cell| cell.parse().unwrap_or_else(|_| panic!("{line}")))
+            .collect();
+        assert!(
+            figures.len() == 4 && figures[2] > 0.0 && figures[3] >= figures[2],
+            "{line}"
+        );
     }
     // ser2net's rows, both ways it can send, where it is installed (CI installs it).
     let ser2net = std::env::var_os("PATH")
