@@ -4,8 +4,9 @@
 //! network, change its baud rate and drive DTR and RTS, as ser2net's telnet ports do.
 //!
 //! The protocol is written here with no I/O inside: [`telnet`] (the byte coding and
-//! option negotiation), [`comport`] (the commands) and [`session`] (what a server
-//! answers); `server.rs` runs it on a listener's client threads.
+//! option negotiation), [`comport`] (the commands), [`port`] (the port as a server's
+//! clients see it) and [`session`] (what a server answers); `server.rs` runs it on a
+//! listener's client threads.
 //!
 //! A remote serial port carries bytes, not lines (esptool's SLIP frames, Modbus,
 //! firmware), so this endpoint asks the bridge to forward bytes as they arrive unless
@@ -28,6 +29,7 @@ use super::tls::settings::{self as tls, Side};
 mod client;
 pub mod comport;
 mod output;
+pub mod port;
 mod server;
 pub mod session;
 pub mod telnet;
@@ -42,7 +44,7 @@ pub enum Reset {
     /// They reach the port.
     #[default]
     Pass,
-    /// esptool's reset sequences run here, with their timing (see [`session`]).
+    /// esptool's reset sequences run here, with their timing (see [`port`]).
     Esp,
     /// They are answered and go nowhere: nothing resets the board.
     None,

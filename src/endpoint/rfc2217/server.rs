@@ -23,7 +23,8 @@ use log::{debug, info};
 
 use super::comport::Com;
 use super::output::{Output, wire};
-use super::session::{Ask, Clients, Port, Session};
+use super::port::{Clients, Port};
+use super::session::{Ask, Session};
 use super::telnet::{self, BINARY, COM_PORT, Command, Decoder, Piece, SGA};
 use super::{Cidr, Rfc2217Listen};
 use crate::endpoint::contract::{Inbox, Inlet};
