@@ -9,27 +9,35 @@
 //! to it, `into[end]`: into the device go every peer's lines (one feed, so each line
 //! stays whole), into each peer the device's (the device's sources feed them all, see
 //! [`super::tee`]).
+//!
+//! This file is the loop: the state, the start, the wait and what each event does.
+//! The rest of the one `impl` sits in child modules, which see the state's private
+//! fields as before: attaching an open endpoint's threads (`attach.rs`), an endpoint
+//! that goes down and comes back (`down.rs`), the shutdown (`finish.rs`), and the
+//! `--stats` lines and the summary (`report.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
-use log::{info, warn};
+use log::info;
 
 use super::direction::Direction;
-use super::lane::{Lane, Traffic};
-use super::linked::Linked;
+use super::lane::Traffic;
 use super::options::Options;
 use super::reconnect::Reconnect;
 use super::select::{Event, Inputs, wait};
-use super::shutdown::{Patience, SHUTDOWN_GRACE, STOP_GRACE, wait_for_writers};
-use super::source::{Failed, Origin, Owner, Sources, Tally};
-use super::tee::Tee;
+use super::source::{Failed, Tally};
 use super::trace;
-use super::writer::{Failure, Writing, spawn_writer};
-use crate::endpoint::{ControlLink, Endpoint, GiveUp, Inbox, Stop};
+use super::writer::Failure;
+use crate::endpoint::{ControlLink, Endpoint, GiveUp, Stop};
 use crate::error::Error;
 use crate::framing::Batch;
+
+mod attach;
+mod down;
+mod finish;
+mod report;
 
 /// The device: the first endpoint on the command line. The others are its peers.
 pub const DEVICE: usize = 0;
@@ -164,78 +172,6 @@ impl Dispatcher {
         self.reconnect.as_ref().map_or(0, |r| r.generation(end))
     }
 
-    /// Starts moving data for the open `endpoint` number `end`: its sources feed the
-    /// directions out of it (into every peer, or into the device), and a writer takes
-    /// the direction into it.
-    fn attach(&mut self, end: usize, endpoint: Endpoint) -> Result<(), Error> {
-        let name = self.names[end].clone();
-        self.ends_input[end] = endpoint.ends_input();
-        let settle = endpoint.settle();
-        let origin = Origin {
-            end,
-            generation: self.generation(end),
-        };
-        let (alive, alive_rx) = bounded(0);
-        let hub = self.hub();
-        let owner = |label: String, tally: Option<Arc<Tally>>| Owner {
-            origin,
-            label,
-            // A hub's peers share the direction into the device.
-            client: hub && tally.is_some(),
-            tally,
-            alive: alive.clone(),
-        };
-        let inbox: Box<dyn Inbox> = if end == DEVICE {
-            let mut tee: Vec<Sources> = (1..self.names.len())
-                .map(|peer| {
-                    let label = format!("{name} -> {}", self.names[peer]);
-                    self.into[peer].sources(owner(label, None))
-                })
-                .collect();
-            match tee.len() {
-                1 => Box::new(tee.pop().expect("one peer")),
-                _ => Box::new(Tee(tee)),
-            }
-        } else {
-            let label = format!("{name} -> {}", self.names[DEVICE]);
-            let tally = self.tallies[end].clone();
-            Box::new(self.into[DEVICE].sources(owner(label, tally)))
-        };
-        drop(alive);
-        self.alive[end] = Some(alive_rx);
-        self.links[end].set(endpoint.control());
-        let across = self.across(end);
-        let link = across.map_or_else(ControlLink::default, |i| self.links[i].clone());
-        let across = across.map(|i| self.names[i].clone());
-        let inbox = Box::new(Linked(inbox, link, across));
-        let setup = |what: &str| {
-            let what = format!("cannot start {what} for {name}");
-            move |source| Error::Setup { what, source }
-        };
-        let running = endpoint
-            .start(inbox, self.give_up.clone())
-            .map_err(setup("threads"))?;
-        let writing = Writing {
-            name: name.clone(),
-            end,
-            generation: origin.generation,
-            lane: Arc::clone(self.into[end].lane()),
-            fail: self.fail_tx.clone(),
-            done: self.done.clone().expect("endpoints attach before shutdown"),
-            give_up: self.give_up.clone(),
-        };
-        let out = spawn_writer(running.outbox, writing).map_err(setup("the writer thread"))?;
-        self.into[end].connect(out);
-        if let Some(old) = self.stops[end].replace(running.stop) {
-            old.stop(Instant::now() + STOP_GRACE);
-        }
-        match settle {
-            Some(time) => self.into[end].settle(time, running.direct),
-            None => self.into[end].release(running.direct),
-        }
-        Ok(())
-    }
-
     /// Moves lines until a stop or the end of input (`Ok`), or a failure (`Err`).
     fn forward(&mut self) -> Result<End, Error> {
         loop {
@@ -319,145 +255,5 @@ impl Dispatcher {
             dir.put_held(held);
         }
         event
-    }
-
-    /// `--stats`: the traffic lines, and the time of the next.
-    fn log_stats(&mut self, now: Instant) {
-        let (Some(at), Some(every)) = (self.stats_at, self.options.stats) else {
-            return;
-        };
-        if now < at {
-            return;
-        }
-        self.report(false).iter().for_each(|line| info!("{line}"));
-        self.stats_at = Some(Instant::now() + every);
-    }
-
-    /// One line per direction: to each peer, then into the device; in a hub, also one
-    /// per peer for what it handed to the device. With `last`, the summary's lines,
-    /// which also say what did not get through.
-    fn report(&self, last: bool) -> Vec<String> {
-        // With one peer, the reconnects of both; in a hub, each line its own peer's
-        // (the device's on the line into it).
-        let reconnects = |end: usize| {
-            self.reconnect.as_ref().map(|r| match self.hub() {
-                true => r.reconnects_of(end),
-                false => r.reconnects(),
-            })
-        };
-        let line = |end: usize| match last {
-            true => self.into[end].summary(reconnects(end)),
-            false => self.into[end].traffic(reconnects(end)),
-        };
-        let mut lines: Vec<String> = (1..self.into.len()).map(line).collect();
-        for (end, tally) in self.tallies.iter().enumerate() {
-            if let Some(tally) = tally {
-                let label = format!("{} -> {}", self.names[end], self.names[DEVICE]);
-                let shown = trace::Shown {
-                    reconnects: reconnects(end),
-                    dropped: true,
-                    read: true,
-                    ..trace::Shown::default()
-                };
-                let (taken, missed) = (tally.taken(), tally.missed());
-                let framing = &self.options.framing;
-                lines.push(trace::traffic(&label, &taken, framing, missed, shown));
-            }
-        }
-        lines.push(line(DEVICE));
-        lines
-    }
-
-    /// The endpoint `end` is gone. Without `--reconnect` that ends the bridge with
-    /// `error`; with it, the endpoint goes down and is opened again.
-    fn lose(&mut self, end: usize, error: Error) -> Result<(), Error> {
-        let Some(reconnect) = &self.reconnect else {
-            return Err(error);
-        };
-        if !reconnect.is_down(end) {
-            warn!("{error}; reconnecting");
-            self.go_down(end);
-        }
-        Ok(())
-    }
-
-    /// The endpoint across from `end` (its serial port link, its name): the other of
-    /// two endpoints; in a hub, the device for a peer and none for the device.
-    fn across(&self, end: usize) -> Option<usize> {
-        match (self.hub(), end) {
-            (false, DEVICE) => Some(1),
-            (_, DEVICE) => None,
-            _ => Some(DEVICE),
-        }
-    }
-
-    /// Marks `end` down and starts opening it again: what it sent before it went still
-    /// goes on, and lines for it wait in a backlog.
-    fn go_down(&mut self, end: usize) {
-        let Some(reconnect) = &mut self.reconnect else {
-            return;
-        };
-        if !reconnect.lost(end) {
-            return;
-        }
-        self.links[end].set(None);
-        if end == DEVICE {
-            for peer in 1..self.into.len() {
-                self.into[peer].sources_gone(SHUTDOWN_GRACE);
-            }
-        } else if !self.hub() {
-            self.into[DEVICE].sources_gone(SHUTDOWN_GRACE);
-        }
-        // A hub's peer shares the direction into the device with the others: what its
-        // sources still read goes on, until it is stopped when it opens again.
-        self.into[end].destination_gone();
-    }
-
-    /// The endpoint `end` is open again: new threads, and its backlog goes out first
-    /// (after it settles, if it asks to).
-    fn restore(&mut self, end: usize, endpoint: Endpoint) -> Result<(), Error> {
-        let Some(reconnect) = &mut self.reconnect else {
-            return Ok(());
-        };
-        let since = reconnect.back(end);
-        let name = &self.names[end];
-        info!("{name}: back after {:.1} s", since.as_secs_f64());
-        self.attach(end, endpoint)
-    }
-
-    /// Forwards everything already read, lets the writers drain, logs the summary and
-    /// stops every endpoint; see [`super::shutdown`]. With `patient` (the input ended),
-    /// everything is written however long the ports take, unless a stop signal comes
-    /// meanwhile; then the usual grace applies.
-    fn finish(&mut self, patient: bool) {
-        if let Some(reconnect) = &mut self.reconnect {
-            reconnect.cancel();
-        }
-        // Sources waiting for a full destination hand the rest over instead.
-        self.into.iter().for_each(Direction::stop);
-        let mut patience = Patience::new(patient, &self.stop);
-        if self.hub() {
-            // A stuck peer must not keep a hub whose input ended running for ever.
-            let lanes: Vec<Arc<Lane>> = self.into.iter().map(|d| Arc::clone(d.lane())).collect();
-            patience = patience.while_moving(move || lanes.iter().map(|l| l.outstanding()).sum());
-        }
-        let now = Instant::now();
-        for dir in &mut self.into {
-            dir.end_settling(now, true);
-        }
-        let count = self.into.len();
-        for into in (1..count).chain([DEVICE]) {
-            let deadline = patience.deadline();
-            self.into[into].hand_over(deadline, || !patience.over());
-        }
-        self.done = None;
-        wait_for_writers(&self.done_rx, &mut patience, &self.give_up);
-        self.report(true).iter().for_each(|line| info!("{line}"));
-        // Listeners stop taking clients, connections say goodbye, pty links go: all
-        // within one grace, however many peers a hub has.
-        let deadline = patience.stops_by();
-        for stop in self.stops.iter_mut().filter_map(Option::take) {
-            stop.stop(deadline);
-        }
     }
 }

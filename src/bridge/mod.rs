@@ -45,7 +45,10 @@
 //!   over-long line a destination is in the middle of.
 //! - `direction.rs`: a direction's state as the dispatcher keeps it; `backlog.rs`;
 //!   `lag.rs`: a hub's peer that falls behind.
-//! - `dispatcher.rs`: the one thread that decides; `select.rs`: its wait.
+//! - `dispatcher.rs`: the one thread that decides, its loop; beside it in
+//!   `dispatcher/`, attaching an endpoint's threads (`attach.rs`), an endpoint that
+//!   goes down and comes back (`down.rs`), the shutdown (`finish.rs`) and the
+//!   `--stats` lines and summary (`report.rs`); `select.rs`: its wait.
 //! - `writer.rs`: a thread per endpoint, so a port that drains slowly holds back only
 //!   its own direction.
 //! - `reconnect.rs`: `--reconnect`, opening lost endpoints again; `linked.rs`: the
