@@ -38,9 +38,9 @@
 //! **Rooms.** Each file owns its state; none reaches into another's.
 //! - `options.rs`: the options from the command line.
 //! - `handoff.rs`: the hand-off state machine, and its model check.
-//! - `source.rs`: sources, as the endpoint's inbox and inlets; `feed.rs`: the
-//!   dispatcher's end of them, gathering partial lines; `tee.rs`: a hub's device
-//!   feeding every peer's direction.
+//! - `source.rs`: sources, as the endpoint's inbox (one source's inlet, the way in an
+//!   endpoint feeds, in `source/inlet.rs`); `feed.rs`: the dispatcher's end of them,
+//!   gathering partial lines; `tee.rs`: a hub's device feeding every peer's direction.
 //! - `lane.rs`: the direct route's rule and the direction's accounts; `turn.rs`: whose
 //!   over-long line a destination is in the middle of.
 //! - `direction.rs`: a direction's state as the dispatcher keeps it; `backlog.rs`;

@@ -6,7 +6,8 @@
 
 use std::io;
 
-use super::source::{SourceInlet, Sources};
+use super::source::Sources;
+use super::source::inlet::SourceInlet;
 use crate::endpoint::{Inbox, Inlet};
 
 /// The device's sources in every peer's direction.
