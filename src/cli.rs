@@ -24,7 +24,7 @@ mod usage;
 
 pub use log::LogConfig;
 
-use check::{Unit, bounded_wait, check_log_file, same_endpoint};
+use check::{Unit, bounded_wait, check_log_file, coalesce_window, same_endpoint};
 
 /// Bridge two endpoints (serial ports, TCP, WebSocket, MQTT, UDP, stdin/stdout, a
 /// pty): every complete line read on one is written to the other, byte for byte. Give
@@ -80,6 +80,11 @@ pub struct Args {
     /// bootloader ignores input after the reset that opening causes); per port: settle=MS
     #[argh(option, arg_name = "MS")]
     pub settle: Option<u64>,
+
+    /// at a fast serial port's pace, let its lines wait up to US microseconds to share
+    /// a read: less CPU per line, at most US µs more latency (default 0: read at once)
+    #[argh(option, arg_name = "US")]
+    pub coalesce: Option<u64>,
 
     /// lines kept for a port that is down, or waiting for a peer of a hub that falls
     /// behind; the oldest go first (default 256)
@@ -293,6 +298,7 @@ impl Args {
         if let Some(file) = &self.log_file {
             check_log_file(file, &ports)?;
         }
+        let coalesce = coalesce_window(self.coalesce, &ports)?;
         for (i, a) in ports.iter().enumerate() {
             for b in &ports[i + 1..] {
                 a.check_pair(b).map_err(usage)?;
@@ -392,6 +398,7 @@ impl Args {
                 stats,
                 baud,
                 settle,
+                coalesce,
             },
             log: LogConfig {
                 level,
@@ -528,6 +535,20 @@ mod tests {
             "--list takes no endpoint, but '/dev/ttyACM0' was given"
         );
         assert!(usage_error(&["--version", "-", "x"]).contains("but '-' was given"));
+    }
+
+    #[test]
+    fn coalesce_is_a_window_in_microseconds_where_a_serial_port_is() {
+        assert_eq!(config(&["/a", "/b"]).bridge.coalesce, Duration::ZERO);
+        let c = config(&["--coalesce", "250", "/a", "tcp://h:1"]);
+        assert_eq!(c.bridge.coalesce, Duration::from_micros(250));
+        let c = config(&["--coalesce", "1000000", "usb:2341:0043", "-"]);
+        assert_eq!(c.bridge.coalesce, Duration::from_secs(1));
+        assert!(
+            usage_error(&["--coalesce", "100", "tcp-listen://5000", "-"])
+                .contains("no serial port")
+        );
+        assert!(usage_error(&["--coalesce", "1000001", "/a", "/b"]).contains("a second"));
     }
 
     #[test]

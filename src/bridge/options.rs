@@ -27,6 +27,9 @@ pub struct Options {
     pub baud: u32,
     /// How long to hold lines for a port after it opens, where it sets none (`--settle`).
     pub settle: Option<Duration>,
+    /// How long a serial port's reader lets lines gather while the port is busy
+    /// (`--coalesce`; zero: never).
+    pub coalesce: Duration,
 }
 
 /// Lines kept for a down endpoint by default: several seconds of a chatty device at
@@ -46,6 +49,7 @@ impl Default for Options {
             stats: None,
             baud: DEFAULT_BAUD,
             settle: None,
+            coalesce: Duration::ZERO,
         }
     }
 }
@@ -58,6 +62,7 @@ impl Options {
             max_clients: self.max_clients,
             baud: self.baud,
             settle: self.settle,
+            coalesce: self.coalesce,
         }
     }
 }

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::endpoint::{LONGEST_WAIT, Place, Spec};
+use crate::endpoint::serial::Settings;
+use crate::endpoint::{LONGEST_WAIT, Place, Spec, coalesce};
 use crate::error::Error;
 
 /// The unit an option's time is given in.
@@ -48,6 +49,27 @@ pub fn bounded_wait(
         )));
     }
     Ok(Some(time))
+}
+
+/// `--coalesce`'s window: at most [`coalesce::LONGEST`], and only where a serial port
+/// is given, the one kind it applies to.
+pub fn coalesce_window(value: Option<u64>, ports: &[Spec]) -> Result<Duration, Error> {
+    let Some(micros) = value else {
+        return Ok(Duration::ZERO);
+    };
+    let most = coalesce::LONGEST.as_micros();
+    if u128::from(micros) > most {
+        return Err(Error::Usage(format!(
+            "--coalesce {micros}: must be from 0 to {most} µs (a second); \
+             a few hundred is plenty"
+        )));
+    }
+    if !ports.iter().any(|port| port.kind::<Settings>().is_some()) {
+        return Err(Error::Usage(
+            "--coalesce applies to the reads of a serial port, and no serial port is given".into(),
+        ));
+    }
+    Ok(Duration::from_micros(micros))
 }
 
 /// Whether two specs name the same endpoint: the same path (following links such as

@@ -109,6 +109,9 @@ pub struct Defaults {
     pub baud: u32,
     /// How long to hold lines for a port after it opens, where it sets none (`--settle`).
     pub settle: Option<Duration>,
+    /// How long a serial port's reader lets lines gather while the port is busy
+    /// (`--coalesce`; zero: never).
+    pub coalesce: Duration,
 }
 
 impl Default for Defaults {
@@ -118,6 +121,7 @@ impl Default for Defaults {
             max_clients: None,
             baud: DEFAULT_BAUD,
             settle: None,
+            coalesce: Duration::ZERO,
         }
     }
 }

@@ -33,8 +33,9 @@
 //! | `pty`, `pty:LINK` | a new pseudo-terminal, [`pty`] (Unix) |
 //!
 //! Shared helpers live in leaf files every kind may use and none of which uses a
-//! kind: [`contract`], [`stream`], [`settings`], and [`unix`] for what only Unix offers.
+//! kind: [`contract`], [`stream`], [`coalesce`], [`settings`], and [`unix`] for what only Unix offers.
 
+pub mod coalesce;
 pub mod contract;
 pub mod control;
 pub mod listen;

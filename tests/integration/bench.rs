@@ -234,6 +234,9 @@ fn bench_smoke_runs_the_device_pace_rows() {
         "| pty -> hub of 3 tcp:// peers | mine |",
         "| pty -> ws-listen, 3 clients | mine |",
         "| pty -> rfc2217-listen, 3 clients | mine |",
+        "| pty <-> pty | mine --coalesce 100 |",
+        "| pty -> tcp-listen, 3 clients | mine --coalesce 100 |",
+        "| pty -> hub of 3 tcp:// peers | mine --coalesce 100 |",
     ] {
         // Each row's four figures (CPU, wake-ups, latency median and 99th percentile)
         // are numbers, the latencies above zero.

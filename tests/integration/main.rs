@@ -6,6 +6,7 @@
 mod adding;
 mod bench;
 mod cli;
+mod coalesce;
 mod endpoints;
 mod hub;
 mod inproc;

@@ -3,7 +3,7 @@
 use std::thread;
 use std::time::Duration;
 
-use crate::util::{Bridge, PATIENCE, Pty, lines, read_exactly, read_for, write_all};
+use crate::util::{Bridge, PATIENCE, Pty, both_ways, lines, read_exactly, read_for, write_all};
 
 /// Starts a bridge between two fresh ptys with `extra` options.
 fn setup(extra: &[&str]) -> (Pty, Pty, Bridge) {
@@ -25,19 +25,7 @@ fn a_to_b(a: &mut Pty, b: &mut Pty, data: &[u8], expect: &[u8]) {
 fn both_directions_at_once_100k_lines_each_way() {
     let (a, b, bridge) = setup(&[]);
     let (to_b, to_a) = (lines(b'A', 100_000), lines(b'B', 100_000));
-    let writers = [
-        (a.master_clone(), to_b.clone()),
-        (b.master_clone(), to_a.clone()),
-    ]
-    .map(|(mut port, data)| thread::spawn(move || write_all(&mut port, &data)));
-    let (mut ra, mut rb) = (a.master_clone(), b.master_clone());
-    let n = to_a.len();
-    let reader = thread::spawn(move || read_exactly(&mut ra, n, PATIENCE));
-    let got_b = read_exactly(&mut rb, to_b.len(), PATIENCE);
-    let got_a = reader.join().unwrap();
-    for w in writers {
-        w.join().unwrap();
-    }
+    let (got_b, got_a) = both_ways(&a, &b, &to_b, &to_a);
     assert!(got_b == to_b, "A -> B differs");
     assert!(got_a == to_a, "B -> A differs");
     bridge.signal("INT");

@@ -133,6 +133,25 @@ pub fn read_for(port: &mut dyn Read, wait: Duration) -> Vec<u8> {
     out
 }
 
+/// Writes `to_b` into `a` and `to_a` into `b` at once; returns what came out of `b`
+/// and of `a`, as many bytes as were sent each way.
+pub fn both_ways(a: &Pty, b: &Pty, to_b: &[u8], to_a: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let writers = [
+        (a.master_clone(), to_b.to_vec()),
+        (b.master_clone(), to_a.to_vec()),
+    ]
+    .map(|(mut port, data)| thread::spawn(move || write_all(&mut port, &data)));
+    let (mut ra, mut rb) = (a.master_clone(), b.master_clone());
+    let n = to_a.len();
+    let reader = thread::spawn(move || read_exactly(&mut ra, n, PATIENCE));
+    let got_b = read_exactly(&mut rb, to_b.len(), PATIENCE);
+    let got_a = reader.join().expect("the reader of A");
+    for w in writers {
+        w.join().expect("a writer");
+    }
+    (got_b, got_a)
+}
+
 /// The serial-bridge binary, running, with its stderr collected.
 pub struct Bridge {
     pub child: Child,

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serialport::{DataBits, FlowControl, Parity, SerialPort, StopBits};
 
+use super::coalesce::Coalescing;
 use super::contract::{Endpoint, Kind, Opening, Place};
 use super::control::{Control, Line};
 use super::settings::{LONGEST_WAIT, each_setting, on_off};
@@ -204,11 +205,13 @@ impl Kind for Settings {
         self.path.clone()
     }
 
-    /// Opens the port; `--baud` and `--settle` fill in what its settings leave out.
+    /// Opens the port; `--baud` and `--settle` fill in what its settings leave out, and
+    /// `--coalesce` applies to its reads.
     fn open(&self, opening: &Opening<'_>) -> io::Result<Endpoint> {
         let defaults = opening.defaults;
         let settle = self.settle.or(defaults.settle);
         let (stream, device, control) = open(self, self.baud.unwrap_or(defaults.baud))?;
+        let stream = stream.map_reader(|inner| Coalescing::wrap(inner, defaults.coalesce));
         Ok(Endpoint::new(opening.name, stream)
             .settling(settle)
             .holding(device)
