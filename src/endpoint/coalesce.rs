@@ -2,12 +2,14 @@
 //!
 //! A device that hands over one line per read (a USB CDC board, a fast UART) costs the
 //! bridge a wake-up, a read and a hand-on per line: at 20,000 lines/s that is most of
-//! its CPU. [`Coalescing`] wraps a device's read half: after a read that found data
-//! within the window of asking (the device is sending faster than one line per
+//! its CPU. [`Coalescing`] wraps a device's read half: after a read that found a little
+//! data within the window of asking (the device is sending faster than one line per
 //! window), it waits out the window before reading again, so whatever arrived
 //! meanwhile comes in one read and goes on together. A read that waited longer for its
 //! data (a quiet device, a line now and then, a request and its answer slower than the
-//! window) is followed by the next read at once.
+//! window) is followed by the next read at once, and so is a read that brought
+//! [`ENOUGH`] bytes or more: many lines already share its cost, and waiting would only
+//! cap a flood's throughput.
 //!
 //! The bound: no byte waits in the OS more than the window (plus the OS's timer slack,
 //! about 50 µs on Linux; Windows' sleeps are coarser) before it is read. The first line
@@ -24,11 +26,17 @@ use std::time::{Duration, Instant};
 /// worth a few hundred microseconds), short enough that a mistyped value is caught.
 pub const LONGEST: Duration = Duration::from_secs(1);
 
+/// A read this big needs no company: 32 lines of 32 bytes share its wake-up, read and
+/// writes, so waiting before the next would save little, and it would cap a flood (a
+/// pty hands over at most 4 KiB per read).
+pub const ENOUGH: usize = 1024;
+
 /// A read half whose reads wait out `window` while the device is busy (module doc).
 pub struct Coalescing {
     inner: Box<dyn Read + Send>,
     window: Duration,
-    /// The last read found data within the window of asking: wait before the next.
+    /// The last read found a little data within the window of asking: wait before the
+    /// next.
     busy: bool,
 }
 
@@ -53,7 +61,7 @@ impl Read for Coalescing {
         }
         let asked = Instant::now();
         let read = self.inner.read(buf);
-        self.busy = matches!(read, Ok(n) if n > 0) && asked.elapsed() < self.window;
+        self.busy = matches!(read, Ok(n) if n > 0 && n < ENOUGH) && asked.elapsed() < self.window;
         read
     }
 }
@@ -109,6 +117,19 @@ mod tests {
         far.write_all(b"next\n").unwrap();
         let n = near.read(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"next\n");
+        assert!(start.elapsed() < window, "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn a_big_read_is_followed_by_the_next_at_once() {
+        let window = Duration::from_millis(300);
+        let (mut far, mut near) = pair(window);
+        let mut buf = vec![0; 4 * ENOUGH];
+        far.write_all(&[b'x'; ENOUGH]).unwrap();
+        assert_eq!(near.read(&mut buf).unwrap(), ENOUGH);
+        let start = Instant::now();
+        far.write_all(b"more\n").unwrap();
+        assert_eq!(near.read(&mut buf).unwrap(), 5);
         assert!(start.elapsed() < window, "{:?}", start.elapsed());
     }
 
