@@ -256,21 +256,9 @@ impl Clients {
 #[cfg(test)]
 mod tests {
     use super::super::comport::{Com, control};
-    use super::super::session::{Ask, Session};
+    use super::super::session::Session;
+    use super::super::session::tests::ask;
     use super::*;
-
-    fn ask<'a>(
-        port: &'a mut Port,
-        control: Option<&'a Arc<dyn Control>>,
-        in_control: bool,
-    ) -> Ask<'a> {
-        Ask {
-            port,
-            control,
-            in_control,
-            peer: "peer",
-        }
-    }
 
     #[test]
     fn without_a_port_or_modem_lines_the_levels_asked_for_are_kept() {

@@ -261,7 +261,7 @@ impl Session {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::io;
     use std::sync::Mutex;
     use std::thread;
@@ -324,7 +324,8 @@ mod tests {
         }
     }
 
-    fn ask<'a>(
+    /// A question from "peer" about `port`, for these tests and port.rs's.
+    pub(in super::super) fn ask<'a>(
         port: &'a mut Port,
         control: Option<&'a Arc<dyn Control>>,
         in_control: bool,
